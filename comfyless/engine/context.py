@@ -1,0 +1,125 @@
+"""RunContext: everything a node may touch besides its inputs.
+
+Files (base dir folders), progress events, the interrupt flag and seeded RNG all go through
+the context, never module globals, so a test can hand a node a context over `tmp_path`.
+
+State: `paths` (folders), `listeners` (progress callbacks), `interrupt` (set by Ctrl-C; nodes
+call `check_interrupt()` at step boundaries), `node_id`/`class_type` of the node now running,
+`prompt`/`extra_pnginfo` (what SaveImage embeds in PNGs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ..typesys.errors import InvalidValue, Interrupted
+from .paths import BasePaths, check_relative_name, ensure_inside
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """kind: 'started' | 'finished' | 'cached' | 'progress' | 'message'."""
+
+    kind: str
+    node_id: str | None
+    class_type: str | None = None
+    value: int | None = None
+    max: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class RunContext:
+    paths: BasePaths
+    listeners: list[Listener] = field(default_factory=list)
+    interrupt: threading.Event = field(default_factory=threading.Event)
+    node_id: str | None = None
+    class_type: str | None = None
+    prompt: dict[str, Any] | None = None
+    extra_pnginfo: dict[str, Any] | None = None
+    device: str = field(default_factory=lambda: os.environ.get("COMFYLESS_DEVICE", "cpu"))
+
+    @classmethod
+    def create(cls, base_dir: str | os.PathLike | None = None, **kw: Any) -> RunContext:
+        return cls(BasePaths.resolve(base_dir), **kw)
+
+    def for_node(self, node_id: str, class_type: str) -> RunContext:
+        """A view of this context for one node (shares listeners and the interrupt flag)."""
+        return replace(self, node_id=node_id, class_type=class_type)
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, event: ProgressEvent) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+    def progress(self, value: int, total: int, **info: Any) -> None:
+        """Report step `value` of `total` (e.g. a training step with its loss); checks interrupt."""
+        self.emit(ProgressEvent("progress", self.node_id, self.class_type, value, total, info))
+        self.check_interrupt()
+
+    def check_interrupt(self) -> None:
+        if self.interrupt.is_set():
+            raise Interrupted("interrupted by the user", node_id=self.node_id)
+
+    # -- randomness -----------------------------------------------------------------------
+    @staticmethod
+    def generator(seed: int, device: str = "cpu"):
+        """A torch.Generator seeded from a node's own seed input (never the global RNG)."""
+        import torch
+
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        return gen
+
+    # -- files ----------------------------------------------------------------------------
+    def find(self, kind: str, name: str, input_name: str | None = None) -> Path:
+        """An existing file of `kind` ('checkpoints', 'loras', 'input', ...) named by an input."""
+        return self.paths.find(kind, name, node_id=self.node_id, input_name=input_name)
+
+    def save_path(self, prefix: str, ext: str, *, folder: str = "output",
+                  input_name: str = "filename_prefix") -> Path:
+        """A new, unused `<folder>/<sub>/<base>_<counter:05>_<ext>` path for `prefix`.
+
+        The counter is 1 + the highest counter already used by that exact name pattern, so an
+        earlier file is never overwritten (ComfyUI's SaveLoRA can overwrite; we do not).
+        """
+        check_relative_name(prefix, node_id=self.node_id, input_name=input_name)
+        root = self.paths.folders(folder)[0]
+        target_dir = (root / prefix).parent
+        base = Path(prefix).name
+        if not base:
+            raise InvalidValue("empty file name prefix", node_id=self.node_id,
+                               input_name=input_name)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        ensure_inside(target_dir, root, node_id=self.node_id, input_name=input_name)
+        pattern = re.compile(re.escape(base) + r"_(\d+)_" + re.escape(ext) + "$")
+        used = [int(m.group(1)) for p in target_dir.iterdir() if (m := pattern.match(p.name))]
+        counter = max(used, default=0) + 1
+        return target_dir / f"{base}_{counter:05}_{ext}"
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temp file beside `path`, then rename it into place.
+
+    Nothing half-written is ever visible under `path`; on failure the temp file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,175 @@
+"""Where files live: a base directory in ComfyUI's layout, plus extra_model_paths.yaml.
+
+Layout under the base dir: models/<kind>/, input/, output/, temp/. A name given by a workflow
+is always relative to one of a kind's folders and may never leave it (no `..`, no absolute
+paths, no symlinks pointing outside).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..typesys.errors import InvalidValue, WorkflowError
+
+ENV_BASE_DIR = "COMFYLESS_BASE_DIR"
+DEFAULT_BASE_DIR = "comfyless-data"
+
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+# kind -> folder names under models/ (first is where new files go). ComfyUI renamed "unet"
+# to "diffusion_models" and "clip" to "text_encoders" but still reads both.
+MODEL_KINDS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints",),
+    "loras": ("loras",),
+    "vae": ("vae",),
+    "diffusion_models": ("diffusion_models", "unet"),
+    "text_encoders": ("text_encoders", "clip"),
+    "embeddings": ("embeddings",),
+}
+KIND_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+
+
+@dataclass
+class BasePaths:
+    """The folders of one base directory, and extra model folders from YAML files."""
+
+    base: Path
+    extra: dict[str, list[Path]] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, base_dir: str | os.PathLike | None = None) -> BasePaths:
+        """--base-dir, else $COMFYLESS_BASE_DIR, else ./comfyless-data; reads extra_model_paths."""
+        chosen = base_dir or os.environ.get(ENV_BASE_DIR) or DEFAULT_BASE_DIR
+        paths = cls(Path(chosen).expanduser().resolve())
+        yaml_file = paths.base / "extra_model_paths.yaml"
+        if yaml_file.is_file():
+            paths.extra = read_extra_model_paths(yaml_file)
+        return paths
+
+    @property
+    def input_dir(self) -> Path:
+        return self.base / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.base / "temp"
+
+    def folders(self, kind: str) -> list[Path]:
+        """Every folder files of `kind` are looked up in, in priority order."""
+        kind = KIND_ALIASES.get(kind, kind)
+        if kind == "input":
+            return [self.input_dir]
+        if kind == "output":
+            return [self.output_dir]
+        if kind == "temp":
+            return [self.temp_dir]
+        if kind not in MODEL_KINDS:
+            raise KeyError(f"unknown folder kind {kind!r}")
+        found = [self.base / "models" / name for name in MODEL_KINDS[kind]]
+        found += self.extra.get(kind, [])
+        if kind == "loras":
+            found.append(self.output_dir / "loras")  # trained LoRAs are usable at once
+        return found
+
+    def list_files(self, kind: str, extensions: tuple[str, ...] | None = None) -> list[str]:
+        """Sorted, '/'-separated names of the files of `kind`, relative to their folder."""
+        if extensions is None:
+            extensions = IMAGE_EXTENSIONS if kind == "input" else MODEL_EXTENSIONS
+        names: set[str] = set()
+        for folder in self.folders(kind):
+            if not folder.is_dir():
+                continue
+            for root, dirs, files in os.walk(folder, followlinks=True):
+                dirs.sort()
+                rel = Path(root).relative_to(folder)
+                for name in files:
+                    if name.lower().endswith(extensions):
+                        names.add((rel / name).as_posix())
+        return sorted(names)
+
+    def list_dirs(self, kind: str) -> list[str]:
+        """Sorted, '/'-separated sub-folders (recursive) of the folders of `kind`."""
+        names: set[str] = set()
+        for folder in self.folders(kind):
+            if not folder.is_dir():
+                continue
+            for root, dirs, _files in os.walk(folder, followlinks=True):
+                dirs.sort()
+                for d in dirs:
+                    names.add((Path(root).relative_to(folder) / d).as_posix())
+        return sorted(names)
+
+    def find(self, kind: str, name: str, *, node_id: str | None = None,
+             input_name: str | None = None) -> Path:
+        """The existing file or folder `name` of `kind`; clear errors for escapes and misses."""
+        where = {"node_id": node_id, "input_name": input_name}
+        check_relative_name(name, **where)
+        for folder in self.folders(kind):
+            candidate = folder / name
+            if candidate.exists():
+                ensure_inside(candidate, folder, **where)
+                return candidate
+        present = self.list_files(kind) if kind != "input" else self.list_files(kind)
+        shown = ", ".join(present[:20]) or "nothing"
+        where_looked = ", ".join(str(f) for f in self.folders(kind))
+        raise InvalidValue(
+            f"{kind} file {name!r} not found in {where_looked}; present: {shown}", **where
+        )
+
+
+def check_relative_name(name: str, *, node_id: str | None = None,
+                        input_name: str | None = None) -> None:
+    """Refuse absolute names and `..` parts: a workflow may not point outside its folders."""
+    path = Path(name)
+    if not name or path.is_absolute() or name.startswith(("/", "\\")) or ".." in path.parts \
+            or "\\.." in name or (len(name) > 1 and name[1] == ":"):
+        raise InvalidValue(
+            f"path {name!r} must be a name relative to its folder (no '..', not absolute)",
+            node_id=node_id, input_name=input_name,
+        )
+
+
+def ensure_inside(path: Path, folder: Path, *, node_id: str | None = None,
+                  input_name: str | None = None) -> None:
+    """Refuse a path that resolves (through symlinks) outside `folder`."""
+    real, root = path.resolve(), folder.resolve()
+    if real != root and root not in real.parents:
+        raise InvalidValue(
+            f"path {str(path)!r} resolves to {str(real)!r}, outside {str(root)!r}",
+            node_id=node_id, input_name=input_name,
+        )
+
+
+def read_extra_model_paths(yaml_file: Path) -> dict[str, list[Path]]:
+    """ComfyUI's extra_model_paths.yaml: sections with base_path and kind: sub-folder lines."""
+    import yaml  # only when the file exists
+
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorkflowError(f"cannot read {yaml_file}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{yaml_file}: expected a mapping of sections")
+    extra: dict[str, list[Path]] = {}
+    for section, conf in data.items():
+        if not isinstance(conf, dict):
+            raise WorkflowError(f"{yaml_file}: section {section!r} must be a mapping")
+        base = Path(os.path.expanduser(str(conf.get("base_path", yaml_file.parent))))
+        if not base.is_absolute():
+            base = yaml_file.parent / base
+        for kind, value in conf.items():
+            if kind in ("base_path", "is_default"):
+                continue
+            kind = KIND_ALIASES.get(kind, kind)
+            for line in str(value).splitlines():
+                line = line.strip()
+                if line:
+                    extra.setdefault(kind, []).append(base / os.path.expanduser(line))
+    return extra

@@ -1,0 +1,194 @@
+"""Declarative node schemas: inputs, outputs and flags, frozen and self-checked.
+
+A node is data plus one function (`Node.schema` + `Node.execute`). The schema tells the
+validator, the cache, the UI-format converter and `comfyless nodes` everything they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Callable, ClassVar
+
+from .errors import SchemaError
+from .types import IOType
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input socket/widget, in UI widget order.
+
+    `choices_from` names a model/input folder kind ("checkpoints", "loras", "input", ...): the
+    choices are the files found there, resolved at validation time; `extra_choices` are fixed
+    values added after them (e.g. "[None]"). `control_after_generate` marks INT inputs after
+    which the UI stores an extra control value in widgets_values (seed inputs always have it).
+    """
+
+    name: str
+    type: IOType
+    _: KW_ONLY
+    default: Any = NO_DEFAULT
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    round: float | None = None
+    choices: tuple[Any, ...] | None = None
+    choices_from: str | None = None
+    choices_dirs_only: bool = False
+    extra_choices: tuple[str, ...] = ()
+    optional: bool = False
+    force_input: bool = False
+    multiline: bool = False
+    control_after_generate: bool = False
+    image_upload: bool = False
+    display_name: str | None = None
+    tooltip: str = ""
+
+    @property
+    def is_widget(self) -> bool:
+        """True if the UI stores a value for this input in widgets_values."""
+        return self.type.widget and not self.force_input
+
+    @property
+    def ui_extra_values(self) -> int:
+        """How many frontend-only values follow this widget's value in widgets_values."""
+        if not self.is_widget:
+            return 0
+        if self.type.name == "INT" and (
+            self.control_after_generate or self.name in ("seed", "noise_seed")
+        ):
+            return 1
+        if self.type.name == "COMBO" and self.control_after_generate:
+            return 2
+        if self.image_upload:
+            return 1
+        return 0
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output slot; `is_list` outputs emit a list that consumers receive item by item."""
+
+    name: str
+    type: IOType
+    _: KW_ONLY
+    is_list: bool = False
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSchema:
+    """Everything about a node except how it computes.
+
+    `legacy_outputs`: an older output layout of the same class_type (e.g. TrainLoraNode's
+    `(model, lora, loss_map, steps)`); the engine maps links made for it onto `outputs`.
+    """
+
+    class_type: str
+    _: KW_ONLY
+    inputs: tuple[Input, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    display_name: str | None = None
+    category: str = "comfyless"
+    description: str = ""
+    output_node: bool = False
+    not_idempotent: bool = False
+    is_input_list: bool = False
+    experimental: bool = False
+    deprecated: bool = False
+    legacy_outputs: tuple[Output, ...] | None = None
+    input_map: dict[str, Input] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_map", {i.name: i for i in self.inputs})
+        problems = list(_schema_problems(self))
+        if problems:
+            raise SchemaError(f"{self.class_type}: " + "; ".join(problems))
+
+    def input(self, name: str) -> Input:
+        return self.input_map[name]
+
+
+def _schema_problems(schema: NodeSchema):
+    names = [i.name for i in schema.inputs]
+    if len(set(names)) != len(names):
+        yield f"duplicate input names in {names}"
+    out_names = [o.name for o in schema.outputs]
+    if len(set(out_names)) != len(out_names):
+        yield f"duplicate output names in {out_names}"
+    for inp in schema.inputs:
+        if inp.default is NO_DEFAULT:
+            continue
+        if inp.min is not None and inp.default < inp.min:
+            yield f"input {inp.name}: default {inp.default} < min {inp.min}"
+        if inp.max is not None and inp.default > inp.max:
+            yield f"input {inp.name}: default {inp.default} > max {inp.max}"
+        allowed = (inp.choices or ()) + inp.extra_choices
+        if inp.choices is not None and inp.default not in allowed:
+            yield f"input {inp.name}: default {inp.default!r} not in choices"
+        if inp.type.name == "COMBO" and inp.choices is None and inp.choices_from is None:
+            yield f"input {inp.name}: COMBO needs choices or choices_from"
+
+
+@dataclass
+class Result:
+    """What `execute` may return instead of a bare tuple: values plus a UI dict (saved files)."""
+
+    values: tuple[Any, ...]
+    ui: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class Node:
+    """Base of every node: a schema and a static `execute(ctx, **inputs) -> tuple | Result`.
+
+    Optional hooks:
+      check(**constants) -> dict[input_name, message]: cross-input validation on constants
+        (linked inputs arrive as None), run before anything executes.
+      fingerprint(**constants) -> hashable: joins the cache key (e.g. a file's mtime).
+    """
+
+    schema: ClassVar[NodeSchema]
+    execute: ClassVar[Callable[..., Any]]
+    check: ClassVar[Callable[..., dict[str, str]] | None] = None
+    fingerprint: ClassVar[Callable[..., Any] | None] = None
+
+
+class NodeRegistry:
+    """class_type -> Node class; a duplicate class_type is a SchemaError."""
+
+    def __init__(self, nodes: list[type[Node]] | tuple[type[Node], ...] = ()) -> None:
+        self._nodes: dict[str, type[Node]] = {}
+        for node in nodes:
+            self.register(node)
+
+    def register(self, node: type[Node]) -> type[Node]:
+        class_type = node.schema.class_type
+        if class_type in self._nodes and self._nodes[class_type] is not node:
+            raise SchemaError(f"duplicate class_type {class_type!r}")
+        self._nodes[class_type] = node
+        return node
+
+    def copy(self) -> NodeRegistry:
+        return NodeRegistry(tuple(self._nodes.values()))
+
+    def get(self, class_type: str) -> type[Node] | None:
+        return self._nodes.get(class_type)
+
+    def __getitem__(self, class_type: str) -> type[Node]:
+        return self._nodes[class_type]
+
+    def __contains__(self, class_type: object) -> bool:
+        return class_type in self._nodes
+
+    def __iter__(self):
+        return iter(sorted(self._nodes))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
