@@ -21,7 +21,8 @@ FAMILIES = (
     "sampling",
     "datasets",
     "train",
-    "lora_nodes",
+    "train_outputs",
+    "lora_loaders",
 )
 
 
