@@ -14,11 +14,12 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..typesys.errors import InvalidValue, Interrupted
+from ..typesys.errors import Interrupted, InvalidValue
 from .paths import BasePaths, check_relative_name, ensure_inside
 
 

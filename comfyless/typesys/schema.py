@@ -6,8 +6,9 @@ validator, the cache, the UI-format converter and `comfyless nodes` everything t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .errors import SchemaError
 from .types import IOType

@@ -1,0 +1,360 @@
+"""Check a whole workflow before anything runs, collecting every error at once.
+
+`check_workflow` returns a `Checked` plan: the errors (never raised mid-way) plus, per node that
+will run, its converted constants and resolved links, and the execution order. `validate` is
+the errors alone; `raise_if_invalid` turns a non-empty list into one `WorkflowInvalid` with
+ComfyUI's `class_type`/`dependent_outputs` fields filled in.
+
+What is checked (as ComfyUI's validate_prompt, but reporting all problems, not the first):
+every node's class_type is known (else the nearest known names); there is an output node;
+then, for the output nodes and their ancestors only (nothing else ever runs): required inputs
+present, links point at an existing node and output slot (legacy output layouts resolved by the
+consumer's type), linked types compatible, constants convertible and within min/max/choices
+(file choices listed from the base dir, and no path may escape its folder), the node's own
+`check` hook, and no dependency cycle. Inputs present in the workflow but not declared by the
+schema are ignored, as in ComfyUI.
+
+Workflows are duck-typed: a mapping id -> node with `.class_type`, `.inputs` and optional
+`.title`; a link is any value with `.node_id` and `.slot` (load.py's `Link`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..typesys.check import check_value, compatible
+from ..typesys.errors import (
+    BadLink,
+    CustomValidationFailed,
+    DependencyCycle,
+    InvalidValue,
+    MissingInput,
+    NoOutputs,
+    TypeMismatch,
+    UnknownNodeType,
+    WorkflowError,
+    WorkflowInvalid,
+)
+from ..typesys.schema import Input, Node, NodeRegistry, NodeSchema
+from . import graph
+from .paths import BasePaths, check_relative_name
+
+
+@dataclass
+class PlannedNode:
+    """One node that will run: constants converted, links resolved to (producer id, slot)."""
+
+    node_id: str
+    class_type: str
+    node: type[Node]
+    constants: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Checked:
+    """The outcome of `check_workflow`; `order` is empty when there are errors."""
+
+    errors: list[WorkflowError]
+    nodes: dict[str, PlannedNode]
+    outputs: list[str]
+    order: list[str]
+    deps: dict[str, list[str]]
+    class_types: dict[str, str]
+
+
+def link_of(value: Any) -> tuple[str, int] | None:
+    """(node_id, slot) if `value` is a link, else None."""
+    node_id = getattr(value, "node_id", None)
+    slot = getattr(value, "slot", None)
+    if isinstance(node_id, str) and isinstance(slot, int) and not isinstance(value, Exception):
+        return node_id, slot
+    return None
+
+
+def _where(node_id: str, class_type: str) -> str:
+    return f"node {node_id} ({class_type})"
+
+
+def _locate(err: WorkflowError, prefix: str) -> WorkflowError:
+    """Prefix an error's message with the node it concerns (check_value only names the input)."""
+    err.message = f"{prefix} {err.message}"
+    err.args = (err.message,)
+    return err
+
+
+class _Checker:
+    """One validation pass; state: the workflow, the registry, folder listings (memoised)."""
+
+    def __init__(self, workflow: Mapping[str, Any], registry: NodeRegistry,
+                 paths: BasePaths | None) -> None:
+        self.workflow = workflow
+        self.registry = registry
+        self.paths = paths
+        self.listings: dict[tuple[str, bool], tuple[str, ...]] = {}
+        self.errors: list[WorkflowError] = []
+
+    # -- class types --------------------------------------------------------------------
+    def known_nodes(self) -> dict[str, type[Node]]:
+        known: dict[str, type[Node]] = {}
+        names: list[str] | None = None
+        for node_id in sorted(self.workflow, key=graph.node_order):
+            api_node = self.workflow[node_id]
+            class_type = getattr(api_node, "class_type", None)
+            cls = self.registry.get(class_type) if isinstance(class_type, str) else None
+            if cls is not None:
+                known[node_id] = cls
+                continue
+            if names is None:
+                names = list(self.registry)
+            self.errors.append(self._unknown(node_id, class_type, api_node, names))
+        return known
+
+    @staticmethod
+    def _unknown(node_id: str, class_type: Any, api_node: Any, names: list[str]) -> WorkflowError:
+        title = getattr(api_node, "title", None)
+        if not isinstance(class_type, str) or not class_type:
+            return UnknownNodeType(f"node {node_id} has no class_type", node_id=node_id,
+                                   class_type=None, node_title=title)
+        near = difflib.get_close_matches(class_type, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        return UnknownNodeType(
+            f"node {node_id}: unknown class_type {class_type!r} (the node may not be supported "
+            f"by comfyless){hint}",
+            node_id=node_id, class_type=class_type, node_title=title, suggestions=near,
+        )
+
+    # -- inputs -------------------------------------------------------------------------
+    def check_node(self, node_id: str, cls: type[Node], known: dict[str, type[Node]]
+                   ) -> PlannedNode:
+        schema = cls.schema
+        planned = PlannedNode(node_id, schema.class_type, cls)
+        inputs = getattr(self.workflow[node_id], "inputs", None) or {}
+        prefix = _where(node_id, schema.class_type)
+        for inp in schema.inputs:
+            if inp.name not in inputs:
+                if not inp.optional:
+                    self.errors.append(MissingInput(
+                        f"{prefix} input '{inp.name}': required input is missing "
+                        f"(expected {inp.type.name})", node_id=node_id, input_name=inp.name))
+                continue
+            value = inputs[inp.name]
+            link = link_of(value)
+            if link is not None:
+                resolved = self._check_link(prefix, node_id, inp, link, known)
+                if resolved is not None:
+                    planned.links[inp.name] = resolved
+            else:
+                ok, converted = self._check_constant(prefix, node_id, schema, inp, value)
+                if ok:
+                    planned.constants[inp.name] = converted
+        self._custom_check(prefix, planned, inputs)
+        return planned
+
+    def _check_link(self, prefix: str, node_id: str, inp: Input, link: tuple[str, int],
+                    known: dict[str, type[Node]]) -> tuple[str, int] | None:
+        src_id, slot = link
+        where = {"node_id": node_id, "input_name": inp.name}
+        if src_id not in self.workflow:
+            self.errors.append(BadLink(
+                f"{prefix} input '{inp.name}': linked to node {src_id}, which does not exist",
+                linked_node=[src_id, slot], **where))
+            return None
+        src_cls = known.get(src_id)
+        if src_cls is None:
+            return None  # unknown class_type, already reported on that node
+        src = src_cls.schema
+        resolved, problem = resolve_slot(src, slot, inp.type.name)
+        if resolved is None:
+            self.errors.append(BadLink(
+                f"{prefix} input '{inp.name}': node {src_id} ({src.class_type}) {problem}",
+                linked_node=[src_id, slot], **where))
+            return None
+        received = src.outputs[resolved].type.name
+        if not compatible(received, inp.type.name):
+            self.errors.append(TypeMismatch(
+                f"{prefix} input '{inp.name}': expected {inp.type.name}, got {received} "
+                f"from node {src_id} output {slot}",
+                received_type=received, expected_type=inp.type.name,
+                linked_node=[src_id, slot], **where))
+            return None
+        return src_id, resolved
+
+    def _check_constant(self, prefix: str, node_id: str, schema: NodeSchema, inp: Input,
+                        value: Any) -> tuple[bool, Any]:
+        if inp.type.name == "*":
+            return True, value
+        if not inp.type.widget:
+            self.errors.append(InvalidValue(
+                f"{prefix} input '{inp.name}': expected a link from a {inp.type.name} output, "
+                f"got the constant {value!r}", node_id=node_id, input_name=inp.name,
+                received_value=value))
+            return False, value
+        if schema.is_input_list and isinstance(value, list):
+            results = [self._check_one(prefix, node_id, inp, v) for v in value]
+            return all(ok for ok, _ in results), [v for _, v in results]
+        return self._check_one(prefix, node_id, inp, value)
+
+    def _check_one(self, prefix: str, node_id: str, inp: Input, value: Any) -> tuple[bool, Any]:
+        choices = None
+        if inp.choices_from is not None:
+            if isinstance(value, str) and value not in inp.extra_choices:
+                try:
+                    check_relative_name(value, node_id=node_id, input_name=inp.name)
+                except WorkflowError as err:
+                    self.errors.append(_locate(err, prefix))
+                    return False, value
+            choices = self._listing(inp) + inp.extra_choices
+        converted, err = check_value(inp, value, node_id=node_id, choices=choices)
+        if err is None and inp.choices_from is not None and converted not in inp.extra_choices:
+            err = self._escapes(inp, converted, node_id)
+        if err is not None:
+            self.errors.append(_locate(err, prefix))
+            return False, converted
+        return True, converted
+
+    def _listing(self, inp: Input) -> tuple[str, ...]:
+        key = (inp.choices_from, inp.choices_dirs_only)
+        if key not in self.listings:
+            paths = self.paths
+            if inp.choices_dirs_only:
+                found = paths.list_dirs(inp.choices_from)
+            else:
+                found = paths.list_files(inp.choices_from)
+            self.listings[key] = tuple(found)
+        return self.listings[key]
+
+    def _escapes(self, inp: Input, name: str, node_id: str) -> WorkflowError | None:
+        """A listed name may still be a symlink out of its folder: refuse that too."""
+        try:
+            self.paths.find(inp.choices_from, name, node_id=node_id, input_name=inp.name)
+        except WorkflowError as err:
+            return err
+        return None
+
+    def _custom_check(self, prefix: str, planned: PlannedNode, inputs: Mapping[str, Any]) -> None:
+        check = getattr(planned.node, "check", None)
+        if check is None:
+            return
+        args = {name: planned.constants.get(name) for name in inputs
+                if name in planned.node.schema.input_map}
+        try:
+            problems = check(**args) or {}
+        except Exception as exc:  # a bug in the hook must still come out as a validation error
+            problems = {None: f"check failed: {type(exc).__name__}: {exc}"}
+        for name, message in problems.items():
+            self.errors.append(CustomValidationFailed(
+                f"{prefix} input '{name}': {message}" if name else f"{prefix}: {message}",
+                node_id=planned.node_id, input_name=name))
+
+
+def resolve_slot(schema: NodeSchema, slot: int, expected: str) -> tuple[int | None, str]:
+    """(current output index, "") for a link's slot, or (None, why not).
+
+    A node with `legacy_outputs` may be linked by a workflow of either era: the slot is taken
+    in whichever layout gives an output of the consumer's type; both or neither => an error.
+    """
+    if schema.legacy_outputs is None:
+        if 0 <= slot < len(schema.outputs):
+            return slot, ""
+        return None, f"has no output slot {slot} (it has {len(schema.outputs)})"
+    candidates: list[int] = []
+    if 0 <= slot < len(schema.outputs) and compatible(schema.outputs[slot].type.name, expected):
+        candidates.append(slot)
+    if 0 <= slot < len(schema.legacy_outputs):
+        old = schema.legacy_outputs[slot]
+        for index, out in enumerate(schema.outputs):
+            if out.name == old.name and compatible(old.type.name, expected) \
+                    and index not in candidates:
+                candidates.append(index)
+    if len(candidates) == 1:
+        return candidates[0], ""
+    if not candidates:
+        if 0 <= slot < len(schema.outputs):
+            return slot, ""  # reported as a plain type mismatch against the current layout
+        return None, f"has no output slot {slot} of type {expected} in either output layout"
+    return None, (f"output slot {slot} is ambiguous between the current and the legacy output "
+                  f"layouts for an input of type {expected}; re-link it in the workflow")
+
+
+def _deps(workflow: Mapping[str, Any]) -> dict[str, list[str]]:
+    deps: dict[str, list[str]] = {}
+    for node_id, api_node in workflow.items():
+        inputs = getattr(api_node, "inputs", None) or {}
+        found = []
+        for value in inputs.values():
+            link = link_of(value)
+            if link is not None and link[0] in workflow:
+                found.append(link[0])
+        deps[node_id] = found
+    return deps
+
+
+def check_workflow(workflow: Mapping[str, Any], registry: NodeRegistry,
+                   paths: BasePaths | None = None, *,
+                   targets: list[str] | None = None) -> Checked:
+    """Validate everything; return the errors and, if none, the runnable plan.
+
+    `targets` restricts the run to those output nodes (ComfyUI's partial_execution_targets).
+    """
+    checker = _Checker(workflow, registry, paths if paths is not None else BasePaths.resolve())
+    known = checker.known_nodes()
+    deps = _deps(workflow)
+    outputs = _output_nodes(checker, known, targets)
+    needed = graph.ancestors_of(outputs, deps)
+    nodes: dict[str, PlannedNode] = {}
+    for node_id in sorted(needed, key=graph.node_order):
+        if node_id in known:
+            nodes[node_id] = checker.check_node(node_id, known[node_id], known)
+    for cycle in graph.find_cycles(needed, deps):
+        text = " -> ".join(f"{n} ({_class_type(workflow, n)})" for n in cycle)
+        for member in sorted(set(cycle), key=graph.node_order):
+            checker.errors.append(DependencyCycle(
+                f"node {member} ({_class_type(workflow, member)}) is part of a dependency cycle: "
+                f"{text}", node_id=member, cycle=cycle))
+    order: list[str] = []
+    if not checker.errors:
+        order, _leftover = graph.topological_order(needed, deps)
+    class_types = {n: _class_type(workflow, n) for n in workflow}
+    return Checked(checker.errors, nodes, outputs, order, deps, class_types)
+
+
+def _class_type(workflow: Mapping[str, Any], node_id: str) -> str:
+    return str(getattr(workflow[node_id], "class_type", None))
+
+
+def _output_nodes(checker: _Checker, known: dict[str, type[Node]],
+                  targets: list[str] | None) -> list[str]:
+    outputs = [n for n, cls in known.items() if cls.schema.output_node]
+    if targets is not None:
+        wanted = set(targets)
+        outputs = [n for n in outputs if n in wanted]
+    if not outputs:
+        checker.errors.append(NoOutputs(
+            "workflow has no output node (a node such as SaveImage or SaveLoRA that saves a "
+            "result); nothing would run"))
+    return sorted(outputs, key=graph.node_order)
+
+
+def validate(workflow: Mapping[str, Any], registry: NodeRegistry,
+             paths: BasePaths | None = None, *, targets: list[str] | None = None
+             ) -> list[WorkflowError]:
+    """Every validation error of `workflow` (empty list: it can run)."""
+    return check_workflow(workflow, registry, paths, targets=targets).errors
+
+
+def invalid(checked: Checked) -> WorkflowInvalid:
+    """The aggregate error for a checked workflow, with class_types and dependent_outputs."""
+    exc = WorkflowInvalid(checked.errors, {n: checked.class_types[n] for n in checked.class_types})
+    dependents = graph.dependent_outputs(checked.outputs, checked.deps)
+    exc.dependent_outputs = {n: dependents.get(n, []) for n in checked.class_types}
+    return exc
+
+
+def raise_if_invalid(checked: Checked) -> None:
+    """Raise one WorkflowInvalid carrying every error, if there are any."""
+    if checked.errors:
+        raise invalid(checked)
