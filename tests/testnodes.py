@@ -7,10 +7,22 @@ from __future__ import annotations
 
 from comfyless.nodes import build_registry
 from comfyless.typesys import (
-    BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, Input, Node, NodeRegistry,
-    NodeSchema, Output, Result,
+    BOOLEAN,
+    CONDITIONING,
+    FLOAT,
+    IMAGE,
+    INT,
+    LATENT,
+    MODEL,
+    STRING,
+    Input,
+    Node,
+    NodeRegistry,
+    NodeSchema,
+    Output,
+    Result,
 )
-from comfyless.typesys.types import COMBO
+from comfyless.typesys.types import ANY, COMBO
 
 CALLS: list[str] = []  # class_types in execution order, for cache/order tests
 
@@ -167,3 +179,90 @@ def test_registry() -> NodeRegistry:
 
 
 test_registry.__test__ = False  # not a pytest test
+
+
+# --- engine-core tests (validation, legacy layouts, file choices, caching) ------------------
+
+
+class TestLegacyOut(Node):
+    """Two output layouts like TrainLoraNode: legacy (MODEL, LATENT, INT), now (LATENT, INT)."""
+
+    schema = NodeSchema(
+        "TestLegacyOut", inputs=(Input("value", INT, default=1, min=0, max=10),),
+        outputs=(Output("latent", LATENT), Output("steps", INT)),
+        legacy_outputs=(Output("model", MODEL), Output("latent", LATENT), Output("steps", INT)),
+    )
+
+    @staticmethod
+    def execute(ctx, value):
+        CALLS.append("TestLegacyOut")
+        return ({"samples": value}, value)
+
+
+class TestChecked(Node):
+    """Cross-input check hook: low must not exceed high."""
+
+    schema = NodeSchema(
+        "TestChecked",
+        inputs=(Input("low", INT, default=0, min=-100, max=100),
+                Input("high", INT, default=1, min=-100, max=100)),
+        outputs=(Output("INT", INT),),
+    )
+
+    @classmethod
+    def check(cls, low=None, high=None):
+        if low is not None and high is not None and low > high:
+            return {"low": f"low ({low}) must not exceed high ({high})"}
+        return {}
+
+    @staticmethod
+    def execute(ctx, low, high):
+        return (high - low,)
+
+
+class TestFile(Node):
+    """Picks a checkpoint file; its mtime is part of the cache key (fingerprint hook)."""
+
+    schema = NodeSchema(
+        "TestFile",
+        inputs=(Input("ckpt_name", COMBO, choices_from="checkpoints"),),
+        outputs=(Output("STRING", STRING),),
+        output_node=True,
+    )
+
+    @staticmethod
+    def execute(ctx, ckpt_name):
+        CALLS.append("TestFile")
+        return Result((ctx.find("checkpoints", ckpt_name, "ckpt_name").read_text(),),
+                      ui={"text": [ckpt_name]})
+
+
+class TestSlow(Node):
+    """Reports `steps` progress events; stops at a step boundary when interrupted."""
+
+    schema = NodeSchema("TestSlow", inputs=(Input("steps", INT, default=3, min=1, max=1000),),
+                        outputs=(Output("INT", INT),))
+
+    @staticmethod
+    def execute(ctx, steps):
+        CALLS.append("TestSlow")
+        for step in range(1, steps + 1):
+            ctx.progress(step, steps, loss=1.0 / step)
+        return (steps,)
+
+
+class TestLatentInt(Node):
+    """Output node taking an INT and a LATENT (legacy slot tests)."""
+
+    schema = NodeSchema("TestLatentInt",
+                        inputs=(Input("samples", LATENT, optional=True),
+                                Input("steps", INT, force_input=True, optional=True),
+                                Input("anything", ANY, optional=True)),
+                        outputs=(), output_node=True)
+
+    @staticmethod
+    def execute(ctx, samples=None, steps=None, anything=None):
+        return Result((), ui={"samples": [samples], "steps": [steps]})
+
+
+TEST_NODES += [TestLegacyOut, TestChecked, TestFile, TestSlow, TestLatentInt]
