@@ -1,0 +1,429 @@
+"""Command line: `comfyless run|validate|nodes|convert|...`. Argument parsing only.
+
+Each subcommand is one small function registered in COMMANDS. Imports are lazy: `validate`,
+`nodes` and `convert` never import torch (CI lints hundreds of workflows in well under a
+second); only `run` may, through the nodes it executes.
+
+Exit codes: 0 ok, 1 workflow invalid, 2 usage or I/O error, 3 a node failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Subcommands owned by other packages: name -> (module file under comfyless/, "module:function",
+# help). Each function takes argv (list[str]) and returns an exit code; listed only if present.
+EXTERNAL: dict[str, tuple[str, str, str]] = {
+    "make-checkpoint": ("models/checkpoint_writer.py",
+                        "comfyless.models.checkpoint_writer:cli_main",
+                        "write a tiny/small/full random-weight SD checkpoint"),
+    "demo": ("demo.py", "comfyless.demo:cli_main", "train a small LoRA end to end on the CPU"),
+}
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit 2)."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=repr))
+
+
+def _load(path: str, registry):
+    from .engine.load import load_workflow
+
+    source = Path(path)
+    if not source.is_file():
+        raise OSError(f"{path}: no such file")
+    return load_workflow(source, registry)
+
+
+# -- run ------------------------------------------------------------------------------------
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflow", help="workflow JSON (API or UI format)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="ID.INPUT=VALUE", help="override an input (VALUE parsed as JSON if it "
+                   "parses, else taken as a string); repeatable")
+    p.add_argument("--base-dir", help="models/, input/, output/ live here "
+                   "(default: $COMFYLESS_BASE_DIR or ./comfyless-data)")
+    p.add_argument("--json", action="store_true", help="print the result (or errors) as JSON")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'ID.INPUT=VALUE' -> (id, input, value); VALUE is JSON if it parses, else a string."""
+    target, eq, raw = text.partition("=")
+    node_id, dot, name = target.partition(".")
+    if not eq or not dot or not node_id or not name:
+        raise UsageError(f"--set {text!r}: expected ID.INPUT=VALUE, e.g. --set 3.seed=42")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return node_id, name, value
+
+
+def apply_overrides(workflow, overrides: list[str]) -> None:
+    """Write --set values into the loaded workflow (validation then checks them)."""
+    for text in overrides:
+        node_id, name, value = parse_override(text)
+        if node_id not in workflow:
+            known = ", ".join(sorted(workflow)[:20])
+            raise UsageError(f"--set {text!r}: no node {node_id!r} in the workflow ({known})")
+        workflow[node_id].inputs[name] = value
+
+
+class _TqdmProgress:
+    """Listener drawing one tqdm bar per node that reports steps; node lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        if self.quiet:
+            return
+        if event.kind == "progress":
+            self._step(event)
+        elif event.kind in ("started", "cached"):
+            verb = "cached " if event.kind == "cached" else "running"
+            print(f"{verb} node {event.node_id} ({event.class_type})", file=sys.stderr)
+        elif event.kind == "finished" and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _step(self, event) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event.max, desc=f"{event.node_id} {event.class_type}",
+                            file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = event.value or 0
+        if event.info:
+            self.bar.set_postfix({k: v for k, v in event.info.items()}, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate and run one workflow."""
+    import signal
+
+    from .engine.context import RunContext
+    from .engine.execute import run_workflow
+    from .nodes import REGISTRY
+    from .typesys.errors import Interrupted, NodeExecutionError, WorkflowError, WorkflowInvalid
+
+    progress = _TqdmProgress(quiet=args.json)
+    ctx = RunContext.create(args.base_dir, listeners=[progress])
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step; second: at once
+        ctx.interrupt.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        workflow = _load(args.workflow, REGISTRY)
+        apply_overrides(workflow, args.overrides)
+        result = run_workflow(workflow, ctx, REGISTRY)
+    except WorkflowInvalid as exc:
+        return _fail(args, exc.to_dict(), str(exc), EXIT_INVALID)
+    except (Interrupted, KeyboardInterrupt):
+        return _fail(args, {"error": {"type": "execution_interrupted"}}, "interrupted",
+                     EXIT_INTERRUPTED)
+    except NodeExecutionError as exc:
+        return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_NODE_FAILED)
+    except WorkflowError as exc:  # a malformed file: the workflow is invalid
+        return _fail(args, {"error": exc.to_dict(), "node_errors": {}}, str(exc), EXIT_INVALID)
+    finally:
+        progress.close()
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        _print_json({"status": "success", "outputs": result.ui, "executed": result.executed,
+                     "cached": result.cached})
+    else:
+        for node_id, ui in result.ui.items():
+            for key, values in ui.items():
+                for value in values:
+                    print(f"{node_id} {key}: {_describe(value)}")
+    return EXIT_OK
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict) and "filename" in value:
+        sub = value.get("subfolder") or ""
+        return f"{value.get('type', 'output')}/{sub + '/' if sub else ''}{value['filename']}"
+    return str(value)
+
+
+def _fail(args: argparse.Namespace, body: dict[str, Any], text: str, code: int) -> int:
+    if args.json:
+        _print_json({"status": "error", **body})
+    else:
+        print(f"error: {text}", file=sys.stderr)
+    return code
+
+
+# -- validate -------------------------------------------------------------------------------
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflows", nargs="+", help="workflow JSON files (API or UI format)")
+    p.add_argument("--base-dir", help="checks file choices against this base dir")
+    p.add_argument("--json", action="store_true", help="one report per file, as JSON")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+
+
+def _validate_one(path: str, registry, paths) -> tuple[str, dict[str, Any]]:
+    """('ok' | 'invalid' | 'io', report) for one file."""
+    from .engine.validate import check_workflow, invalid
+    from .typesys.errors import WorkflowError
+
+    try:
+        workflow = _load(path, registry)
+    except OSError as exc:
+        return "io", {"error": {"type": "io_error", "message": str(exc)}, "node_errors": {}}
+    except WorkflowError as exc:
+        return "invalid", {"error": exc.to_dict(), "node_errors": {}}
+    checked = check_workflow(workflow, registry, paths)
+    if checked.errors:
+        return "invalid", invalid(checked).to_dict()
+    return "ok", {}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate many workflows without running (never imports torch)."""
+    from .engine.paths import BasePaths
+    from .nodes import REGISTRY
+
+    paths = BasePaths.resolve(args.base_dir)
+    reports = {path: _validate_one(path, REGISTRY, paths) for path in args.workflows}
+    if args.junit:
+        _write_junit(Path(args.junit), reports)
+    if args.json:
+        _print_json({p: {"valid": s == "ok", **r} for p, (s, r) in reports.items()})
+    else:
+        for path, (status, report) in reports.items():
+            print(f"{'ok' if status == 'ok' else 'FAIL'}  {path}")
+            for line in _error_lines(report):
+                print(f"    {line}")
+    statuses = {s for s, _ in reports.values()}
+    return EXIT_USAGE if "io" in statuses else EXIT_INVALID if "invalid" in statuses else EXIT_OK
+
+
+def _error_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    error = report.get("error")
+    if error and not report.get("node_errors"):
+        lines.append(f"[{error.get('type')}] {error.get('message')}")
+    for entry in report.get("node_errors", {}).values():
+        lines += [f"[{e['type']}] {e['message']}" for e in entry["errors"]]
+    return lines
+
+
+def _write_junit(target: Path, reports: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    from xml.etree import ElementTree as ET
+
+    failed = sum(1 for s, _ in reports.values() if s != "ok")
+    suite = ET.Element("testsuite", name="comfyless validate", tests=str(len(reports)),
+                       failures=str(failed), errors="0")
+    for path, (status, report) in reports.items():
+        case = ET.SubElement(suite, "testcase", classname="workflows", name=path)
+        if status != "ok":
+            lines = _error_lines(report)
+            failure = ET.SubElement(case, "failure", type=status,
+                                    message=lines[0] if lines else status)
+            failure.text = "\n".join(lines)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(target, encoding="utf-8", xml_declaration=True)
+
+
+# -- nodes ----------------------------------------------------------------------------------
+def _add_nodes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="ComfyUI's /object_info shape")
+    p.add_argument("--base-dir", help="list file choices from this base dir")
+
+
+def object_info(registry, paths=None) -> dict[str, Any]:
+    """The node catalogue in the shape of ComfyUI's GET /object_info."""
+    return {class_type: _node_info(registry[class_type], paths) for class_type in registry}
+
+
+def _input_options(inp, paths) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if inp.default is not _no_default():
+        opts["default"] = inp.default
+    for key in ("min", "max", "step", "round"):
+        if getattr(inp, key) is not None:
+            opts[key] = getattr(inp, key)
+    if inp.choices is not None or inp.choices_from is not None:
+        opts["options"] = list(_choices(inp, paths))
+    for key, flag in (("multiline", inp.multiline), ("forceInput", inp.force_input),
+                      ("control_after_generate", inp.control_after_generate),
+                      ("image_upload", inp.image_upload)):
+        if flag:
+            opts[key] = True
+    if inp.display_name:
+        opts["display_name"] = inp.display_name
+    if inp.tooltip:
+        opts["tooltip"] = inp.tooltip
+    return opts
+
+
+def _no_default():
+    from .typesys.schema import NO_DEFAULT
+
+    return NO_DEFAULT
+
+
+def _choices(inp, paths) -> tuple[Any, ...]:
+    if inp.choices is not None:
+        return tuple(inp.choices) + inp.extra_choices
+    found: list[str] = []
+    if paths is not None:
+        lister = paths.list_dirs if inp.choices_dirs_only else paths.list_files
+        found = lister(inp.choices_from)
+    return tuple(found) + inp.extra_choices
+
+
+def _node_info(node, paths) -> dict[str, Any]:
+    schema = node.schema
+    inputs: dict[str, dict[str, Any]] = {"required": {}, "optional": {}}
+    order: dict[str, list[str]] = {"required": [], "optional": []}
+    for inp in schema.inputs:
+        group = "optional" if inp.optional else "required"
+        inputs[group][inp.name] = [inp.type.name, _input_options(inp, paths)]
+        order[group].append(inp.name)
+    return {
+        "input": inputs,
+        "input_order": order,
+        "is_input_list": schema.is_input_list,
+        "output": [o.type.name for o in schema.outputs],
+        "output_is_list": [o.is_list for o in schema.outputs],
+        "output_name": [o.name for o in schema.outputs],
+        "output_tooltips": [o.tooltip for o in schema.outputs],
+        "name": schema.class_type,
+        "display_name": schema.display_name or schema.class_type,
+        "description": schema.description or (node.__doc__ or "").strip(),
+        "python_module": node.__module__,
+        "category": schema.category,
+        "output_node": schema.output_node,
+        "not_idempotent": schema.not_idempotent,
+        "deprecated": schema.deprecated,
+        "experimental": schema.experimental,
+    }
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """Print the node catalogue."""
+    from .engine.paths import BasePaths
+    from .nodes import REGISTRY
+
+    paths = BasePaths.resolve(args.base_dir) if args.json else None
+    if args.json:
+        _print_json(object_info(REGISTRY, paths))
+        return EXIT_OK
+    for class_type in REGISTRY:
+        schema = REGISTRY[class_type].schema
+        ins = ", ".join(f"{i.name}:{i.type.name}" + ("?" if i.optional else "")
+                        for i in schema.inputs)
+        outs = ", ".join(f"{o.name}:{o.type.name}" for o in schema.outputs)
+        flag = "  [output]" if schema.output_node else ""
+        print(f"{class_type}({ins}) -> ({outs}){flag}")
+    return EXIT_OK
+
+
+# -- convert --------------------------------------------------------------------------------
+def _add_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflow", help="workflow JSON (UI or API format)")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Print the API form of a workflow."""
+    from .engine.load import convert_to_api_json
+    from .nodes import REGISTRY
+    from .typesys.errors import WorkflowError
+
+    if not Path(args.workflow).is_file():
+        raise OSError(f"{args.workflow}: no such file")
+    try:
+        _print_json(convert_to_api_json(Path(args.workflow), REGISTRY))
+    except WorkflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+# -- dispatch -------------------------------------------------------------------------------
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int], str]] = {
+    "run": (_add_run, cmd_run, "validate and run a workflow"),
+    "validate": (_add_validate, cmd_validate, "check workflows without running them"),
+    "nodes": (_add_nodes, cmd_nodes, "list the supported nodes"),
+    "convert": (_add_convert, cmd_convert, "print the API form of a workflow"),
+}
+
+
+def _external(name: str) -> Callable[[list[str]], int] | None:
+    entry = EXTERNAL.get(name)
+    if entry is None or not (Path(__file__).parent / entry[0]).is_file():
+        return None
+    import importlib
+
+    module, _, func = entry[1].partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comfyless", description="Run ComfyUI workflows headlessly; train LoRAs.")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_args, _func, help_text) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    for name, (file, _target, help_text) in EXTERNAL.items():
+        if (Path(__file__).parent / file).is_file():
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `comfyless` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and (external := _external(argv[0])) is not None:
+        return int(external(argv[1:]) or 0)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help is 0, bad usage 2
+        return int(exc.code or 0)
+    if args.version:
+        from . import __version__
+
+        print(f"comfyless {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command][1](args)
+    except UsageError as exc:
+        print(f"comfyless {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"comfyless {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
