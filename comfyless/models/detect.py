@@ -43,12 +43,12 @@ def _count_indices(shapes: Shapes, prefix: str) -> int:
 
 
 def _depth(shapes: Shapes, block: str) -> int:
-    """Transformer depth of block `block` (e.g. 'p.input_blocks.4'): its `1.transformer_blocks.N`."""
+    """Transformer depth of a block (e.g. 'p.input_blocks.4'): count of `1.transformer_blocks.N`."""
     return _count_indices(shapes, f"{block}.1.transformer_blocks.")
 
 
 def detect_unet_config(shapes: Shapes, prefix: str = UNET_PREFIX) -> UNetConfig | None:
-    """The LDM UNet config under `prefix`, or None if `<prefix>input_blocks.0.0.weight` is absent."""
+    """The LDM UNet config under `prefix`; None without `<prefix>input_blocks.0.0.weight`."""
     conv_in = shapes.get(f"{prefix}input_blocks.0.0.weight")
     if conv_in is None:
         return None

@@ -1,0 +1,210 @@
+"""ModelPatcher: the MODEL payload. A diffusion UNet plus its sampling, latent format and
+pending LoRA patches; patches are applied to the shared weights only inside `patched()`.
+
+State: `diffusion_model` is shared between clones (never copied); `patches` is per clone, a
+list of (lora state dict in ComfyUI layout, strength); the UNet remembers which patch list is
+currently merged into its weights (`_comfyless_active`), so nested `patched()` calls and
+`apply_model` inside a `patched()` block cost nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .latent_formats import LatentFormat
+from .sampling import ModelSampling
+from .unet import UNetConfig, UNetModel, timestep_embedding
+
+LORA_PREFIX = "diffusion_model."
+SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
+
+
+class ModelPatcher:
+    """A diffusion model with its sampling parameterisation and pending LoRA patches."""
+
+    def __init__(self, diffusion_model: UNetModel, sampling: ModelSampling,
+                 latent_format: LatentFormat, family: str, *,
+                 source: dict[str, Any] | None = None) -> None:
+        self.diffusion_model = diffusion_model
+        self.sampling = sampling
+        self.latent_format = latent_format
+        self.family = family
+        self.source: dict[str, Any] = dict(source or {})
+        self.patches: list[tuple[dict[str, Tensor], float]] = []
+        self.bypass: list[bool] = []  # parallel to patches
+
+    @property
+    def config(self) -> UNetConfig:
+        return self.diffusion_model.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.diffusion_model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.diffusion_model.input_blocks[0][0].weight.device
+
+    def __repr__(self) -> str:
+        return (f"ModelPatcher(family={self.family!r}, prediction={self.sampling.prediction!r}, "
+                f"patches={len(self.patches)}, source={self.source.get('file')!r})")
+
+    def clone(self) -> ModelPatcher:
+        """A new patcher sharing the UNet, with its own copy of the patch list."""
+        other = copy.copy(self)
+        other.patches = list(self.patches)
+        other.bypass = list(self.bypass)
+        other.source = dict(self.source)
+        return other
+
+    def with_lora(self, lora_sd: dict[str, Tensor], strength: float,
+                  bypass: bool = False) -> ModelPatcher:
+        """A clone with one more LoRA patch (applied inside `patched()`)."""
+        other = self.clone()
+        if strength != 0.0:
+            other.patches.append((lora_sd, float(strength)))
+            other.bypass.append(bool(bypass))
+        return other
+
+    # -- patching ---------------------------------------------------------------------------
+    def _signature(self) -> tuple:
+        return tuple((id(sd), s, b) for (sd, s), b in zip(self.patches, self.bypass, strict=True))
+
+    @contextlib.contextmanager
+    def patched(self) -> Iterator[UNetModel]:
+        """The UNet with every patch merged into its weights; restored on exit."""
+        unet = self.diffusion_model
+        active = getattr(unet, "_comfyless_active", ())
+        if not self.patches or active == self._signature():
+            yield unet
+            return
+        if active:
+            raise RuntimeError("another ModelPatcher's patches are applied to this UNet right now")
+        backup = _merge_patches(unet, self.patches)
+        unet._comfyless_active = self._signature()
+        try:
+            yield unet
+        finally:
+            with torch.no_grad():
+                params = dict(unet.named_parameters())
+                for name, original in backup.items():
+                    params[name].copy_(original)
+            unet._comfyless_active = ()
+
+    # -- forward ----------------------------------------------------------------------------
+    def apply_model(self, x: Tensor, sigma: Tensor, context: Tensor,
+                    y: Tensor | None = None) -> Tensor:
+        """The x0 prediction for noisy latents x (latent-format space) at noise level sigma."""
+        sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
+        if sigma.ndim == 0:
+            sigma = sigma.expand(x.shape[0])
+        x_in = self.sampling.calculate_input(sigma, x)
+        t = self.sampling.timestep(sigma).float()
+        dtype = self.dtype
+        context = _match_batch(context, x.shape[0]).to(x.device, dtype)
+        if y is not None:
+            y = _match_batch(y, x.shape[0]).to(x.device, dtype)
+        with self.patched() as unet:
+            out = unet(x_in.to(dtype), t, context, y)
+        return self.sampling.calculate_denoised(sigma, out.float(), x.float()).to(x.dtype)
+
+    def extra_conds(self, cond_dict: dict[str, Any], width: int, height: int) -> Tensor | None:
+        """SDXL's adm vector y from the pooled text embedding and image sizes; None otherwise.
+
+        width/height are pixel sizes (latent size x 8); `cond_dict` may override them with
+        ComfyUI's keys width, height, crop_w, crop_h, target_width, target_height.
+        """
+        adm = self.config.adm_in_channels
+        if adm is None:
+            return None
+        pooled_dim = adm - 6 * SDXL_SIZE_EMBED_DIM
+        pooled = cond_dict.get("pooled_output")
+        if pooled is None:
+            pooled = torch.zeros(1, pooled_dim)
+        if pooled.shape[-1] != pooled_dim:
+            raise ValueError(
+                f"SDXL conditioning: pooled_output has {pooled.shape[-1]} features, the model "
+                f"expects {pooled_dim} (adm_in_channels {adm} = pooled + 6 x 256)"
+            )
+        w = cond_dict.get("width", width)
+        h = cond_dict.get("height", height)
+        sizes = [h, w, cond_dict.get("crop_h", 0), cond_dict.get("crop_w", 0),
+                 cond_dict.get("target_height", h), cond_dict.get("target_width", w)]
+        emb = timestep_embedding(torch.tensor([float(s) for s in sizes]), SDXL_SIZE_EMBED_DIM)
+        flat = emb.flatten().unsqueeze(0).repeat(pooled.shape[0], 1)
+        return torch.cat([pooled.float().reshape(pooled.shape[0], -1), flat], dim=1)
+
+
+def _match_batch(t: Tensor, batch: int) -> Tensor:
+    """Repeat a batch-1 conditioning tensor to the latent batch size."""
+    if t.shape[0] == batch:
+        return t
+    if t.shape[0] == 1 or batch % t.shape[0] == 0:
+        return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
+    raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")
+
+
+def _merge_patches(unet: nn.Module, patches: list[tuple[dict[str, Tensor], float]]
+                   ) -> dict[str, Tensor]:
+    """Merge every patch into the UNet's weights in place; return the originals touched."""
+    params = dict(unet.named_parameters())
+    backup: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for lora_sd, strength in patches:
+            for name, patch in _unet_patches(lora_sd, unet).items():
+                if name not in params:
+                    continue
+                weight = params[name]
+                if name not in backup:
+                    backup[name] = weight.detach().clone()
+                merged = _merged(patch, weight, strength)
+                weight.copy_(merged.to(weight.dtype))
+    return backup
+
+
+def _unet_patches(lora_sd: dict[str, Tensor], unet: nn.Module) -> dict[str, Any]:
+    """param name -> patch, through comfyless.lora when it offers a reader."""
+    try:
+        from ..lora import formats  # type: ignore[attr-defined]
+
+        read = formats.read_lora
+    except (ImportError, AttributeError):
+        return _read_comfy_layout(lora_sd)
+    patches, _unplaced = read(lora_sd, "unet", unet)
+    return patches
+
+
+def _read_comfy_layout(lora_sd: dict[str, Tensor]) -> dict[str, Any]:
+    """ComfyUI SaveLoRA layout: diffusion_model.<module>.{lora_up,lora_down}.weight/alpha/diff."""
+    from ..lora.kinds import Patch
+
+    out: dict[str, Any] = {}
+    for key in sorted(lora_sd):
+        if not key.startswith(LORA_PREFIX):
+            continue
+        rest = key[len(LORA_PREFIX):]
+        if rest.endswith(".lora_up.weight"):
+            module = rest[: -len(".lora_up.weight")]
+            down = lora_sd.get(f"{LORA_PREFIX}{module}.lora_down.weight")
+            alpha = lora_sd.get(f"{LORA_PREFIX}{module}.alpha")
+            out[f"{module}.weight"] = Patch(
+                "lora", {"up": lora_sd[key], "down": down},
+                None if alpha is None else float(alpha),
+            )
+        elif rest.endswith(".diff"):
+            out[f"{rest[:-5]}.weight"] = Patch("diff", {"diff": lora_sd[key]})
+        elif rest.endswith(".diff_b"):
+            out[f"{rest[:-7]}.bias"] = Patch("diff", {"diff": lora_sd[key]})
+    return out
+
+
+def _merged(patch: Any, weight: Tensor, strength: float) -> Tensor:
+    from ..lora.kinds import merged_weight
+
+    return merged_weight(patch, weight, strength)
