@@ -1,0 +1,197 @@
+"""Build and run workflows in Python: `Graph`, the code form of a ComfyUI workflow.
+
+    g = Graph()
+    ckpt = g.node("CheckpointLoaderSimple", ckpt_name="sd15.safetensors")
+    enc = g.node("CLIPTextEncode", text="a cat", clip=ckpt.out("CLIP"))
+    ...
+    errors = g.validate()          # [] when it can run
+    results = g.run()              # output node id -> its UI dict (saved files, values)
+    api_json = g.to_api()          # ComfyUI API format, loadable by ComfyUI and by Graph.load
+
+Widget inputs left out take their schema default; a node handle with exactly one output can
+be passed where a link is expected. Everything the engine accepts is checked by the same
+validator as `comfyless run`; typos in class_type or input names are caught when the node is
+added.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .typesys.errors import InvalidValue, UnknownNodeType, WorkflowError
+from .typesys.schema import NO_DEFAULT, NodeRegistry
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """A link to output `slot` of node `node_id` (what `NodeHandle.out` returns)."""
+
+    node_id: str
+    slot: int
+
+
+@dataclass
+class NodeHandle:
+    """A node in a Graph: its id, class_type and inputs (constants or OutputRefs)."""
+
+    id: str
+    class_type: str
+    inputs: dict[str, Any]
+    title: str | None = None
+    _graph: Graph | None = field(default=None, repr=False, compare=False)
+
+    def out(self, which: str | int = 0) -> OutputRef:
+        """A link to an output, by index or by name (or type name, if unique)."""
+        outputs = self._graph._schema(self.class_type).outputs
+        if isinstance(which, int) and not isinstance(which, bool):
+            if 0 <= which < len(outputs):
+                return OutputRef(self.id, which)
+        else:
+            for match in (lambda o: o.name == which, lambda o: o.type.name == which):
+                found = [i for i, o in enumerate(outputs) if match(o)]
+                if len(found) == 1:
+                    return OutputRef(self.id, found[0])
+        names = ", ".join(f"{i}:{o.name}" for i, o in enumerate(outputs)) or "none"
+        raise InvalidValue(f"node {self.id} ({self.class_type}) has no output {which!r} "
+                           f"(outputs: {names})", node_id=self.id)
+
+    def set(self, **inputs: Any) -> NodeHandle:
+        """Change inputs after the node was added; returns the handle."""
+        self.inputs.update(self._graph._inputs(self.id, self.class_type, inputs))
+        return self
+
+
+class Graph:
+    """A workflow under construction; ids are "1", "2", ... unless given with `_id`."""
+
+    def __init__(self, registry: NodeRegistry | None = None) -> None:
+        if registry is None:
+            from .nodes import REGISTRY as registry  # noqa: N811
+        self.registry = registry
+        self.nodes: dict[str, NodeHandle] = {}
+        self.last_run = None  # the RunResult of the latest run()
+
+    # -- building ---------------------------------------------------------------------------
+    def node(self, class_type: str, /, *, _id: str | None = None, _title: str | None = None,
+             **inputs: Any) -> NodeHandle:
+        """Add a node; widget inputs not given take their defaults."""
+        node_id = str(_id) if _id is not None else self._next_id()
+        if node_id in self.nodes:
+            raise InvalidValue(f"node id {node_id!r} is already used", node_id=node_id)
+        schema = self._schema(class_type, node_id)
+        values = {i.name: i.default for i in schema.inputs
+                  if not i.optional and i.is_widget and i.default is not NO_DEFAULT}
+        values.update(self._inputs(node_id, class_type, inputs))
+        handle = NodeHandle(node_id, class_type, values, _title, self)
+        self.nodes[node_id] = handle
+        return handle
+
+    def _next_id(self) -> str:
+        numbers = [int(n) for n in self.nodes if n.isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    def _schema(self, class_type: str, node_id: str | None = None):
+        cls = self.registry.get(class_type)
+        if cls is None:
+            near = difflib.get_close_matches(class_type, list(self.registry), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UnknownNodeType(f"unknown class_type {class_type!r}{hint}", node_id=node_id,
+                                  class_type=class_type, suggestions=near)
+        return cls.schema
+
+    def _inputs(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        schema = self._schema(class_type, node_id)
+        result = {}
+        for name, value in inputs.items():
+            if name not in schema.input_map:
+                known = ", ".join(i.name for i in schema.inputs)
+                raise InvalidValue(f"node {node_id} ({class_type}) has no input {name!r} "
+                                   f"(inputs: {known})", node_id=node_id, input_name=name)
+            if isinstance(value, NodeHandle):
+                value = self._single_output(value, node_id, name)
+            result[name] = value
+        return result
+
+    def _single_output(self, handle: NodeHandle, node_id: str, name: str) -> OutputRef:
+        outputs = self._schema(handle.class_type).outputs
+        if len(outputs) != 1:
+            raise InvalidValue(
+                f"node {node_id} input {name!r}: node {handle.id} ({handle.class_type}) has "
+                f"{len(outputs)} outputs; pick one with .out(name)",
+                node_id=node_id, input_name=name)
+        return OutputRef(handle.id, 0)
+
+    # -- checking and running ---------------------------------------------------------------
+    def validate(self, base_dir: str | os.PathLike | None = None) -> list[WorkflowError]:
+        """Every validation error (empty: the graph can run)."""
+        from .engine.paths import BasePaths
+        from .engine.validate import validate
+
+        return validate(self.nodes, self.registry, BasePaths.resolve(base_dir))
+
+    def run(self, base_dir: str | os.PathLike | None = None, *, ctx=None, listeners=(),
+            cache=None) -> dict[str, dict[str, list[Any]]]:
+        """Validate and run; output node id -> its UI dict. Raises WorkflowInvalid etc."""
+        from .engine.context import RunContext
+        from .engine.execute import run_workflow
+
+        if ctx is None:
+            ctx = RunContext.create(base_dir, listeners=list(listeners))
+        ctx.prompt = self.to_api()
+        self.last_run = run_workflow(self.nodes, ctx, self.registry, cache=cache)
+        return self.last_run.ui
+
+    def outputs(self, handle: NodeHandle) -> tuple[list[Any], ...]:
+        """The per-slot output lists `handle` produced in the latest run."""
+        if self.last_run is None or handle.id not in self.last_run.outputs:
+            raise KeyError(f"node {handle.id} did not run (call run() first)")
+        return self.last_run.outputs[handle.id]
+
+    # -- formats ----------------------------------------------------------------------------
+    def to_api(self) -> dict[str, Any]:
+        """The ComfyUI API-format dict (links as [id, slot], titles as _meta)."""
+        api: dict[str, Any] = {}
+        for node_id, node in self.nodes.items():
+            inputs = {k: [v.node_id, v.slot] if isinstance(v, OutputRef) else _plain(v)
+                      for k, v in node.inputs.items()}
+            entry: dict[str, Any] = {"class_type": node.class_type, "inputs": inputs}
+            if node.title:
+                entry["_meta"] = {"title": node.title}
+            api[node_id] = entry
+        return api
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the API form as JSON."""
+        target = Path(path)
+        target.write_text(json.dumps(self.to_api(), indent=2), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, source: str | os.PathLike | dict, registry: NodeRegistry | None = None
+             ) -> Graph:
+        """A Graph from a workflow file or dict in either format (API or UI)."""
+        from .engine.load import load_workflow
+        from .engine.validate import link_of
+
+        graph = cls(registry)
+        source = Path(source) if isinstance(source, (str, os.PathLike)) else source
+        for node_id, api_node in load_workflow(source, graph.registry).items():
+            inputs = {}
+            for name, value in api_node.inputs.items():
+                link = link_of(value)
+                inputs[name] = OutputRef(*link) if link is not None else value
+            graph.nodes[node_id] = NodeHandle(node_id, api_node.class_type, inputs,
+                                              getattr(api_node, "title", None), graph)
+        return graph
+
+
+def _plain(value: Any) -> Any:
+    # A list constant is wrapped as ComfyUI does, so it is not mistaken for a link.
+    if isinstance(value, (list, tuple)):
+        return {"__value__": list(value)}
+    return value
