@@ -8,6 +8,8 @@ from typing import Any
 from .errors import InvalidValue, NotInChoices, ValueOutOfRange, WorkflowError
 from .schema import Input
 
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
+
 
 def compatible(received: str, expected: str) -> bool:
     """Can an output of type `received` feed an input of type `expected`? (ComfyUI's rules.)
@@ -15,6 +17,8 @@ def compatible(received: str, expected: str) -> bool:
     Equal names, `*` on either side, or (for comma unions) any shared member.
     """
     if received == expected or "*" in (received, expected):
+        return True
+    if MATCH_TYPE in (received, expected):  # V3 match-type sockets: the frontend enforces
         return True
     got = {t.strip() for t in received.split(",")}
     want = {t.strip() for t in expected.split(",")}

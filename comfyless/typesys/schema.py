@@ -125,6 +125,8 @@ def _schema_problems(schema: NodeSchema):
     if len(set(out_names)) != len(out_names):
         yield f"duplicate output names in {out_names}"
     for inp in schema.inputs:
+        if inp.type.name == "COMBO" and inp.choices is None and inp.choices_from is None:
+            yield f"input {inp.name}: COMBO needs choices or choices_from"
         if inp.default is NO_DEFAULT:
             continue
         if inp.min is not None and inp.default < inp.min:
@@ -134,8 +136,6 @@ def _schema_problems(schema: NodeSchema):
         allowed = (inp.choices or ()) + inp.extra_choices
         if inp.choices is not None and inp.default not in allowed:
             yield f"input {inp.name}: default {inp.default!r} not in choices"
-        if inp.type.name == "COMBO" and inp.choices is None and inp.choices_from is None:
-            yield f"input {inp.name}: COMBO needs choices or choices_from"
 
 
 @dataclass
