@@ -25,6 +25,7 @@ def _primitive(class_type: str, io, widget: Input) -> type[Node]:
             return (value,)
 
     Primitive.__name__ = Primitive.__qualname__ = class_type
+    Primitive.__doc__ = f"A constant {io.name} value, passed straight through."
     return Primitive
 
 
