@@ -324,7 +324,7 @@ def render_loss_graph(values: Sequence[float], smoothed: Sequence[float],
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font, small = _font(16), _font(13)
-    box = (90, 50, width - 30, height - 70)
+    box = (110, 50, width - 30, height - 70)
     left, top, right, bottom = box
     finite = [v for v in values if math.isfinite(v)]
     draw.text((left, 15), title, fill="black", font=font)
@@ -349,6 +349,12 @@ def render_loss_graph(values: Sequence[float], smoothed: Sequence[float],
     draw.line((left, bottom, right, bottom), fill="black", width=2)
     _draw_series(draw, plot, values, (150, 190, 235), 1)
     _draw_series(draw, plot, smoothed, (200, 40, 40), 2)
+    for value, label in ((lo, "min"), (hi, "max")):
+        step = values.index(value) + 1
+        px, py = plot.x(step), plot.y(value)
+        draw.ellipse((px - 4, py - 4, px + 4, py + 4), outline=(30, 30, 30), width=2)
+        draw.text((px + 6, py + (4 if label == "min" else -4)), f"{label} {_fmt(value)}",
+                  fill=(30, 30, 30), font=small, anchor="lt" if label == "min" else "lb")
     legend = (f"loss (min {_fmt(lo)} at step {values.index(lo) + 1}, "
               f"max {_fmt(hi)} at step {values.index(hi) + 1})")
     draw.line((right - 430, 22, right - 410, 22), fill=(150, 190, 235), width=3)
