@@ -35,7 +35,7 @@ class ModelPatcher:
         self.sampling = sampling
         self.latent_format = latent_format
         self.family = family
-        self.source: dict[str, Any] = dict(source or {})
+        self.source: dict[str, Any] = source if source is not None else {}
         self.patches: list[tuple[dict[str, Tensor], float]] = []
         self.bypass: list[bool] = []  # parallel to patches
 
@@ -60,7 +60,7 @@ class ModelPatcher:
         other = copy.copy(self)
         other.patches = list(self.patches)
         other.bypass = list(self.bypass)
-        other.source = dict(self.source)
+        other.source = copy.copy(self.source)
         return other
 
     def with_lora(self, lora_sd: dict[str, Tensor], strength: float,

@@ -1,0 +1,263 @@
+"""Loading single-file checkpoints and diffusion-model files.
+
+safetensors files are opened memory-mapped (`safe_open`); the header alone gives the key/shape
+map that detection needs. Modules are built on the meta device and the loaded tensors are
+assigned (`load_state_dict(assign=True)`), so each weight exists once in memory. Pickle files
+(.ckpt/.pt/.pth/.bin) load only through `torch.load(weights_only=True)`; anything else is
+refused (DECISIONS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..typesys.errors import ModelLoadError
+from .detect import UNET_PREFIX, Detected, DetectionError, detect
+from .latent_formats import LATENT_FORMATS
+from .patcher import ModelPatcher
+from .sampling import ModelSampling
+from .unet import UNetModel
+
+SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
+PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
+VAE_PREFIX = "first_stage_model."
+TEXT_PREFIXES = ("cond_stage_model.", "conditioner.embedders.")
+
+
+class TensorFile(Mapping[str, Tensor]):
+    """Read-only {key: tensor} view of a checkpoint file; tensors are read on access."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], read, metadata: dict[str, str]):
+        self.shapes = shapes
+        self._read = read
+        self.metadata = metadata
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self.shapes:
+            raise KeyError(key)
+        return self._read(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def _where(node_id: str | None, input_name: str | None) -> dict[str, Any]:
+    return {"node_id": node_id, "input_name": input_name}
+
+
+@contextmanager
+def open_tensor_file(path: str | os.PathLike, *, node_id: str | None = None,
+                     input_name: str | None = None) -> Iterator[TensorFile]:
+    """Open a safetensors (memory-mapped) or weights-only pickle file as a TensorFile."""
+    path = Path(path)
+    where = _where(node_id, input_name)
+    if not path.is_file():
+        listing = ", ".join(sorted(p.name for p in path.parent.glob("*"))[:20]) \
+            if path.parent.is_dir() else "(folder missing)"
+        raise ModelLoadError(f"model file {str(path)!r} not found; present: {listing or 'nothing'}",
+                             **where)
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_EXTENSIONS:
+        yield _open_pickle(path, where)
+        return
+    if suffix not in SAFETENSORS_EXTENSIONS:
+        raise ModelLoadError(
+            f"{path.name}: unknown model file type {suffix!r}; expected one of "
+            f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}", **where)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(
+            f"{path.name}: not a readable safetensors file (corrupt or truncated?): {exc}",
+            **where) from exc
+    with handle as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        yield TensorFile(shapes, f.get_tensor, f.metadata() or {})
+
+
+def _open_pickle(path: Path, where: dict[str, Any]) -> TensorFile:
+    """torch.load with weights_only=True (memory-mapped when the file is a zip archive)."""
+    import pickle
+
+    try:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as exc:
+        raise ModelLoadError(
+            f"{path.name}: refused: this pickle file does not load with "
+            f"torch.load(weights_only=True) (it may run arbitrary code); convert it to "
+            f".safetensors. Reason: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            **where) from exc
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path.name}: expected a state dict, found {type(data).__name__}",
+                             **where)
+    tensors = {k: v for k, v in data.items() if isinstance(v, Tensor)}
+    return TensorFile({k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__, {})
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """fp32 on the CPU; fp16 on a GPU (as ComfyUI runs SD UNets)."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.float16
+
+
+def build_unet(detected: Detected, tensors: Mapping[str, Tensor], prefix: str,
+               dtype: torch.dtype, device: str | torch.device) -> UNetModel:
+    """A UNet built on the meta device with the file's tensors assigned (no double copies)."""
+    with torch.device("meta"):
+        unet = UNetModel(detected.config)
+    expected = unet.state_dict().keys()
+    sd: dict[str, Tensor] = {}
+    for name in expected:
+        t = tensors[prefix + name]
+        sd[name] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+    unet.load_state_dict(sd, strict=True, assign=True)
+    unet.requires_grad_(False)  # base weights are frozen; adapters bring their own params
+    return unet.eval()
+
+
+def _check_keys(tensors: TensorFile, detected: Detected, prefix: str,
+                where: dict[str, Any], name: str) -> None:
+    """Every key the detected UNet needs is in the file (a clear error otherwise)."""
+    with torch.device("meta"):
+        expected = UNetModel(detected.config).state_dict()
+    missing = [k for k in expected if prefix + k not in tensors.shapes]
+    wrong = [k for k, v in expected.items()
+             if prefix + k in tensors.shapes and tuple(v.shape) != tensors.shapes[prefix + k]]
+    if missing or wrong:
+        raise ModelLoadError(
+            f"{name}: looks like {detected.family} but {len(missing)} UNet key(s) are missing "
+            f"(e.g. {missing[:3]}) and {len(wrong)} have unexpected shapes (e.g. {wrong[:3]})",
+            **where)
+
+
+class _LazySource(dict):
+    """`source` dict whose "sha256" is computed on first access (hashing 2 GB takes seconds)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "sha256" and not dict.__contains__(self, key):
+            dict.__setitem__(self, key, file_sha256(dict.__getitem__(self, "path")))
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key == "sha256" or key in self else default
+
+    def __contains__(self, key: object) -> bool:
+        return key == "sha256" or dict.__contains__(self, key)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 8 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _detect(tensors: TensorFile, name: str, where: dict[str, Any],
+            prefix: str | None = None) -> Detected:
+    try:
+        return detect(tensors.shapes, read=tensors.__getitem__, prefix=prefix)
+    except DetectionError as exc:
+        raise ModelLoadError(f"{name}: {exc}", **where) from exc
+
+
+def _patcher(detected: Detected, unet: UNetModel, path: Path,
+             prediction: str | None) -> ModelPatcher:
+    sampling = ModelSampling(prediction or detected.prediction, zsnr=detected.zsnr)
+    source = _LazySource(file=path.name, path=str(path))
+    return ModelPatcher(unet, sampling, LATENT_FORMATS[detected.family], detected.family,
+                        source=source)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, prediction: str | None = None,
+                    load_vae: bool = True, load_clip: bool = True,
+                    node_id: str | None = None, input_name: str | None = "ckpt_name",
+                    ) -> tuple[ModelPatcher, Any, Any]:
+    """(MODEL, CLIP | None, VAE | None) from a single-file SD1.x / SD2.x / SDXL checkpoint.
+
+    `prediction` ("eps" | "v") overrides the detected parameterisation.
+    """
+    path = Path(path)
+    where = _where(node_id, input_name)
+    dtype = dtype or default_dtype(device)
+    with open_tensor_file(path, **where) as tensors:
+        detected = _detect(tensors, path.name, where)
+        _check_keys(tensors, detected, detected.unet_prefix, where, path.name)
+        unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device)
+        model = _patcher(detected, unet, path, prediction)
+        clip = _load_clip(tensors, detected.family, device, path.name, where) if load_clip \
+            else None
+        vae = _load_vae(tensors, device, path.name, where) if load_vae else None
+    return model, clip, vae
+
+
+def load_diffusion_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                         dtype: torch.dtype | None = None, prediction: str | None = None,
+                         node_id: str | None = None, input_name: str | None = "unet_name",
+                         ) -> ModelPatcher:
+    """A diffusion-model-only file (prefix-free keys), or the UNet of a full checkpoint."""
+    path = Path(path)
+    where = _where(node_id, input_name)
+    dtype = dtype or default_dtype(device)
+    with open_tensor_file(path, **where) as tensors:
+        has_prefix = any(k.startswith(UNET_PREFIX) for k in tensors.shapes)
+        prefix = UNET_PREFIX if has_prefix else ""
+        detected = _detect(tensors, path.name, where, prefix=prefix)
+        _check_keys(tensors, detected, prefix, where, path.name)
+        unet = build_unet(detected, tensors, prefix, dtype, device)
+    return _patcher(detected, unet, path, prediction)
+
+
+def _sub_dict(tensors: TensorFile, prefixes: tuple[str, ...], strip: str | None = None
+              ) -> dict[str, Tensor]:
+    out = {}
+    for k in tensors:
+        if k.startswith(prefixes):
+            out[k[len(strip):] if strip and k.startswith(strip) else k] = tensors[k]
+    return out
+
+
+def _load_vae(tensors: TensorFile, device, name: str, where: dict[str, Any]) -> Any:
+    """The checkpoint's VAE via models/vae.py; None if the file has no VAE keys."""
+    if not any(k.startswith(VAE_PREFIX) for k in tensors.shapes):
+        return None
+    from . import vae
+
+    sd = _sub_dict(tensors, (VAE_PREFIX,), strip=VAE_PREFIX)
+    try:
+        return vae.load_vae(sd, dtype=default_dtype(device), device=device)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{name}: cannot load the VAE: {exc}", **where) from exc
+
+
+def _load_clip(tensors: TensorFile, family: str, device, name: str,
+               where: dict[str, Any]) -> Any:
+    """The checkpoint's text encoder(s) via models/clip.py; None if the file has none."""
+    if not any(k.startswith(TEXT_PREFIXES) for k in tensors.shapes):
+        return None
+    from . import clip
+
+    sd = _sub_dict(tensors, TEXT_PREFIXES)
+    try:
+        return clip.load_clip(sd, family, dtype=default_dtype(device), device=device)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{name}: cannot load the text encoder: {exc}", **where) from exc
