@@ -25,6 +25,8 @@ EXTERNAL: dict[str, tuple[str, str, str]] = {
                         "comfyless.models.checkpoint_writer:cli_main",
                         "write a tiny/small/full random-weight SD checkpoint"),
     "demo": ("demo.py", "comfyless.demo:cli_main", "train a small LoRA end to end on the CPU"),
+    "test": ("regress/cli.py", "comfyless.regress.cli:cli_main",
+             "run a regression suite of workflows against golden outputs"),
 }
 
 

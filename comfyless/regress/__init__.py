@@ -1,0 +1,1 @@
+"""`comfyless test`: re-run workflows and compare their outputs with recorded golden ones."""

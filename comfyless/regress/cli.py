@@ -1,0 +1,100 @@
+"""`comfyless test SUITE [--update] [--junit FILE] [--json] [--base-dir D] [-k PATTERN]`.
+
+Exit codes: 0 every case passed (or was recorded), 1 a case failed or changed, 2 usage or I/O
+error (including a malformed suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .suite import SuiteError, load_suite
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="comfyless test",
+                                description="Run a regression suite of workflows.")
+    p.add_argument("suite", help="a folder of workflow JSON files, or a .toml manifest")
+    p.add_argument("--update", action="store_true", help="record the outputs as the new golden")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--base-dir", help="models/, input/, output/ live here")
+    p.add_argument("-k", dest="pattern", metavar="PATTERN",
+                   help="only cases whose name matches this regular expression")
+    p.add_argument("--report-dir", default="comfyless-test-report",
+                   help="where diff images of failing cases go (default: %(default)s)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch deterministic algorithms and a fixed thread count")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default with --deterministic: 1)")
+    return p
+
+
+def make_deterministic(threads: int | None) -> None:
+    """Same inputs, same bits: deterministic kernels, fixed thread count, no TF32."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads or 1)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def cli_main(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as exc:
+        print(f"comfyless test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from .runner import results_json, run_case, select_cases, write_junit
+
+    cases = select_cases(suite, args.pattern)
+    if not cases:
+        print(f"comfyless test: no case matches -k {args.pattern!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.deterministic:
+        make_deterministic(args.threads)
+    elif args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results = []
+    for case in cases:
+        result = run_case(case, suite, base_dir=args.base_dir, update=args.update,
+                          report_dir=Path(args.report_dir))
+        results.append(result)
+        if not args.json:
+            _print_case(result)
+    if args.junit:
+        write_junit(results, Path(args.junit), suite_name=Path(args.suite).stem)
+    if args.json:
+        print(json.dumps(results_json(results), indent=2))
+    else:
+        passed = sum(r.ok for r in results)
+        print(f"{passed}/{len(results)} case(s) {'recorded' if args.update else 'passed'}")
+    if any(r.status == "error" for r in results):
+        return EXIT_USAGE
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _print_case(result) -> None:
+    seeds = ", ".join(f"{k}={v}" for k, v in result.seeds.items())
+    print(f"{result.status.upper():8} {result.name} ({result.seconds:.1f} s)"
+          + (f" seeds: {seeds}" if seeds else ""))
+    for line in result.messages:
+        print(f"    {line}")
+    for path in result.diff_images:
+        print(f"    diff image: {path}")
