@@ -11,6 +11,7 @@ from .adapters import ALGORITHMS, AdapterSet, RankTooLarge, add_adapters
 from .apply import (
     bypass_hooks,
     clip_patches,
+    loras_applied,
     patch_weights,
     patched,
     remove_hooks,
@@ -19,13 +20,13 @@ from .apply import (
     unet_patches,
     weight_deltas,
 )
-from .formats import read_lora
+from .formats import place_patches, read_lora
 from .keys import clip_key_map, unet_key_map
 from .kinds import Patch, factorization
 
 __all__ = [
     "ALGORITHMS", "AdapterSet", "Patch", "RankTooLarge", "add_adapters", "bypass_hooks",
-    "clip_key_map", "clip_patches", "factorization", "patch_weights", "patched", "read_lora",
-    "remove_hooks", "restore_weights", "split_bypass", "unet_key_map", "unet_patches",
-    "weight_deltas",
+    "clip_key_map", "clip_patches", "factorization", "loras_applied", "patch_weights",
+    "patched", "place_patches", "read_lora", "remove_hooks", "restore_weights", "split_bypass",
+    "unet_key_map", "unet_patches", "weight_deltas",
 ]

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from .formats import read_lora
-from .keys import clip_key_map, unet_key_map
 from .kinds import Patch, bypass_delta_out, merged_weight, oft_rotate_output
 
 PatchSet = dict[str, list[Patch]]
@@ -31,14 +30,12 @@ def unet_patches(
     lora_sd: dict[str, Tensor], unet: nn.Module, config: Any = None
 ) -> tuple[PatchSet, dict[str, str]]:
     """Patches for a LDM UNet (parameter names without `diffusion_model.`) and unplaced keys."""
-    shapes = {n: tuple(p.shape) for n, p in unet.named_parameters()}
-    return read_lora(lora_sd, unet_key_map(shapes, config or getattr(unet, "config", None)), shapes)
+    return read_lora(lora_sd, "unet", unet, config)
 
 
 def clip_patches(lora_sd: dict[str, Tensor], encoder: nn.Module) -> tuple[PatchSet, dict[str, str]]:
     """Patches for a text-encoder module (HF CLIP or OpenCLIP layout) and unplaced keys."""
-    shapes = {n: tuple(p.shape) for n, p in encoder.named_parameters()}
-    return read_lora(lora_sd, clip_key_map(shapes), shapes)
+    return read_lora(lora_sd, "clip", encoder)
 
 
 def _apply_all(weight: Tensor, plist: list[Patch], strength: float) -> Tensor:
@@ -152,3 +149,36 @@ def split_bypass(patches: PatchSet, module: nn.Module) -> tuple[PatchSet, PatchS
 def remove_hooks(handles: list[Any]) -> None:
     for h in handles:
         h.remove()
+
+
+@contextmanager
+def loras_applied(
+    module: nn.Module,
+    loras: list[tuple[dict[str, Tensor], float, bool]],
+    target: str = "unet",
+) -> Iterator[nn.Module]:
+    """Every (lora_sd, strength, bypass) applied to `module` inside the block, undone after.
+
+    Merged LoRAs patch the weights (restored exactly afterwards); bypass LoRAs run as forward
+    hooks, except their diff/set/sliced patches, which are merged. Unplaced keys are ignored
+    here: the loader nodes report them when the LoRA is added.
+    """
+    merge_sets: list[tuple[PatchSet, float]] = []
+    hook_sets: list[tuple[PatchSet, float]] = []
+    for lora_sd, strength, bypass in loras:
+        if strength == 0:
+            continue
+        patches, _ = read_lora(lora_sd, target, module)
+        if bypass:
+            hooks, merge = split_bypass(patches, module)
+            hook_sets.append((hooks, strength))
+            merge_sets.append((merge, strength))
+        else:
+            merge_sets.append((patches, strength))
+    backup = patch_weights(module, merge_sets)
+    handles = [h for patches, s in hook_sets for h in bypass_hooks(module, patches, s)]
+    try:
+        yield module
+    finally:
+        remove_hooks(handles)
+        restore_weights(module, backup)

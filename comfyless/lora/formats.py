@@ -1,7 +1,8 @@
 """Reading LoRA files: group a state dict's keys into patches placed on model weights.
 
-`read_lora(lora_sd, key_map, shapes)` follows lora-format.md §4: for every prefix of the key
-map, look for each adapter's suffix dialect (§4.3: LoRA in seven spellings, LoHa, LoKr, OFT)
+`read_lora(lora_sd, "unet" | "clip", model)` builds the key map and calls
+`place_patches(lora_sd, key_map, shapes)`, which follows lora-format.md §4: for every prefix of
+the key map, look for each adapter's suffix dialect (§4.3: LoRA in seven spellings, LoHa, LoKr, OFT)
 and for the diff/set kinds; every key it uses is consumed. It returns the patches per target
 parameter and EVERY key it could not place, with the reason.
 
@@ -12,10 +13,11 @@ Not supported (their keys come back unplaced, reason given): GLoRA, BOFT (4-D `o
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from .keys import Target
+from .keys import Target, clip_key_map, unet_key_map
 from .kinds import LOHA_KEYS, LOKR_KEYS, LORA_DIALECTS, Patch
 
 
@@ -83,6 +85,30 @@ def _slice_shape(shape: tuple[int, ...], offset) -> tuple[int, ...]:
 
 
 def read_lora(
+    lora_sd: dict[str, Tensor], target: str, model: nn.Module | dict[str, tuple[int, ...]],
+    config: Any = None,
+) -> tuple[dict[str, list[Patch]], dict[str, str]]:
+    """Place a LoRA file on a UNet (`target="unet"`) or text-encoder module (`"clip"`).
+
+    `model` is the torch module (parameter names are the targets) or a {name: shape} dict;
+    `config` (UNetConfig) is optional for the UNet (the layout is read off the names).
+    Returns (patches per parameter name, {unplaced file key: reason}).
+    """
+    if isinstance(model, nn.Module):
+        shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        config = config if config is not None else getattr(model, "config", None)
+    else:
+        shapes = {n: tuple(s) for n, s in model.items()}
+    if target == "unet":
+        key_map = unet_key_map(shapes, config)
+    elif target == "clip":
+        key_map = clip_key_map(shapes)
+    else:
+        raise ValueError(f"read_lora target must be 'unet' or 'clip', not {target!r}")
+    return place_patches(lora_sd, key_map, shapes)
+
+
+def place_patches(
     lora_sd: dict[str, Tensor],
     key_map: dict[str, Target],
     shapes: dict[str, tuple[int, ...]],
