@@ -17,7 +17,6 @@ memory stays bounded by one workflow's outputs.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,7 @@ from .validate import PlannedNode
 
 
 def _canonical(value: Any) -> Any:
-    """JSON-ready form of a constant, or raise TypeError if it is not plain data."""
+    """Canonical plain form of a constant (dicts sorted), or TypeError if not plain data."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -33,7 +32,8 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return ("dict", [[str(k), _canonical(v)] for k, v in items])  # tuple: never a list
     raise TypeError(f"not cacheable: {type(value).__name__}")
 
 
@@ -54,7 +54,7 @@ def cache_key(planned: PlannedNode, producer_keys: dict[str, str | None]) -> str
         recipe = [schema.class_type, fingerprint,
                   [[n, _canonical(planned.constants[n])] for n in sorted(planned.constants)],
                   links]
-        text = json.dumps(recipe, separators=(",", ":"), ensure_ascii=False)
+        text = repr(recipe)  # canonical: only lists, str, int, bool, None (floats as repr)
     except (TypeError, ValueError):
         return None
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -15,7 +15,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ class RunContext:
 
     def for_node(self, node_id: str, class_type: str) -> RunContext:
         """A view of this context for one node (shares listeners and the interrupt flag)."""
-        return replace(self, node_id=node_id, class_type=class_type)
+        view = object.__new__(RunContext)  # dataclasses.replace costs 10x more per node
+        view.__dict__.update(self.__dict__, node_id=node_id, class_type=class_type)
+        return view
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ProgressEvent) -> None:

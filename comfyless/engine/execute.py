@@ -108,7 +108,8 @@ def run_node(planned: PlannedNode, ctx: RunContext,
              results: Mapping[str, tuple[list[Any], ...]]) -> CacheEntry:
     """Run one node (once per item), merging per-slot outputs and UI dicts."""
     node_ctx = ctx.for_node(planned.node_id, planned.class_type)
-    node_ctx.emit(ProgressEvent("started", planned.node_id, planned.class_type))
+    if ctx.listeners:
+        node_ctx.emit(ProgressEvent("started", planned.node_id, planned.class_type))
     schema = planned.node.schema
     slots: tuple[list[Any], ...] = tuple([] for _ in schema.outputs)
     ui: dict[str, list[Any]] = {}
@@ -121,7 +122,8 @@ def run_node(planned: PlannedNode, ctx: RunContext,
                 slots[slot].append(value)
         for k, v in call_ui.items():
             ui.setdefault(k, []).extend(v if isinstance(v, list) else [v])
-    node_ctx.emit(ProgressEvent("finished", planned.node_id, planned.class_type))
+    if ctx.listeners:
+        node_ctx.emit(ProgressEvent("finished", planned.node_id, planned.class_type))
     return CacheEntry(slots, ui)
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 # edges: node id -> ids it depends on (its producers), in input order; duplicates allowed.
 Deps = Mapping[str, Iterable[str]]
 
 
+@lru_cache(maxsize=1 << 16)
 def node_order(node_id: str) -> tuple:
     """Sort key for node ids: digits numerically, others as strings, `a:b` part by part."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in node_id.split(":"))

@@ -309,15 +309,15 @@ def check_workflow(workflow: Mapping[str, Any], registry: NodeRegistry,
     for node_id in sorted(needed, key=graph.node_order):
         if node_id in known:
             nodes[node_id] = checker.check_node(node_id, known[node_id], known)
-    for cycle in graph.find_cycles(needed, deps):
+    order, leftover = graph.topological_order(needed, deps)
+    for cycle in graph.find_cycles(leftover, deps) if leftover else ():
         text = " -> ".join(f"{n} ({_class_type(workflow, n)})" for n in cycle)
         for member in sorted(set(cycle), key=graph.node_order):
             checker.errors.append(DependencyCycle(
                 f"node {member} ({_class_type(workflow, member)}) is part of a dependency cycle: "
                 f"{text}", node_id=member, cycle=cycle))
-    order: list[str] = []
-    if not checker.errors:
-        order, _leftover = graph.topological_order(needed, deps)
+    if checker.errors:
+        order = []
     class_types = {n: _class_type(workflow, n) for n in workflow}
     return Checked(checker.errors, nodes, outputs, order, deps, class_types)
 
