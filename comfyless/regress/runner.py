@@ -48,12 +48,12 @@ def select_cases(suite: Suite, pattern: str | None) -> list[Case]:
 
 
 def run_case(case: Case, suite: Suite, *, base_dir: str | None, update: bool,
-             report_dir: Path) -> CaseResult:
+             report_dir: Path, registry=None) -> CaseResult:
     """Run one case and record (update) or compare its outputs."""
     started = time.perf_counter()
     result = CaseResult(case.name, "passed")
     try:
-        artefacts, result.seeds = _run_and_collect(case, base_dir)
+        artefacts, result.seeds = _run_and_collect(case, base_dir, registry)
     except WorkflowInvalid as exc:
         result.status, result.messages = "failed", ["workflow invalid:", *_error_lines(exc)]
     except WorkflowError as exc:
@@ -74,21 +74,23 @@ def _error_lines(exc: WorkflowInvalid) -> list[str]:
     return [f"  {e}" for e in exc.errors]
 
 
-def _run_and_collect(case: Case, base_dir: str | None) -> tuple[list[Artefact], dict[str, int]]:
+def _run_and_collect(case: Case, base_dir: str | None,
+                     registry=None) -> tuple[list[Artefact], dict[str, int]]:
     from ..engine.execute import prepare, run_plan
     from ..engine.load import load_workflow
-    from ..nodes import REGISTRY
 
-    workflow = load_workflow(case.workflow, REGISTRY)
+    if registry is None:
+        from ..nodes import REGISTRY as registry  # noqa: N811
+    workflow = load_workflow(case.workflow, registry)
     for node_id, name, value in case.overrides:
         if node_id not in workflow:
             raise ValueError(f"case {case.name}: `set` names node {node_id!r}, which is not in "
                              f"{case.workflow.name} (nodes: {', '.join(sorted(workflow)[:20])})")
         workflow[node_id].inputs[name] = value
     ctx = RunContext.create(base_dir)
-    plan = prepare(workflow, REGISTRY, ctx)
+    plan = prepare(workflow, registry, ctx)
     result = run_plan(plan, ctx)
-    return _artefacts(plan, result, REGISTRY), _seeds(plan)
+    return _artefacts(plan, result, registry), _seeds(plan)
 
 
 def _seeds(plan) -> dict[str, int]:
