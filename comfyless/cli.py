@@ -41,9 +41,15 @@ def _print_json(data: Any) -> None:
 def _load(path: str, registry):
     from .engine.load import load_workflow
 
+    from .workflows import find_shipped, shipped_workflows
+
     source = Path(path)
     if not source.is_file():
-        raise OSError(f"{path}: no such file")
+        source = find_shipped(path)
+    if source is None:
+        names = ", ".join(shipped_workflows()) or "none"
+        raise OSError(f"{path}: no such file, and no shipped workflow of that name "
+                      f"(shipped: {names})")
     return load_workflow(source, registry)
 
 

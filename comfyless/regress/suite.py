@@ -142,14 +142,10 @@ def _case(raw: Any, index: int, root: Path, base_tol: Tolerance, manifest: Path)
 
 def resolve_workflow(text: str, root: Path) -> Path | None:
     """A path relative to the manifest, else a shipped workflow by name."""
+    from ..workflows import find_shipped
+
     candidate = root / text
-    if candidate.is_file():
-        return candidate
-    shipped = Path(__file__).resolve().parent.parent / "workflows"
-    for name in (text, f"{text}.json"):
-        if (shipped / name).is_file():
-            return shipped / name
-    return None
+    return candidate if candidate.is_file() else find_shipped(text)
 
 
 def _overrides(raw: Any, manifest: Path, where: str) -> tuple[tuple[str, str, Any], ...]:

@@ -1,0 +1,135 @@
+"""`comfyless demo`: train a LoRA and generate with it, end to end, from nothing but the install.
+
+Writes a tiny random-weight SD1.5 checkpoint and a small synthetic image set into the base
+directory, runs the shipped train-then-generate workflow (`lora-train`) on the CPU with progress
+bars, and prints where the LoRA, the loss graph and the images are. The demo trains in fp32
+because on a CPU fp32 is much faster than bf16 (ComfyUI's default stays bf16 in the workflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEMO_CHECKPOINT = "comfyless-demo-sd15-tiny.safetensors"
+DEMO_DATASET = "comfyless_demo"
+DEMO_WORKFLOW = "lora-train"
+DEMO_IMAGE_SIZE = 64
+DEMO_IMAGES = 6
+
+# Node ids of the shipped lora-train workflow that the demo adjusts (see workflows/README.md).
+DEMO_OVERRIDES = {
+    "1.ckpt_name": DEMO_CHECKPOINT,
+    "2.folder": DEMO_DATASET,
+    "4.text": "a comfyless demo pattern",
+    "5.steps": 40,
+    "5.learning_rate": 0.003,
+    "5.rank": 4,
+    "5.seed": 0,
+    "5.training_dtype": "fp32",
+    "5.lora_dtype": "fp32",
+    "5.gradient_checkpointing": False,
+    "6.prefix": "loras/comfyless_demo_lora",
+    "7.filename_prefix": "comfyless_demo_loss",
+    "9.text": "a comfyless demo pattern",
+    "11.width": DEMO_IMAGE_SIZE,
+    "11.height": DEMO_IMAGE_SIZE,
+    "11.batch_size": 2,
+    "12.seed": 0,
+    "12.steps": 12,
+    "14.filename_prefix": "comfyless_demo",
+}
+
+
+def write_demo_dataset(folder: Path, count: int = DEMO_IMAGES, size: int = DEMO_IMAGE_SIZE,
+                       seed: int = 0) -> list[Path]:
+    """`count` PNGs of one distinct pattern (orange stripes on teal) with small variations."""
+    import numpy as np
+    from PIL import Image
+
+    from .engine.context import write_atomic
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    written = []
+    for index in range(count):
+        phase = rng.uniform(0, 2 * np.pi)
+        stripes = (np.sin((xx + yy) * 0.35 + phase) > 0)[..., None]
+        teal, orange = np.array([20, 140, 150]), np.array([245, 140, 30])
+        pixels = np.where(stripes, orange, teal) + rng.normal(0, 6, (size, size, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        path = folder / f"pattern_{index:02}.png"
+        write_atomic(path, lambda tmp, im=image: im.save(tmp, format="PNG"))
+        (folder / f"pattern_{index:02}.txt").write_text("a comfyless demo pattern\n")
+        written.append(path)
+    return written
+
+
+def prepare_base_dir(base: Path) -> None:
+    """The tiny checkpoint and the image set, written once (kept if already there)."""
+    from .models.checkpoint_writer import write_checkpoint
+
+    checkpoint = base / "models" / "checkpoints" / DEMO_CHECKPOINT
+    if not checkpoint.is_file():
+        write_checkpoint(checkpoint, "sd15", "tiny", seed=0)
+    dataset = base / "input" / DEMO_DATASET
+    if not any(dataset.glob("*.png")):
+        write_demo_dataset(dataset)
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """`comfyless demo [--base-dir D] [--steps N]`."""
+    parser = argparse.ArgumentParser(
+        prog="comfyless demo",
+        description="Train a small LoRA on a synthetic image set and sample with it (CPU).")
+    parser.add_argument("--base-dir", default=None,
+                        help="where models/, input/, output/ go (default: $COMFYLESS_BASE_DIR "
+                             "or ./comfyless-data)")
+    parser.add_argument("--steps", type=int, default=DEMO_OVERRIDES["5.steps"],
+                        help="training steps (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+
+    from .cli import main as comfyless_main
+    from .engine.paths import BasePaths
+
+    base = BasePaths.resolve(args.base_dir).base
+    started = time.perf_counter()
+    print(f"comfyless demo: base directory {base}")
+    prepare_base_dir(base)
+    overrides = {**DEMO_OVERRIDES, "5.steps": args.steps}
+    run_args = ["run", DEMO_WORKFLOW, "--base-dir", str(base)]
+    for key, value in overrides.items():
+        run_args += ["--set", f"{key}={_as_json(value)}"]
+    code = comfyless_main(run_args)
+    if code != 0:
+        print(f"comfyless demo: the workflow failed (exit code {code})", file=sys.stderr)
+        return code
+    _print_results(base / "output", time.perf_counter() - started)
+    return 0
+
+
+def _as_json(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _print_results(output: Path, seconds: float) -> None:
+    def newest(pattern: str) -> list[Path]:
+        return sorted(output.glob(pattern), key=lambda p: p.stat().st_mtime)
+
+    print(f"\ncomfyless demo finished in {seconds:.1f} s")
+    for label, pattern in (("LoRA", "loras/comfyless_demo_lora_*.safetensors"),
+                           ("loss graph", "comfyless_demo_loss_*.png"),
+                           ("loss values", "comfyless_demo_loss_*.csv")):
+        found = newest(pattern)
+        if found:
+            print(f"  {label:12} {found[-1]}")
+    images = newest("comfyless_demo_0*_.png")
+    for image in images[-2:]:
+        print(f"  {'image':12} {image}")
