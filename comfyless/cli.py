@@ -40,7 +40,6 @@ def _print_json(data: Any) -> None:
 
 def _load(path: str, registry):
     from .engine.load import load_workflow
-
     from .workflows import find_shipped, shipped_workflows
 
     source = Path(path)
