@@ -70,6 +70,8 @@ class BasePaths:
             return [self.output_dir]
         if kind == "temp":
             return [self.temp_dir]
+        if kind == "datasets":  # SaveTrainingDataset / LoadTrainingDataset shards
+            return [self.base / "datasets"]
         if kind not in MODEL_KINDS:
             raise KeyError(f"unknown folder kind {kind!r}")
         found = [self.base / "models" / name for name in MODEL_KINDS[kind]]

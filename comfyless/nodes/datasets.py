@@ -584,6 +584,77 @@ def _cond_for_sample(cond: list, k: int, batch: int, index: int):
                      f"batch of {batch}; expected {batch} or 1")
 
 
+def _dataset_folder(ctx, folder_name: str):
+    """A sub-folder of datasets/ (never the root itself, never outside it)."""
+    from ..engine.paths import check_relative_name, ensure_inside
+
+    where = {"node_id": ctx.node_id, "input_name": "folder_name"}
+    check_relative_name(folder_name, **where)
+    root = ctx.paths.folders("datasets")[0]
+    folder = root / folder_name
+    if folder.resolve() == root.resolve():
+        raise ValueError("input 'folder_name': give a sub-folder of datasets/, not the root")
+    root.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        ensure_inside(folder, root, **where)
+    return folder
+
+
+class SaveTrainingDataset(Node):
+    """Save LATENT / CONDITIONING lists to datasets/<folder_name>/ as safetensors shards."""
+
+    schema = NodeSchema(
+        "SaveTrainingDataset",
+        display_name="Save Training Dataset",
+        category="model/training",
+        inputs=(
+            Input("latents", LATENT),
+            Input("conditioning", CONDITIONING),
+            Input("folder_name", STRING, default="training_dataset",
+                  tooltip="sub-folder of datasets/"),
+            Input("shard_size", INT, default=1000, min=1, max=100000),
+        ),
+        output_node=True,
+        is_input_list=True,
+        experimental=True,
+    )
+
+    @staticmethod
+    def execute(ctx, latents: list, conditioning: list, folder_name: list, shard_size: list):
+        from . import _dataset_files
+
+        if len(latents) != len(conditioning):
+            raise ValueError(f"inputs 'latents' and 'conditioning': {len(latents)} latents but "
+                             f"{len(conditioning)} conditionings; they must pair one to one")
+        folder = _dataset_folder(ctx, _first(folder_name, "folder_name"))
+        _dataset_files.save_dataset(folder, latents, conditioning, _first(shard_size,
+                                                                          "shard_size"))
+        return ()
+
+
+class LoadTrainingDataset(Node):
+    """Load a dataset saved by SaveTrainingDataset (or ComfyUI's .pkl shards, weights only)."""
+
+    schema = NodeSchema(
+        "LoadTrainingDataset",
+        display_name="Load Training Dataset",
+        category="model/training",
+        inputs=(Input("folder_name", COMBO, choices_from="datasets", choices_dirs_only=True),),
+        outputs=(Output("latents", LATENT, is_list=True),
+                 Output("conditioning", CONDITIONING, is_list=True)),
+        experimental=True,
+    )
+
+    @staticmethod
+    def execute(ctx, folder_name: str):
+        from . import _dataset_files
+
+        folder = ctx.find("datasets", folder_name, input_name="folder_name")
+        if not folder.is_dir():
+            raise ValueError(f"input 'folder_name': {folder_name!r} is not a folder")
+        return _dataset_files.load_dataset(folder)
+
+
 # -- legacy (V1) nodes --------------------------------------------------------------------------
 
 
@@ -703,6 +774,6 @@ NODES = [
     NormalizeImages, AdjustBrightness, AdjustContrast, ShuffleDataset, ShuffleImageTextDataset,
     TextToLowercase, TextToUppercase, TruncateText, AddTextPrefix, AddTextSuffix, ReplaceText,
     StripWhitespace, ImageDeduplication, ImageGrid, MergeImageLists, MergeTextLists,
-    MakeTrainingDataset, ResolutionBucket,
+    MakeTrainingDataset, ResolutionBucket, SaveTrainingDataset, LoadTrainingDataset,
     LoadImageSetNode, LoadImageSetFromFolderNode, LoadImageTextSetFromFolderNode,
 ]

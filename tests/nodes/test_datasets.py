@@ -328,3 +328,49 @@ def test_dataset_graph_runs_through_the_engine(base, builder):
     assert sorted(texts) == sorted(["cap 0", "cap 1", "cap 2"] * 2)
     assert all(img.shape == (1, 4, 8, 3) for img in result.outputs[small.id][0])
     assert len(list((base / "output" / "ds").glob("img_*_.png"))) == 6
+
+
+def test_training_dataset_round_trip_safetensors(base, ctx):
+    latents = [{"samples": torch.randn(1, 4, 2, 2, dtype=torch.float16)} for _ in range(5)]
+    conds = [[[torch.randn(1, 77, 8), {"pooled_output": torch.randn(1, 8), "width": 64}]]
+             for _ in range(5)]
+    conds[2][0][1]["pooled_output"] = None
+    assert ds.SaveTrainingDataset.execute(ctx, latents=latents, conditioning=conds,
+                                          folder_name=["sets/mine"], shard_size=[2]) == ()
+    folder = base / "datasets" / "sets" / "mine"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "metadata.json", "shard_0000.safetensors", "shard_0001.safetensors",
+        "shard_0002.safetensors"]
+    assert "sets/mine" in ctx.paths.list_dirs("datasets")
+    out_l, out_c = ds.LoadTrainingDataset.execute(ctx, folder_name="sets/mine")
+    assert len(out_l) == 5 and len(out_c) == 5
+    for a, b in zip(latents, out_l, strict=True):
+        assert b["samples"].dtype == torch.float16 and torch.equal(a["samples"], b["samples"])
+    for a, b in zip(conds, out_c, strict=True):
+        assert torch.equal(a[0][0], b[0][0]) and b[0][1]["width"] == 64
+    assert out_c[2][0][1]["pooled_output"] is None
+    # a smaller re-save leaves no stale shard behind
+    ds.SaveTrainingDataset.execute(ctx, latents=latents[:1], conditioning=conds[:1],
+                                   folder_name=["sets/mine"], shard_size=[2])
+    assert len(list(folder.glob("shard_*"))) == 1
+    assert len(ds.LoadTrainingDataset.execute(ctx, folder_name="sets/mine")[0]) == 1
+
+
+def test_training_dataset_refuses_root_escape_and_pickles(base, ctx):
+    with pytest.raises(ValueError, match="folder_name"):
+        ds.SaveTrainingDataset.execute(ctx, latents=[], conditioning=[], folder_name=["."],
+                                       shard_size=[1])
+    with pytest.raises(InvalidValue):
+        ds.SaveTrainingDataset.execute(ctx, latents=[], conditioning=[],
+                                       folder_name=["../out"], shard_size=[1])
+    folder = base / "datasets" / "old"
+    folder.mkdir(parents=True)
+    torch.save({"latents": [{"samples": torch.ones(1, 4, 1, 1)}], "conditioning": [[]]},
+               folder / "shard_0000.pkl")
+    out_l, _ = ds.LoadTrainingDataset.execute(ctx, folder_name="old")
+    assert torch.equal(out_l[0]["samples"], torch.ones(1, 4, 1, 1))
+    evil = base / "datasets" / "evil"
+    evil.mkdir()
+    torch.save({"latents": [object()], "conditioning": []}, evil / "shard_0000.pkl")
+    with pytest.raises(ValueError, match="weights_only"):
+        ds.LoadTrainingDataset.execute(ctx, folder_name="evil")
