@@ -2,9 +2,10 @@
 pending LoRA patches; patches are applied to the shared weights only inside `patched()`.
 
 State: `diffusion_model` is shared between clones (never copied); `patches` is per clone, a
-list of (lora state dict in ComfyUI layout, strength); the UNet remembers which patch list is
-currently merged into its weights (`_comfyless_active`), so nested `patched()` calls and
-`apply_model` inside a `patched()` block cost nothing.
+list of (lora state dict, strength) with a parallel `bypass` list (comfyless.lora.apply does
+the merging / hooking); the UNet remembers which patch list is currently applied
+(`_comfyless_active`), so nested `patched()` calls and `apply_model` inside a `patched()`
+block cost nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .latent_formats import LatentFormat
 from .sampling import ModelSampling
 from .unet import UNetConfig, UNetModel, timestep_embedding
 
-LORA_PREFIX = "diffusion_model."
 SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
 
 
@@ -86,16 +86,15 @@ class ModelPatcher:
             return
         if active:
             raise RuntimeError("another ModelPatcher's patches are applied to this UNet right now")
-        backup = _merge_patches(unet, self.patches)
-        unet._comfyless_active = self._signature()
-        try:
-            yield unet
-        finally:
-            with torch.no_grad():
-                params = dict(unet.named_parameters())
-                for name, original in backup.items():
-                    params[name].copy_(original)
-            unet._comfyless_active = ()
+        from ..lora.apply import loras_applied
+
+        loras = [(sd, s, b) for (sd, s), b in zip(self.patches, self.bypass, strict=True)]
+        with loras_applied(unet, loras, "unet"):
+            unet._comfyless_active = self._signature()
+            try:
+                yield unet
+            finally:
+                unet._comfyless_active = ()
 
     # -- forward ----------------------------------------------------------------------------
     def apply_model(self, x: Tensor, sigma: Tensor, context: Tensor,
@@ -148,63 +147,3 @@ def _match_batch(t: Tensor, batch: int) -> Tensor:
     if t.shape[0] == 1 or batch % t.shape[0] == 0:
         return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
     raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")
-
-
-def _merge_patches(unet: nn.Module, patches: list[tuple[dict[str, Tensor], float]]
-                   ) -> dict[str, Tensor]:
-    """Merge every patch into the UNet's weights in place; return the originals touched."""
-    params = dict(unet.named_parameters())
-    backup: dict[str, Tensor] = {}
-    with torch.no_grad():
-        for lora_sd, strength in patches:
-            for name, patch in _unet_patches(lora_sd, unet).items():
-                if name not in params:
-                    continue
-                weight = params[name]
-                if name not in backup:
-                    backup[name] = weight.detach().clone()
-                merged = _merged(patch, weight, strength)
-                weight.copy_(merged.to(weight.dtype))
-    return backup
-
-
-def _unet_patches(lora_sd: dict[str, Tensor], unet: nn.Module) -> dict[str, Any]:
-    """param name -> patch, through comfyless.lora when it offers a reader."""
-    try:
-        from ..lora import formats  # type: ignore[attr-defined]
-
-        read = formats.read_lora
-    except (ImportError, AttributeError):
-        return _read_comfy_layout(lora_sd)
-    patches, _unplaced = read(lora_sd, "unet", unet)
-    return patches
-
-
-def _read_comfy_layout(lora_sd: dict[str, Tensor]) -> dict[str, Any]:
-    """ComfyUI SaveLoRA layout: diffusion_model.<module>.{lora_up,lora_down}.weight/alpha/diff."""
-    from ..lora.kinds import Patch
-
-    out: dict[str, Any] = {}
-    for key in sorted(lora_sd):
-        if not key.startswith(LORA_PREFIX):
-            continue
-        rest = key[len(LORA_PREFIX):]
-        if rest.endswith(".lora_up.weight"):
-            module = rest[: -len(".lora_up.weight")]
-            down = lora_sd.get(f"{LORA_PREFIX}{module}.lora_down.weight")
-            alpha = lora_sd.get(f"{LORA_PREFIX}{module}.alpha")
-            out[f"{module}.weight"] = Patch(
-                "lora", {"up": lora_sd[key], "down": down},
-                None if alpha is None else float(alpha),
-            )
-        elif rest.endswith(".diff"):
-            out[f"{rest[:-5]}.weight"] = Patch("diff", {"diff": lora_sd[key]})
-        elif rest.endswith(".diff_b"):
-            out[f"{rest[:-7]}.bias"] = Patch("diff", {"diff": lora_sd[key]})
-    return out
-
-
-def _merged(patch: Any, weight: Tensor, strength: float) -> Tensor:
-    from ..lora.kinds import merged_weight
-
-    return merged_weight(patch, weight, strength)
