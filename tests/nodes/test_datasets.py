@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -374,3 +376,30 @@ def test_training_dataset_refuses_root_escape_and_pickles(base, ctx):
     torch.save({"latents": [object()], "conditioning": []}, evil / "shard_0000.pkl")
     with pytest.raises(ValueError, match="weights_only"):
         ds.LoadTrainingDataset.execute(ctx, folder_name="evil")
+
+
+def test_save_image_text_dataset_to_folder(base, ctx):
+    images = [torch.rand(1, 4, 6, 3), torch.rand(2, 4, 6, 3)]
+    texts = ["a", "b", "c"]
+    result = ds.SaveImageTextDataSetToFolder.execute(
+        ctx, images=images, texts=texts, folder_name=["sets/out"], filename_prefix=["img"],
+        mode=["overwrite"])
+    folder = base / "output" / "sets" / "out"
+    assert [e["filename"] for e in result.ui["images"]] == [
+        "img_00000.png", "img_00001.png", "img_00002.png"]
+    assert (folder / "img_00002.txt").read_text() == "c"
+    ds.SaveImageTextDataSetToFolder.execute(
+        ctx, images=images, texts=texts, folder_name=["sets/out"], filename_prefix=["img"],
+        mode=["increment"])
+    ds.SaveImageDataSetToFolder.execute(
+        ctx, images=images, folder_name=["sets/out"], filename_prefix=["img"], mode=["increment"])
+    names = sorted(p.name for p in folder.glob("img_0000?_0000?.png"))
+    assert names == [f"img_0000{r}_0000{i}.png" for r in (1, 2) for i in range(3)]
+    # what was saved loads back as a dataset with the same captions
+    shutil.copytree(folder, base / "input" / "again")
+    loaded, captions = ds.LoadImageTextDataSetFromFolder.execute(ctx, folder="again")
+    assert captions[:3] == ["a", "b", "c"] and len(loaded) == 9
+    with pytest.raises(ValueError, match="3 images but 2 texts"):
+        ds.SaveImageTextDataSetToFolder.execute(
+            ctx, images=images, texts=texts[:2], folder_name=["x"], filename_prefix=["i"],
+            mode=["overwrite"])
