@@ -1,0 +1,98 @@
+"""Detection from key names and shapes: configs, families, prediction types, refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from comfyless.models.checkpoint_writer import checkpoint_state_dict, unet_config
+from comfyless.models.detect import (
+    DetectionError,
+    detect,
+    detect_unet_config,
+    unet_prefix,
+)
+from comfyless.models.unet import UNetModel
+
+
+def _shapes(config, prefix="model.diffusion_model."):
+    with torch.device("meta"):
+        return {prefix + k: tuple(v.shape) for k, v in UNetModel(config).state_dict().items()}
+
+
+def test_sd15_full_config_as_in_spec():
+    cfg = detect_unet_config(_shapes(unet_config("sd15", "full")))
+    assert cfg.model_channels == 320 and cfg.in_channels == 4 and cfg.out_channels == 4
+    assert cfg.num_res_blocks == [2, 2, 2, 2]
+    assert cfg.channel_mult == [1, 2, 4, 4]
+    assert cfg.transformer_depth == [1, 1, 1, 1, 1, 1, 0, 0]
+    assert cfg.transformer_depth_output == [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert cfg.transformer_depth_middle == 1
+    assert cfg.context_dim == 768
+    assert cfg.use_linear_in_transformer is False
+    assert cfg.adm_in_channels is None
+    assert (cfg.num_heads, cfg.num_head_channels) == (8, -1)
+
+
+def test_sdxl_full_config_as_in_spec():
+    cfg = detect_unet_config(_shapes(unet_config("sdxl", "full")))
+    assert cfg.num_res_blocks == [2, 2, 2]
+    assert cfg.channel_mult == [1, 2, 4]
+    assert cfg.transformer_depth == [0, 0, 2, 2, 10, 10]
+    assert cfg.transformer_depth_output == [0, 0, 0, 2, 2, 2, 10, 10, 10]
+    assert cfg.transformer_depth_middle == 10
+    assert cfg.context_dim == 2048 and cfg.adm_in_channels == 2816
+    assert cfg.use_linear_in_transformer is True
+    assert (cfg.num_heads, cfg.num_head_channels) == (-1, 64)
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sd2", "sdxl"])
+@pytest.mark.parametrize("size", ["tiny", "small", "full"])
+def test_detected_config_round_trips(arch, size):
+    config = unet_config(arch, size)
+    detected = detect(_shapes(config))
+    assert detected.config == config
+    assert detected.family == arch
+
+
+def test_prefix_choice():
+    assert unet_prefix(["model.diffusion_model.a"] * 6) == "model.diffusion_model."
+    assert unet_prefix(["model.diffusion_model.a"] * 5 + ["x"]) == "model."
+
+
+def test_prefix_free_detection():
+    shapes = _shapes(unet_config("sd15", "tiny"), prefix="")
+    assert detect(shapes, prefix="").family == "sd15"
+
+
+@pytest.mark.parametrize(("arch", "prediction", "expected"), [
+    ("sd2", None, "v"), ("sd2", "eps", "eps"), ("sd15", None, "eps"), ("sdxl", None, "eps"),
+    ("sdxl", "v", "v"),
+])
+def test_prediction_type(arch, prediction, expected):
+    sd = checkpoint_state_dict(arch, "tiny", prediction=prediction)
+    detected = detect({k: tuple(v.shape) for k, v in sd.items()}, read=sd.__getitem__)
+    assert detected.prediction == expected
+
+
+def test_sd2_vpred_threshold_reads_the_norm_bias():
+    sd = checkpoint_state_dict("sd2", "tiny", prediction="eps")
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    key = "model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.bias"
+    assert key in sd
+    sd[key] = torch.randn(sd[key].shape[0], generator=torch.Generator().manual_seed(0)) * 0.2
+    assert detect(shapes, read=sd.__getitem__).prediction == "v"
+
+
+def test_unknown_layout_names_what_was_found():
+    with pytest.raises(DetectionError) as info:
+        detect({"encoder.conv_in.weight": (128, 3, 3, 3)})
+    assert "encoder.conv_in.weight" in str(info.value)
+    assert "sd15" in str(info.value) and "sdxl" in str(info.value)
+
+
+def test_inpaint_unet_is_refused_with_description():
+    config = unet_config("sd15", "tiny")
+    config.in_channels = 9
+    with pytest.raises(DetectionError, match="in_channels=9"):
+        detect(_shapes(config))
