@@ -19,7 +19,8 @@ def _diffusers_config(c) -> dict:
     down = ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depth]
     up = ["CrossAttnUpBlock2D" if d else "UpBlock2D" for d in depth[::-1]]
     # diffusers' "attention_head_dim" is the number of heads for SD1.x configs
-    heads = c.num_heads if c.num_head_channels == -1 else [ch // c.num_head_channels for ch in chans]
+    per_head = c.num_head_channels
+    heads = c.num_heads if per_head == -1 else [ch // per_head for ch in chans]
     cfg = dict(sample_size=8, in_channels=c.in_channels, out_channels=c.out_channels,
                down_block_types=down, up_block_types=up, block_out_channels=chans,
                layers_per_block=c.num_res_blocks[0], cross_attention_dim=c.context_dim,

@@ -12,7 +12,8 @@ CONV = "input_blocks.1.0.in_layers.2"
 
 
 def _context(model: ModelPatcher, batch: int = 1) -> torch.Tensor:
-    return torch.randn(batch, 5, model.config.context_dim, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(batch, 5, model.config.context_dim, generator=g)
 
 
 def test_apply_model_is_calculate_denoised_of_unet(tiny_sd15_model):
