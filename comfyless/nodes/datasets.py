@@ -552,8 +552,8 @@ class SaveImageTextDataSetToFolder(Node):
     )
 
     @staticmethod
-    def execute(ctx, images: list, folder_name: list, filename_prefix: list, mode: list,
-                texts: list | None = None):
+    def execute(ctx, images: list, texts: list | None = None, *, folder_name: list,
+                filename_prefix: list, mode: list):
         from ..typesys.schema import Result
 
         ui = _save_dataset_images(ctx, images, texts, _first(folder_name, "folder_name"),
