@@ -403,3 +403,33 @@ def test_save_image_text_dataset_to_folder(base, ctx):
         ds.SaveImageTextDataSetToFolder.execute(
             ctx, images=images, texts=texts[:2], folder_name=["x"], filename_prefix=["i"],
             mode=["overwrite"])
+
+
+def test_real_models_dataset_pipeline(base, builder, request):
+    """Folder -> MakeTrainingDataset (tiny real VAE + CLIP) -> buckets -> safetensors shards."""
+    pytest.importorskip("comfyless.models.vae")
+    pytest.importorskip("comfyless.models.clip")
+    tiny_sd15_checkpoint = request.getfixturevalue("tiny_sd15_checkpoint")
+    from comfyless.engine.execute import run_workflow
+    from tests.fixtures_models import install_model
+
+    ctx = RunContext.create(base)
+    name = install_model(ctx, tiny_sd15_checkpoint)
+    for i, (w, h) in enumerate([(16, 16), (24, 16), (16, 16)]):
+        _img(base / "input" / "data" / f"{i}.png", w=w, h=h, value=60 * i)
+        (base / "input" / "data" / f"{i}.txt").write_text(f"photo number {i}")
+    ckpt = builder.add("CheckpointLoaderSimple", ckpt_name=name)
+    load = builder.add("LoadImageTextDataSetFromFolder", folder="data")
+    make = builder.add("MakeTrainingDataset", images=load.out(0), vae=ckpt.out(2),
+                       clip=ckpt.out(1), texts=load.out(1))
+    bucket = builder.add("ResolutionBucket", latents=make.out(0), conditioning=make.out(1))
+    builder.add("SaveTrainingDataset", latents=bucket.out(0), conditioning=bucket.out(1),
+                folder_name="tiny", shard_size=1)
+    result = run_workflow(builder.build(), ctx)
+    latents = result.outputs[make.id][0]
+    assert [tuple(x["samples"].shape[-2:]) for x in latents] == [(2, 2), (2, 3), (2, 2)]
+    buckets = result.outputs[bucket.id][0]
+    assert [x["samples"].shape[0] for x in buckets] == [2, 1]
+    loaded, conds = ds.LoadTrainingDataset.execute(ctx, folder_name="tiny")
+    assert torch.equal(loaded[0]["samples"], buckets[0]["samples"])
+    assert len(conds[0]) == 2 and conds[0][0][0].shape[-2] == 77
