@@ -56,8 +56,8 @@ def tiny_sd15_model(tiny_sd15_checkpoint):
 
 def install_model(ctx, path: Path, kind: str = "checkpoints", name: str | None = None) -> str:
     """Copy a model file into the context's base dir (symlinks would point outside)."""
-    folder = ctx.paths.folders(kind)[0]
-    folder.mkdir(parents=True, exist_ok=True)
     name = name or path.name
-    shutil.copyfile(path, folder / name)
+    target = ctx.paths.folders(kind)[0] / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
     return name

@@ -1,0 +1,123 @@
+"""Loader nodes on tiny checkpoints: outputs, validation of file names, bad files, dtypes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from comfyless.engine.context import RunContext
+from comfyless.nodes import build_registry
+from comfyless.nodes.loaders import (
+    CheckpointLoaderSimple,
+    CLIPLoader,
+    DualCLIPLoader,
+    UNETLoader,
+    VAELoader,
+)
+from comfyless.typesys.errors import ModelLoadError
+from comfyless.typesys.schema import Input, Node, NodeSchema, Result
+from comfyless.typesys.types import MODEL
+from tests.fixtures_models import install_model
+
+
+class _ModelSink(Node):
+    """Test output node: reports the family of the MODEL it receives."""
+
+    schema = NodeSchema("_ModelSink", inputs=(Input("model", MODEL),), outputs=(),
+                        output_node=True)
+
+    @staticmethod
+    def execute(ctx, model):
+        return Result((), ui={"family": [model.family], "name": [model.source["name"]]})
+
+
+@pytest.fixture
+def lctx(tmp_path):
+    return RunContext.create(tmp_path / "base").for_node("4", "CheckpointLoaderSimple")
+
+
+def test_schemas_match_comfyui():
+    names = lambda node: [i.name for i in node.schema.inputs]  # noqa: E731
+    assert names(CheckpointLoaderSimple) == ["ckpt_name"]
+    assert [o.type.name for o in CheckpointLoaderSimple.schema.outputs] == ["MODEL", "CLIP", "VAE"]
+    assert names(UNETLoader) == ["unet_name", "weight_dtype"]
+    assert UNETLoader.schema.input("weight_dtype").choices == (
+        "default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
+    assert names(VAELoader) == ["vae_name"]
+    assert names(CLIPLoader) == ["clip_name", "type", "device"]
+    assert CLIPLoader.schema.input("type").default == "stable_diffusion"
+    assert names(DualCLIPLoader) == ["clip_name1", "clip_name2", "type", "device"]
+    assert DualCLIPLoader.schema.input("type").default == "sdxl"
+    assert CheckpointLoaderSimple.schema.input("ckpt_name").choices_from == "checkpoints"
+    assert UNETLoader.schema.input("unet_name").choices_from == "diffusion_models"
+
+
+def test_checkpoint_loader_gives_model(lctx, tiny_sd15_checkpoint):
+    name = install_model(lctx, tiny_sd15_checkpoint)
+    model, _clip, _vae = CheckpointLoaderSimple.execute(lctx, ckpt_name=name)
+    assert model.family == "sd15" and model.source["name"] == name
+    assert model.diffusion_model.dtype == torch.float32
+
+
+def test_checkpoint_loader_in_a_workflow(tmp_path, tiny_sdxl_checkpoint):
+    from comfyless.engine.execute import run_workflow
+    from tests.conftest import WorkflowBuilder
+
+    ctx = RunContext.create(tmp_path / "base")
+    name = install_model(ctx, tiny_sdxl_checkpoint, name="sub/xl.safetensors")
+    registry = build_registry()
+    registry.register(_ModelSink)
+    b = WorkflowBuilder()
+    loader = b.add("CheckpointLoaderSimple", ckpt_name=name)
+    b.add("_ModelSink", model=loader.out(0))
+    result = run_workflow(b.build(), ctx, registry)
+    assert result.ui["2"] == {"family": ["sdxl"], "name": ["sub/xl.safetensors"]}
+
+
+def test_missing_checkpoint_is_a_validation_error(tmp_path, tiny_sd15_checkpoint):
+    from comfyless.engine.validate import validate
+    from tests.conftest import WorkflowBuilder
+
+    ctx = RunContext.create(tmp_path / "base")
+    install_model(ctx, tiny_sd15_checkpoint, name="present.safetensors")
+    registry = build_registry()
+    registry.register(_ModelSink)
+    b = WorkflowBuilder()
+    loader = b.add("CheckpointLoaderSimple", ckpt_name="absent.safetensors")
+    b.add("_ModelSink", model=loader.out(0))
+    errors = validate(b.build(), registry, ctx.paths)
+    assert [(e.node_id, e.input_name) for e in errors] == [("1", "ckpt_name")]
+    assert errors[0].code == "value_not_in_list"
+    assert "present.safetensors" in str(errors[0].to_dict())
+
+
+def test_corrupt_checkpoint_names_node_and_input(lctx, tiny_sd15_checkpoint):
+    folder = lctx.paths.folders("checkpoints")[0]
+    folder.mkdir(parents=True)
+    (folder / "bad.safetensors").write_bytes(tiny_sd15_checkpoint.read_bytes()[:5000])
+    with pytest.raises(ModelLoadError) as info:
+        CheckpointLoaderSimple.execute(lctx, ckpt_name="bad.safetensors")
+    assert (info.value.node_id, info.value.input_name) == ("4", "ckpt_name")
+
+
+def test_unet_loader_fp8_rounds_weights(tmp_path, tiny_sd15_checkpoint):
+    ctx = RunContext.create(tmp_path / "base").for_node("2", "UNETLoader")
+    name = install_model(ctx, tiny_sd15_checkpoint, kind="diffusion_models")
+    file_w = load_file(tiny_sd15_checkpoint)["model.diffusion_model.out.2.weight"]
+    (plain,) = UNETLoader.execute(ctx, unet_name=name, weight_dtype="default")
+    assert torch.equal(plain.diffusion_model.out[2].weight, file_w)
+    (fp8,) = UNETLoader.execute(ctx, unet_name=name, weight_dtype="fp8_e4m3fn")
+    w = fp8.diffusion_model.out[2].weight
+    assert w.dtype == torch.float32
+    assert torch.equal(w, file_w.to(torch.float8_e4m3fn).float())
+    assert not torch.equal(w, file_w)
+
+
+def test_loader_module_is_torch_free():
+    code = ("import sys, comfyless.nodes.loaders; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
