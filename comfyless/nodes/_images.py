@@ -97,11 +97,17 @@ def load_image_with_mask(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (no recursion), sorted by name."""
+    """Image files directly in `folder` (no recursion), sorted by name; hidden files skipped
+    (e.g. macOS `._name.png` resource forks, which are not images)."""
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATASET_EXTENSIONS),
+        (p for p in folder.iterdir() if is_dataset_image(p) and p.is_file()),
         key=lambda p: p.name,
     )
+
+
+def is_dataset_image(path: Path) -> bool:
+    """A dataset image by name: a listed extension, not hidden."""
+    return path.suffix.lower() in DATASET_EXTENSIONS and not path.name.startswith(".")
 
 
 def read_caption(image_path: Path) -> str:
@@ -110,7 +116,7 @@ def read_caption(image_path: Path) -> str:
     if not caption.is_file():
         return ""
     try:
-        return caption.read_text(encoding="utf-8").strip()
+        return caption.read_text(encoding="utf-8-sig").strip()  # -sig: drop a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read caption file {str(caption)!r}: {exc}") from exc
 

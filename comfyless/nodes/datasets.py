@@ -73,7 +73,7 @@ def _image_text_files(ctx, folder: str) -> list:
     for entry in sorted(path.iterdir(), key=lambda p: p.name):
         if entry.is_dir():
             files += _images.list_images(entry) * _images.repeat_count(entry.name)
-        elif entry.suffix.lower() in _images.DATASET_EXTENSIONS:
+        elif _images.is_dataset_image(entry):
             files.append(entry)
     if not files:
         raise ValueError(f"input 'folder': no images ({', '.join(_images.DATASET_EXTENSIONS)}) "

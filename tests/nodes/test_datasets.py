@@ -433,3 +433,12 @@ def test_real_models_dataset_pipeline(base, builder, request):
     loaded, conds = ds.LoadTrainingDataset.execute(ctx, folder_name="tiny")
     assert torch.equal(loaded[0]["samples"], buckets[0]["samples"])
     assert len(conds[0]) == 2 and conds[0][0][0].shape[-2] == 77
+
+
+def test_hidden_files_skipped_and_bom_captions(base, ctx):
+    folder = base / "input" / "mac"
+    _img(folder / "a.png", value=5)
+    (folder / "a.txt").write_bytes("\ufeffcafé au lait\r\n".encode())
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    images, texts = ds.LoadImageTextDataSetFromFolder.execute(ctx, folder="mac")
+    assert len(images) == 1 and texts == ["café au lait"]

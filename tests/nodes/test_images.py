@@ -140,3 +140,16 @@ def test_preview_image_goes_to_temp(base):
         assert e["filename"].startswith("ComfyUI_temp_") and e["filename"].endswith("_.png")
         assert (base / "temp" / e["subfolder"] / e["filename"]).is_file()
     assert result.values == ()
+
+
+def test_load_animated_gif_frames_and_mask(base, nctx):
+    frames = [Image.new("P", (6, 4), i) for i in range(3)]
+    for f in frames:
+        f.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    frames[0].save(base / "input" / "anim.gif", save_all=True, append_images=frames[1:],
+                   duration=50, loop=0, disposal=2)
+    image, mask = LoadImage.execute(nctx, image="anim.gif")
+    assert image.shape == (3, 4, 6, 3)
+    assert torch.allclose(image[1, 0, 0], torch.tensor([1.0, 0, 0]))
+    assert torch.allclose(image[2, 0, 0], torch.tensor([0, 1.0, 0]))
+    assert mask.shape[0] == 3
