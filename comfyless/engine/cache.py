@@ -1,9 +1,10 @@
 """Output cache across runs in one process, keyed by recipe (never by tensor contents).
 
-A node's key is a digest of its recipe: class_type, its `fingerprint` hook's value, its
-constant inputs sorted by name, and for each linked input (sorted by name) the producer's key
-and slot. Producer keys are digests of their own recipes, so a key covers the whole ancestry
-(ComfyUI's input signature), node ids play no part, and identical sub-graphs share results.
+A node's key is a digest of its recipe: class_type, its `fingerprint` hook's value, the size
+and mtime of each file it picks by name (`choices_from` inputs), its constant inputs sorted by
+name, and for each linked input (sorted by name) the producer's key and slot. Producer keys are
+digests of their own recipes, so a key covers the whole ancestry (ComfyUI's input signature),
+node ids play no part, and identical sub-graphs share results.
 
 A node gets no key (None: always runs, never stored) when it is `not_idempotent`, when a
 constant is not plain JSON data, when its fingerprint hook raises, or when any producer has no
@@ -20,6 +21,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..typesys.errors import WorkflowError
+from .paths import BasePaths
 from .validate import PlannedNode
 
 
@@ -37,7 +40,30 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"not cacheable: {type(value).__name__}")
 
 
-def cache_key(planned: PlannedNode, producer_keys: dict[str, str | None]) -> str | None:
+def file_stamps(planned: PlannedNode, paths: BasePaths) -> list[Any]:
+    """(input, size, mtime) of every file (or folder's files) a node picks by name.
+
+    Part of the key, so a checkpoint or dataset changed on disk is reloaded, not served stale.
+    """
+    stamps: list[Any] = []
+    for inp in planned.node.schema.inputs:
+        value = planned.constants.get(inp.name)
+        if inp.choices_from is None or not isinstance(value, str) or value in inp.extra_choices:
+            continue
+        try:
+            found = paths.find(inp.choices_from, value, input_name=inp.name)
+            files = [found] if found.is_file() else sorted(p for p in found.rglob("*")
+                                                          if p.is_file())
+            for f in files:
+                st = f.stat()
+                stamps.append([inp.name, str(f), st.st_size, st.st_mtime_ns])
+        except (OSError, WorkflowError):
+            stamps.append([inp.name, value, None])  # the node itself will report it
+    return stamps
+
+
+def cache_key(planned: PlannedNode, producer_keys: dict[str, str | None],
+              stamps: list[Any] | None = None) -> str | None:
     """The recipe digest of one node, given its producers' keys (None: never cache)."""
     schema = planned.node.schema
     if schema.not_idempotent:
@@ -51,7 +77,7 @@ def cache_key(planned: PlannedNode, producer_keys: dict[str, str | None]) -> str
         links.append([name, src_key, slot])
     try:
         fingerprint = _fingerprint(planned)
-        recipe = [schema.class_type, fingerprint,
+        recipe = [schema.class_type, fingerprint, stamps or [],
                   [[n, _canonical(planned.constants[n])] for n in sorted(planned.constants)],
                   links]
         text = repr(recipe)  # canonical: only lists, str, int, bool, None (floats as repr)

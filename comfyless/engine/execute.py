@@ -23,7 +23,7 @@ from typing import Any
 
 from ..typesys.errors import Interrupted, NodeExecutionError
 from ..typesys.schema import NodeRegistry, Result
-from .cache import DEFAULT_CACHE, CacheEntry, OutputCache, cache_key
+from .cache import DEFAULT_CACHE, CacheEntry, OutputCache, cache_key, file_stamps
 from .context import ProgressEvent, RunContext
 from .validate import Checked, PlannedNode, check_workflow, raise_if_invalid
 
@@ -65,7 +65,7 @@ def run_plan(plan: Checked, ctx: RunContext, *, cache: OutputCache | None = None
     for node_id in plan.order:
         ctx.check_interrupt()
         planned = plan.nodes[node_id]
-        keys[node_id] = key = cache_key(planned, keys)
+        keys[node_id] = key = cache_key(planned, keys, file_stamps(planned, ctx.paths))
         entry = cache.get(key)
         if entry is not None:
             ctx.emit(ProgressEvent("cached", node_id, planned.class_type))

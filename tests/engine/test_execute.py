@@ -185,3 +185,32 @@ def test_legacy_slot_delivers_current_output(builder, ctx, registry, cache):
     builder.add("TestLatentInt", samples=src.out(1), steps=src.out(2))  # a legacy-era workflow
     result = _run(builder, ctx, registry, cache)
     assert result.ui["2"] == {"samples": [{"samples": 4}], "steps": [4]}
+
+
+def test_changed_file_invalidates_cache(builder, ctx, registry, cache, calls):
+    import os
+
+    folder = ctx.paths.folders("checkpoints")[0]
+    folder.mkdir(parents=True)
+    path = folder / "m.safetensors"
+    path.write_text("v1")
+    builder.add("TestFile", ckpt_name="m.safetensors")
+    _run(builder, ctx, registry, cache)
+    assert _run(builder, ctx, registry, cache).cached == ["1"]
+    path.write_text("v2-longer")
+    os.utime(path, ns=(1, 1))
+    result = _run(builder, ctx, registry, cache)
+    assert result.executed == ["1"] and result.outputs["1"] == (["v2-longer"],)
+
+
+def test_fingerprint_hook_joins_key(builder, ctx, registry, cache, monkeypatch):
+    from tests.testnodes import TestNumber
+
+    stamp = {"v": 1}
+    monkeypatch.setattr(TestNumber, "fingerprint", classmethod(lambda cls, seed: stamp["v"]),
+                        raising=False)
+    builder.add("TestIntSink", value=builder.add("TestNumber", seed=1).out(0))
+    _run(builder, ctx, registry, cache)
+    assert _run(builder, ctx, registry, cache).cached == ["1", "2"]
+    stamp["v"] = 2
+    assert _run(builder, ctx, registry, cache).executed == ["1", "2"]
