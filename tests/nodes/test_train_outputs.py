@@ -14,8 +14,11 @@ from safetensors.torch import load_file
 
 import comfyless
 from comfyless.engine.context import RunContext
+from comfyless.engine.execute import run_workflow
 from comfyless.lora.weights import LoraWeights
+from comfyless.nodes import build_registry
 from comfyless.nodes.train_outputs import LossGraphNode, SaveLoRA, SaveLoRANode
+from comfyless.typesys import INT, LORA_MODEL, LOSS_MAP, Node, NodeSchema, Output
 from comfyless.typesys.errors import InvalidValue
 
 
@@ -145,3 +148,29 @@ def test_loss_graph_counter_and_pairs(ctx):
 def test_loss_graph_rejects_wrong_payload(ctx):
     with pytest.raises(TypeError, match="LOSS_MAP"):
         LossGraphNode.execute(ctx, loss={"losses": 3}, filename_prefix="x")
+
+
+class FakeTrainer(Node):
+    """Stands in for TrainLoraNode: (lora, loss_map, steps), as the current layout."""
+
+    schema = NodeSchema("FakeTrainer", outputs=(Output("lora", LORA_MODEL),
+                                                Output("loss_map", LOSS_MAP),
+                                                Output("steps", INT)))
+
+    @staticmethod
+    def execute(ctx):
+        return LoraWeights(_lora(), {"training.steps": "7"}), {"loss": [0.3, 0.2, 0.25]}, 7
+
+
+def test_training_outputs_through_the_engine(tmp_path, builder):
+    registry = build_registry()
+    registry.register(FakeTrainer)
+    trainer = builder.add("FakeTrainer")
+    save = builder.add("SaveLoRA", lora=trainer.out(0), prefix="loras/run", steps=trainer.out(2))
+    plot = builder.add("LossGraphNode", loss=trainer.out(1), filename_prefix="plots/run")
+    result = run_workflow(builder.build(), RunContext.create(tmp_path), registry)
+    assert result.ui[save.id]["loras"][0]["filename"] == "run_7_steps_00001_.safetensors"
+    assert result.ui[plot.id]["images"][0]["filename"] == "run_00001_.png"
+    with safe_open(tmp_path / "output" / "loras" / "run_7_steps_00001_.safetensors", "pt") as f:
+        assert f.metadata()["training.steps"] == "7"
+    assert (tmp_path / "output" / "plots" / "run_00001_.csv").is_file()
