@@ -110,11 +110,11 @@ class _TqdmProgress:
 
         if self.bar is None:
             self.bar = tqdm(total=event.max, desc=f"{event.node_id} {event.class_type}",
-                            file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = event.value or 0
+                            file=sys.stderr, dynamic_ncols=True,
+                            mininterval=0.1 if sys.stderr.isatty() else 5.0)
         if event.info:
-            self.bar.set_postfix({k: v for k, v in event.info.items()}, refresh=False)
-        self.bar.refresh()
+            self.bar.set_postfix(event.info, refresh=False)
+        self.bar.update((event.value or 0) - self.bar.n)  # tqdm rate-limits the redraws
 
     def close(self) -> None:
         if self.bar is not None:
