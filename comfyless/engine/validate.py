@@ -12,7 +12,9 @@ present, links point at an existing node and output slot (legacy output layouts 
 consumer's type), linked types compatible, constants convertible and within min/max/choices
 (file choices listed from the base dir, and no path may escape its folder), the node's own
 `check` hook, and no dependency cycle. Inputs present in the workflow but not declared by the
-schema are ignored, as in ComfyUI.
+schema are ignored, as in ComfyUI. One deliberate difference: ComfyUI runs the valid outputs
+of a partly invalid prompt; comfyless refuses the whole workflow (pass `targets` to run a
+subset), so a half-run training job never looks like a success.
 
 Workflows are duck-typed: a mapping id -> node with `.class_type`, `.inputs` and optional
 `.title`; a link is any value with `.node_id` and `.slot` (load.py's `Link`).
