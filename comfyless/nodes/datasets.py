@@ -82,12 +82,16 @@ def _image_text_files(ctx, folder: str) -> list:
 
 
 def _load_all(ctx, files: list) -> list:
-    """Each file as IMAGE [1, H, W, 3]; reports progress (loading can take a while)."""
+    """Each file as IMAGE [1, H, W, 3]; a repeated file is read once and its tensor shared
+    (kohya repeats), so MakeTrainingDataset can encode it once too."""
     from . import _images
 
+    loaded: dict = {}
     images = []
     for i, file in enumerate(files):
-        images.append(_images.load_image(file))
+        if file not in loaded:
+            loaded[file] = _images.load_image(file)
+        images.append(loaded[file])
         ctx.progress(i + 1, len(files))
     return images
 
@@ -617,15 +621,20 @@ class MakeTrainingDataset(Node):
 
         from . import _images
 
-        pixels = [s.unsqueeze(0) for batch in images for s in _images.samples(batch)]
+        # (id of the list item, sample index): a repeated image (same tensor) is encoded once
+        pixels = [((id(batch), k), s.unsqueeze(0)) for batch in images
+                  for k, s in enumerate(_images.samples(batch))]
         if not pixels:
             raise ValueError("input 'images': the image list is empty")
         captions = _pair_texts(texts, len(pixels))
         encoder = _first(vae, "vae")
+        encoded: dict = {}
         latents = []
         with torch.no_grad():
-            for i, p in enumerate(pixels):
-                latents.append({"samples": _encode_image(encoder, p[..., :3])})
+            for i, (key, p) in enumerate(pixels):
+                if key not in encoded:
+                    encoded[key] = _encode_image(encoder, p[..., :3])
+                latents.append({"samples": encoded[key]})
                 ctx.progress(i + 1, len(pixels), stage="vae")
             conditioning = encode_texts(ctx, _first(clip, "clip"), captions)
         return latents, conditioning

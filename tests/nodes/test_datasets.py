@@ -442,3 +442,16 @@ def test_hidden_files_skipped_and_bom_captions(base, ctx):
     (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     images, texts = ds.LoadImageTextDataSetFromFolder.execute(ctx, folder="mac")
     assert len(images) == 1 and texts == ["café au lait"]
+
+
+def test_repeats_are_read_and_encoded_once(base, ctx):
+    folder = base / "input" / "rep"
+    _img(folder / "5_x" / "a.png", value=7)
+    _img(folder / "5_x" / "b.png", value=9)
+    images, texts = ds.LoadImageTextDataSetFromFolder.execute(ctx, folder="rep")
+    assert len(images) == 10 and images[0] is images[2]
+    vae = FakeVAE()
+    latents, _ = ds.MakeTrainingDataset.execute(ctx, images=images, vae=[vae], clip=[FakeClip()],
+                                                texts=texts)
+    assert len(latents) == 10 and vae.calls == 2
+    assert torch.equal(latents[4]["samples"], latents[0]["samples"])
