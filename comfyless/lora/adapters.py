@@ -354,9 +354,13 @@ def add_adapters(
     groups = _group_existing(existing or {}, prefix)
     used: set[str] = set()
     aset = AdapterSet(model, algorithm, rank, bypass)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, ADAPTED_LAYERS + NORM_LAYERS):
-            _attach_module(aset, name, module, groups.get(name, {}), dtype, generator, used)
+    try:
+        for name, module in list(model.named_modules()):
+            if isinstance(module, ADAPTED_LAYERS + NORM_LAYERS):
+                _attach_module(aset, name, module, groups.get(name, {}), dtype, generator, used)
+    except BaseException:
+        aset.remove()  # never leave a half-adapted model behind
+        raise
     unused = sorted(
         f"{prefix}{m}.{s}" for m, g in groups.items() for s in g if f"{m}.{s}" not in used
     )

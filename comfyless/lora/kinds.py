@@ -135,8 +135,11 @@ def oft_rotation(blocks: Tensor, alpha: float | None) -> Tensor:
     b = _f32(blocks)
     q = b - b.transpose(1, 2)
     if alpha:
-        norm = torch.linalg.norm(q)  # Frobenius norm over all blocks
-        q = torch.where(norm > alpha, q * (alpha / norm), q)
+        # q * alpha / ||q||_F when ||q||_F > alpha; the inner where keeps rsqrt away from 0 so
+        # the gradient stays finite at q = 0 (fresh adapters start there)
+        sq = (q * q).sum()
+        clip = sq > alpha * alpha
+        q = q * torch.where(clip, alpha * torch.rsqrt(torch.where(clip, sq, 1.0)), 1.0)
     eye = torch.eye(q.shape[-1], dtype=q.dtype, device=q.device).expand_as(q)
     # (I + Q)(I - Q)^-1, written as a solve: X (I - Q) = (I + Q)  <=>  (I - Q)^T X^T = (I + Q)^T
     return torch.linalg.solve((eye - q).transpose(1, 2), (eye + q).transpose(1, 2)).transpose(1, 2)
