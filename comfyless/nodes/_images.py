@@ -280,9 +280,15 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """`count` evenly spaced values from lo to hi inclusive."""
-    return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+def _ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Round tick values (1, 2 or 5 x 10^k apart) covering [lo, hi], about `count` of them."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    return [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
 
 
 def _fmt(value: float) -> str:
@@ -298,6 +304,9 @@ class _Plot:
         if hi - lo < 1e-12 * max(1.0, abs(hi)):
             pad = abs(hi) * 0.1 or 1.0  # a constant curve sits mid-plot
             lo, hi = lo - pad, hi + pad
+        else:
+            margin = (hi - lo) * 0.05  # keep the extremes off the axes
+            lo, hi = lo - margin, hi + margin
         self.box, self.steps, self.lo, self.hi = box, steps, lo, hi
 
     def x(self, step: float) -> float:
@@ -348,7 +357,12 @@ def render_loss_graph(values: Sequence[float], smoothed: Sequence[float],
         y = plot.y(tick)
         draw.line((left, y, right, y), fill=(225, 225, 225), width=1)
         draw.text((left - 8, y), _fmt(tick), fill="black", font=small, anchor="rm")
-    step_ticks = sorted({max(1, round(s)) for s in _ticks(1, len(values))})
+    step_ticks = sorted({1, len(values)} | {round(s) for s in _ticks(1, len(values))
+                                              if s >= 1 and s == round(s)})
+    if len(step_ticks) > 2 and step_ticks[1] - 1 < len(values) / 20:
+        step_ticks.pop(1)  # a round tick right next to step 1 would overlap its label
+    if len(step_ticks) > 2 and len(values) - step_ticks[-2] < len(values) / 20:
+        step_ticks.pop(-2)
     for step in step_ticks:
         x = plot.x(step)
         draw.line((x, bottom, x, bottom + 5), fill="black", width=1)
@@ -361,8 +375,10 @@ def render_loss_graph(values: Sequence[float], smoothed: Sequence[float],
         step = values.index(value) + 1
         px, py = plot.x(step), plot.y(value)
         draw.ellipse((px - 4, py - 4, px + 4, py + 4), outline=(30, 30, 30), width=2)
-        draw.text((px + 6, py + (4 if label == "min" else -4)), f"{label} {_fmt(value)}",
-                  fill=(30, 30, 30), font=small, anchor="lt" if label == "min" else "lb")
+        flip = px > right - 120  # near the right edge: label on the left of the point
+        anchor = ("r" if flip else "l") + ("t" if label == "min" else "b")
+        draw.text((px - 6 if flip else px + 6, py + (4 if label == "min" else -4)),
+                  f"{label} {_fmt(value)}", fill=(30, 30, 30), font=small, anchor=anchor)
     legend = (f"loss (min {_fmt(lo)} at step {values.index(lo) + 1}, "
               f"max {_fmt(hi)} at step {values.index(hi) + 1})")
     draw.line((right - 430, 22, right - 410, 22), fill=(150, 190, 235), width=3)

@@ -174,3 +174,14 @@ def test_training_outputs_through_the_engine(tmp_path, builder):
     with safe_open(tmp_path / "output" / "loras" / "run_7_steps_00001_.safetensors", "pt") as f:
         assert f.metadata()["training.steps"] == "7"
     assert (tmp_path / "output" / "plots" / "run_00001_.csv").is_file()
+
+
+@pytest.mark.parametrize("lo, hi", [(1, 300), (0.0615, 0.4176), (0.45, 0.55), (1, 7), (3, 3)])
+def test_loss_graph_ticks_are_round_and_inside(lo, hi):
+    from comfyless.nodes._images import _ticks
+
+    ticks = _ticks(lo, hi)
+    assert 1 <= len(ticks) <= 13
+    assert all(lo - 1e-9 <= t <= hi + 1e-9 for t in ticks)
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(steps) <= 1  # evenly spaced
