@@ -72,6 +72,12 @@ class ModelPatcher:
             other.bypass.append(bool(bypass))
         return other
 
+    def with_sampling(self, sampling: ModelSampling) -> ModelPatcher:
+        """A clone using another sampling parameterisation (ModelSamplingDiscrete)."""
+        other = self.clone()
+        other.sampling = sampling
+        return other
+
     # -- patching ---------------------------------------------------------------------------
     def _signature(self) -> tuple:
         return tuple((id(sd), s, b) for (sd, s), b in zip(self.patches, self.bypass, strict=True))

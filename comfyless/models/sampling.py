@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-PREDICTIONS = ("eps", "v")
+PREDICTIONS = ("eps", "v", "x0")
 ZSNR_LAST_ALPHA_CUMPROD = 4.8973451890853435e-08
 
 
@@ -31,7 +31,7 @@ def _rescale_zero_terminal_snr(alphas_cumprod: Tensor) -> Tensor:
 
 
 class ModelSampling:
-    """Discrete 1000-step sampling with eps or v prediction (sigma_data = 1)."""
+    """Discrete 1000-step sampling with eps, v or x0 prediction (sigma_data = 1)."""
 
     sigma_data = 1.0
 
@@ -105,6 +105,8 @@ class ModelSampling:
         s = self._view(sigma, model_output)
         if self.prediction == "eps":
             return x - model_output * s
+        if self.prediction == "x0":  # the network predicts x0 directly
+            return model_output
         sd2 = self.sigma_data**2
         return x * sd2 / (s**2 + sd2) - model_output * s * self.sigma_data / (s**2 + sd2) ** 0.5
 

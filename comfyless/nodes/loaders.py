@@ -8,7 +8,7 @@ lives in comfyless.models; it is imported inside `execute` to keep validation to
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output
-from ..typesys.types import CLIP, COMBO, MODEL, VAE
+from ..typesys.types import BOOLEAN, CLIP, COMBO, MODEL, VAE
 
 # UNETLoader weight_dtype -> torch dtype name the weights are rounded through ("default": the
 # device's dtype). fp8 weights are rounded to fp8 and then held in the compute dtype, so
@@ -130,9 +130,13 @@ def _load_text_encoders(ctx, names: dict[str, str], clip_type: str, device: str)
     from ..typesys.errors import ModelLoadError
 
     paths = [ctx.find("text_encoders", name, input_name=inp) for inp, name in names.items()]
+    import inspect
+
     target = "cpu" if device == "cpu" else ctx.device
+    load = clip_mod.load_clip_files
+    kw = {"device": target} if "device" in inspect.signature(load).parameters else {}
     try:
-        return clip_mod.load_clip_files(paths, clip_type, device=target)
+        return load(paths, clip_type, **kw)
     except (KeyError, ValueError, RuntimeError) as exc:
         first = next(iter(names))
         raise ModelLoadError(f"cannot load {', '.join(names.values())} as {clip_type!r}: {exc}",
@@ -182,4 +186,35 @@ class DualCLIPLoader(Node):
         return (_load_text_encoders(ctx, names, type, device),)
 
 
-NODES = [CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader]
+# ModelSamplingDiscrete `sampling` option -> ModelSampling prediction (None: not implemented).
+SAMPLING_TYPES = {"eps": "eps", "v_prediction": "v", "lcm": None, "x0": "x0", "img_to_img": None}
+
+
+class ModelSamplingDiscrete(Node):
+    """Override a model's prediction type (e.g. an SD2 file misdetected) and zero-terminal-SNR."""
+
+    schema = NodeSchema(
+        "ModelSamplingDiscrete",
+        category="advanced/model",
+        inputs=(
+            Input("model", MODEL),
+            Input("sampling", COMBO, choices=tuple(SAMPLING_TYPES), default="eps"),
+            Input("zsnr", BOOLEAN, default=False),
+        ),
+        outputs=(Output("MODEL", MODEL),),
+    )
+
+    @staticmethod
+    def execute(ctx, model, sampling: str = "eps", zsnr: bool = False):
+        from ..models.sampling import ModelSampling
+
+        prediction = SAMPLING_TYPES[sampling]
+        if prediction is None:
+            supported = ", ".join(k for k, v in SAMPLING_TYPES.items() if v)
+            raise ValueError(f"input 'sampling': {sampling!r} is not implemented; "
+                             f"supported: {supported}")
+        return (model.with_sampling(ModelSampling(prediction, zsnr=zsnr)),)
+
+
+NODES = [CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader,
+         ModelSamplingDiscrete]

@@ -92,3 +92,10 @@ def test_latent_formats(family, scale):
     assert fmt.channels == 4 and fmt.scale_factor == scale
     assert torch.allclose(fmt.process_in(z), z * scale)
     assert torch.allclose(fmt.process_out(fmt.process_in(z)), z, atol=1e-6)
+
+
+def test_x0_parameterisation_returns_output():
+    x0_model = ModelSampling("x0")
+    out = torch.randn(1, 4, 2, 2)
+    assert torch.equal(x0_model.calculate_denoised(torch.tensor([2.0]), out, torch.zeros_like(out)),
+                       out)

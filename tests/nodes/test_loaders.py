@@ -121,3 +121,18 @@ def test_loader_module_is_torch_free():
     code = ("import sys, comfyless.nodes.loaders; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_model_sampling_discrete_overrides_prediction(tiny_sd2_checkpoint):
+    from comfyless.models.checkpoint import load_checkpoint
+    from comfyless.nodes.loaders import ModelSamplingDiscrete
+
+    model, _, _ = load_checkpoint(tiny_sd2_checkpoint, load_clip=False, load_vae=False)
+    assert model.sampling.prediction == "v"
+    ctx = RunContext.create(".").for_node("9", "ModelSamplingDiscrete")
+    (eps,) = ModelSamplingDiscrete.execute(ctx, model=model, sampling="eps", zsnr=True)
+    assert eps.sampling.prediction == "eps" and eps.sampling.zsnr
+    assert model.sampling.prediction == "v"  # the input model is untouched
+    assert eps.diffusion_model is model.diffusion_model
+    with pytest.raises(ValueError, match="'sampling'"):
+        ModelSamplingDiscrete.execute(ctx, model=model, sampling="lcm", zsnr=False)
