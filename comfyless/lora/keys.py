@@ -162,14 +162,18 @@ _OC_QKV = {"self_attn.q_proj": 0, "self_attn.k_proj": 1, "self_attn.v_proj": 2}
 
 
 def _encoder_roots(names: list[str]) -> list[tuple[str, str]]:
-    """(root prefix, "hf" | "openclip") of every text encoder, in order of appearance."""
+    """(root prefix, "hf" | "openclip") of every text encoder: CLIP-L (te1) before bigG (te2).
+
+    Order: module order, except that a root naming clip_l / clip_g is placed by that name.
+    """
     roots: list[tuple[str, str]] = []
     for n in names:
         for rx, kind in ((_HF_LAYER, "hf"), (_OC_LAYER, "openclip")):
             m = rx.match(n)
             if m and (m.group(1), kind) not in roots:
                 roots.append((m.group(1), kind))
-    return roots
+    rank = {"clip_l": 0, "clip_g": 1}
+    return sorted(roots, key=lambda r: next((v for k, v in rank.items() if k in r[0]), 0))
 
 
 def _encoder_targets(root: str, kind: str, names: set[str],
@@ -217,7 +221,7 @@ def clip_key_map(
             key_map["text_encoders." + n[: -len(".weight")]] = n
         else:
             key_map["text_encoders." + n] = n
-    roots = _encoder_roots(sorted(names))
+    roots = _encoder_roots(list(param_shapes))
     for idx, (root, kind) in enumerate(roots):
         targets = _encoder_targets(root, kind, names, param_shapes)
         if len(roots) == 1:
