@@ -1,0 +1,193 @@
+"""Classifier-free guidance: a ModelPatcher + CONDITIONING lists -> a denoiser D(x, sigma).
+
+D(x, sigma) = uncond + cfg * (cond - uncond), all in x0 space (ComfyUI guides the denoised
+predictions). With cfg == 1 the negative pass is skipped. A CONDITIONING list with several
+entries is evaluated entry by entry on the whole batch and averaged with the entries' `strength`
+weights (ComfyUI's calc_cond_batch). When positive and negative contexts have the same shape,
+both passes run as one batch of 2B (faster; the same numbers up to float rounding).
+
+An optional noise mask (LATENT "noise_mask", 1 = resample) keeps the masked-out area of the
+input latent: it is re-noised to the current sigma before every call and pasted back into the
+prediction (ComfyUI's KSamplerX0Inpaint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .patcher import ModelPatcher
+
+
+@dataclass
+class _Cond:
+    """One conditioning entry, ready for apply_model: context, adm vector, weight."""
+
+    context: Tensor  # (1 or B, T, D)
+    y: Tensor | None  # (1 or B, adm) for SDXL
+    strength: float
+
+
+def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: int,
+                  *, what: str = "positive") -> list[_Cond]:
+    """CONDITIONING ([[cond, {pooled_output, ...}], ...]) -> entries for the model."""
+    if not isinstance(conditioning, list) or not conditioning:
+        raise ValueError(f"{what}: expected a non-empty CONDITIONING list, got {conditioning!r}")
+    out = []
+    for k, entry in enumerate(conditioning):
+        if not (isinstance(entry, list | tuple) and len(entry) == 2 and
+                isinstance(entry[0], Tensor) and isinstance(entry[1], dict)):
+            raise ValueError(f"{what}: entry {k} is not a [Tensor, dict] pair")
+        context, options = entry
+        if context.ndim != 3:
+            raise ValueError(f"{what}: entry {k} has shape {tuple(context.shape)}, expected "
+                             "(batch, tokens, features)")
+        y = model.extra_conds(options, width, height)
+        out.append(_Cond(context, y, float(options.get("strength", 1.0))))
+    return out
+
+
+def _prepare_mask(mask: Tensor, shape: torch.Size) -> Tensor:
+    """A (B?, H, W) pixel or latent mask -> (B, C, h, w) at the latent's size."""
+    mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
+    mask = F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear")
+    mask = mask.expand(-1, shape[1], -1, -1)
+    if mask.shape[0] != shape[0]:
+        reps = -(-shape[0] // mask.shape[0])
+        mask = mask.repeat(reps, 1, 1, 1)[: shape[0]]
+    return mask
+
+
+class CFGDenoiser:
+    """D(x, sigma) for a model under positive/negative conditioning at guidance scale cfg."""
+
+    def __init__(self, model: ModelPatcher, positive: list, negative: list, cfg: float,
+                 latent_shape: torch.Size) -> None:
+        width, height = latent_shape[-1] * 8, latent_shape[-2] * 8
+        self.model = model
+        self.cfg = float(cfg)
+        self.positive = prepare_conds(model, positive, width, height, what="positive")
+        # negative is still checked when cfg == 1, so a broken graph fails the same way
+        self.negative = prepare_conds(model, negative, width, height, what="negative")
+        self.calls = 0  # number of UNet forwards (one batched forward counts once)
+        self.inpaint: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def set_noise_mask(self, mask: Tensor, latent: Tensor, noise: Tensor) -> None:
+        """Keep latent where mask == 0 (latent and noise in model latent space)."""
+        self.inpaint = (_prepare_mask(mask, latent.shape).to(latent), latent, noise)
+
+    def _forward(self, x: Tensor, sigma: Tensor, conds: list[_Cond]) -> Tensor:
+        """Strength-weighted mean prediction over a cond list."""
+        total, weight = 0, 0.0
+        for c in conds:
+            self.calls += 1
+            total = total + c.strength * self.model.apply_model(x, sigma, c.context, c.y)
+            weight += c.strength
+        return total / weight if weight else total
+
+    def _both(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(cond, uncond) predictions; one batched forward when both are single, same-shape."""
+        pos, neg = self.positive, self.negative
+        if (len(pos) == len(neg) == 1 and pos[0].context.shape == neg[0].context.shape
+                and (pos[0].y is None) == (neg[0].y is None)):
+            b = x.shape[0]
+            context = torch.cat([_to_batch(pos[0].context, b), _to_batch(neg[0].context, b)])
+            y = None if pos[0].y is None else torch.cat([_to_batch(pos[0].y, b),
+                                                         _to_batch(neg[0].y, b)])
+            self.calls += 1
+            out = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context, y)
+            return out[:b], out[b:]
+        return self._forward(x, sigma, pos), self._forward(x, sigma, neg)
+
+    def __call__(self, x: Tensor, sigma: Tensor, **_: Any) -> Tensor:
+        if self.inpaint is not None:
+            mask, latent, noise = self.inpaint
+            noised = self.model.sampling.noise_scaling(sigma, noise, latent)
+            x = x * mask + noised * (1 - mask)
+        if self.cfg == 1.0:
+            out = self._forward(x, sigma, self.positive)
+        else:
+            cond, uncond = self._both(x, sigma)
+            out = uncond + (cond - uncond) * self.cfg
+        if self.inpaint is not None:
+            out = out * mask + latent * (1 - mask)
+        return out
+
+
+def _to_batch(t: Tensor, batch: int) -> Tensor:
+    if t.shape[0] == batch:
+        return t
+    if batch % t.shape[0]:
+        raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")
+    return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
+
+
+# -- the KSampler pipeline -------------------------------------------------------------------------
+def prepare_noise(latent: Tensor, seed: int, batch_index: list[int] | None = None) -> Tensor:
+    """ComfyUI's initial noise: fp32 randn on the CPU from torch.manual_seed-style seeding.
+
+    Without batch_index the whole (B, C, h, w) block is drawn at once. With it, one (1, C, h, w)
+    draw per index 0..max(batch_index) and sample k gets draw batch_index[k], so a latent
+    split from a batch gets the noise it would have had in the batch.
+    """
+    gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    shape = tuple(latent.shape)
+    if batch_index is None:
+        return torch.randn(shape, dtype=torch.float32, generator=gen)
+    draws = [torch.randn((1, *shape[1:]), dtype=torch.float32, generator=gen)
+             for _ in range(max(batch_index) + 1)]
+    return torch.cat([draws[i] for i in batch_index])
+
+
+def step_sigmas(sigmas: Tensor, start_step: int | None, last_step: int | None,
+                force_full_denoise: bool) -> Tensor | None:
+    """Cut a schedule to [start_step, last_step] (ComfyUI's rule); None: nothing to run."""
+    sigmas = sigmas.clone()
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[: last_step + 1]
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step >= len(sigmas) - 1:
+            return None
+        sigmas = sigmas[start_step:]
+    return sigmas if len(sigmas) > 1 else None
+
+
+def ksample(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tensor,
+            sampler: Any, cfg: float, positive: list, negative: list, seed: int,
+            noise_mask: Tensor | None = None, progress: Any = None) -> Tensor:
+    """Sample from the raw (VAE-space) latent with the given noise along `sigmas`.
+
+    latent and noise are (B, C, h, w) on any device; the result is a raw latent on the CPU in
+    fp32. progress(step, total) is called after every sampler step (it may raise to stop).
+    """
+    device = model.device
+    fmt, ms = model.latent_format, model.sampling
+    x0 = latent.to(device, torch.float32)
+    if torch.count_nonzero(x0) > 0:  # as ComfyUI: an empty latent stays exactly zero
+        x0 = fmt.process_in(x0)
+    noise = noise.to(device, torch.float32)
+    denoiser = CFGDenoiser(model, positive, negative, cfg, x0.shape)
+    if noise_mask is not None:
+        denoiser.set_noise_mask(noise_mask.to(device), x0, noise)
+    from .samplers import sigma_is_max
+
+    sigmas = sigmas.to(device, torch.float32)
+    x = ms.noise_scaling(sigmas[0], noise, x0,
+                         max_denoise=sigma_is_max(float(sigmas[0]), float(ms.sigma_max)))
+    total = len(sigmas) - 1
+
+    def callback(info: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(info["i"] + 1, total)
+
+    gen = torch.Generator(device).manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    with model.patched(), torch.inference_mode():
+        out = sampler(denoiser, x, sigmas, extra_args={}, callback=callback, generator=gen)
+    out = ms.inverse_noise_scaling(sigmas[-1], out)
+    return fmt.process_out(out.float()).cpu()

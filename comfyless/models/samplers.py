@@ -1,0 +1,450 @@
+"""Samplers in k-diffusion style: `sample_x(model, x, sigmas, *, extra_args, callback, generator)`.
+
+`model(x, sigma_batch, **extra_args) -> denoised` is a denoiser D(x, sigma) in the variance-
+exploding (k-diffusion) parameterisation: x = x0 + sigma * noise. `x` enters already noised to
+sigmas[0]; `sigmas` runs down to (usually) 0. `callback({"x", "i", "sigma", "sigma_hat",
+"denoised"})` is called once per step. `generator` (a torch.Generator on x's device, or None for
+the global RNG) draws the fresh noise of ancestral / SDE samplers, so a seeded run repeats.
+
+Differences from ComfyUI, on purpose: the SDE samplers (dpmpp_sde, dpmpp_2m_sde and their _gpu
+twins) draw independent seeded Gaussian noise per step instead of torchsde's Brownian tree, so
+their images differ from ComfyUI's for the same seed (still deterministic); "ddim" is Euler, as
+in ComfyUI. Algorithms follow Karras et al. (2022), DPM-Solver(++) (Lu et al.) and UniPC
+(Zhao et al.), as k-diffusion restates them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Denoiser = Callable[..., Tensor]
+Callback = Callable[[dict[str, Any]], None] | None
+Sampler = Callable[..., Tensor]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
+    """The ODE derivative dx/dsigma = (x - D(x, sigma)) / sigma."""
+    return (x - denoised) / sigma
+
+
+def ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0
+                   ) -> tuple[Tensor, Tensor]:
+    """(sigma_down, sigma_up): deterministic step target and fresh-noise std of one step."""
+    if not eta:
+        return sigma_to, torch.zeros_like(sigma_to)
+    sigma_up = torch.minimum(
+        sigma_to, eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5)
+    sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
+    return sigma_down, sigma_up
+
+
+def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def _call(model: Denoiser, x: Tensor, sigma: Tensor, extra_args: dict | None) -> Tensor:
+    return model(x, sigma * x.new_ones(x.shape[0]), **(extra_args or {}))
+
+
+def _report(callback: Callback, x: Tensor, i: int, sigma: Tensor, denoised: Tensor) -> None:
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+
+
+def _t(sigma: Tensor) -> Tensor:  # DPM-Solver's time: t = -log sigma (half log-SNR)
+    return -sigma.log()
+
+
+# -- first-order ---------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_euler(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """Euler's method on the probability-flow ODE (Karras et al. Algorithm 2 without churn)."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+@torch.no_grad()
+def sample_euler_ancestral(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+                           eta: float = 1.0, s_noise: float = 1.0):
+    """Euler step down to sigma_down, then fresh noise of std sigma_up."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+        x = x + _noise(x, generator) * s_noise * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_lcm(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """Latent-consistency sampling: jump to the prediction, re-noise to the next sigma."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * _noise(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_ddpm(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """Ancestral DDPM posterior sampling, written in sigma space."""
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _call(model, x, sigma, extra_args)
+        _report(callback, x, i, sigma, denoised)
+        if sigma_next == 0:
+            x = denoised
+            continue
+        # in VP space: a_t = 1/(1+s^2); posterior mean/var of DDPM between the two levels
+        alpha_t, alpha_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
+        alpha_step = alpha_t / alpha_next
+        eps = (x - denoised) / sigma
+        mu = (x / (1 + sigma**2) ** 0.5 - (1 - alpha_step) / (1 - alpha_t) ** 0.5 * eps)
+        mu = mu / alpha_step**0.5
+        var = (1 - alpha_step) * (1 - alpha_next) / (1 - alpha_t)
+        x_vp = mu + var**0.5 * _noise(x, generator)
+        x = x_vp * (1 + sigma_next**2) ** 0.5
+    return x
+
+
+# -- second-order --------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_heun(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """Heun's method (Karras et al. Algorithm 2): Euler, then a trapezoidal correction."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        d = to_d(x, sigmas[i], denoised)
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:
+            x = x + d * dt
+            continue
+        x_2 = x + d * dt
+        d_2 = to_d(x_2, sigmas[i + 1], _call(model, x_2, sigmas[i + 1], extra_args))
+        x = x + (d + d_2) / 2 * dt
+    return x
+
+
+def _log_midpoint(a: Tensor, b: Tensor) -> Tensor:
+    return a.log().lerp(b.log(), 0.5).exp()
+
+
+@torch.no_grad()
+def sample_dpm_2(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """DPM-Solver-2 style midpoint method (derivative at the log-midpoint sigma)."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        d = to_d(x, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = x + d * (sigmas[i + 1] - sigmas[i])
+            continue
+        sigma_mid = _log_midpoint(sigmas[i], sigmas[i + 1])
+        x_2 = x + d * (sigma_mid - sigmas[i])
+        d_2 = to_d(x_2, sigma_mid, _call(model, x_2, sigma_mid, extra_args))
+        x = x + d_2 * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+@torch.no_grad()
+def sample_dpm_2_ancestral(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+                           eta: float = 1.0, s_noise: float = 1.0):
+    """The midpoint method down to sigma_down, then fresh noise of std sigma_up."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        d = to_d(x, sigmas[i], denoised)
+        if sigma_down == 0:
+            x = x + d * (sigma_down - sigmas[i])
+            continue
+        sigma_mid = _log_midpoint(sigmas[i], sigma_down)
+        x_2 = x + d * (sigma_mid - sigmas[i])
+        d_2 = to_d(x_2, sigma_mid, _call(model, x_2, sigma_mid, extra_args))
+        x = x + d_2 * (sigma_down - sigmas[i])
+        x = x + _noise(x, generator) * s_noise * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2s_ancestral(model, x, sigmas, *, extra_args=None, callback=None,
+                              generator=None, eta: float = 1.0, s_noise: float = 1.0):
+    """DPM-Solver++(2S), single-step, ancestral."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        if sigma_down == 0:
+            x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+        else:
+            t, t_next = _t(sigmas[i]), _t(sigma_down)
+            h = t_next - t
+            s = t + h / 2
+            sigma_s = (-s).exp()
+            x_2 = (sigma_s / sigmas[i]) * x - (-(h / 2)).expm1() * denoised
+            denoised_2 = _call(model, x_2, sigma_s, extra_args)
+            x = (sigma_down / sigmas[i]) * x - (-h).expm1() * denoised_2
+        if sigmas[i + 1] > 0:
+            x = x + _noise(x, generator) * s_noise * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+                     eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5):
+    """DPM-Solver++ (stochastic, two evaluations per step); noise: seeded Gaussian per step."""
+    fac = 1 / (2 * r)
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+            continue
+        t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
+        h = t_next - t
+        sigma_s = (-(t + h * r)).exp()
+        # step 1: to the intermediate time s
+        sd, su = ancestral_step(sigmas[i], sigma_s, eta)
+        s_ = _t(sd)
+        x_2 = (sd / sigmas[i]) * x - (t - s_).expm1() * denoised
+        x_2 = x_2 + _noise(x, generator) * s_noise * su
+        denoised_2 = _call(model, x_2, sigma_s, extra_args)
+        # step 2: to t_next with the blended prediction
+        sd, su = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        t_next_ = _t(sd)
+        denoised_d = (1 - fac) * denoised + fac * denoised_2
+        x = (sd / sigmas[i]) * x - (t - t_next_).expm1() * denoised_d
+        x = x + _noise(x, generator) * s_noise * su
+    return x
+
+
+# -- multistep -----------------------------------------------------------------------------------
+def _lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:
+    """Integral over [sigma_i, sigma_i+1] of the j-th Lagrange basis polynomial on past sigmas."""
+    nodes, weights = np.polynomial.legendre.leggauss(order + 1)  # exact for degree <= 2*order+1
+    a, b = sigmas[i], sigmas[i + 1]
+    tau = (b - a) / 2 * nodes + (a + b) / 2
+    basis = np.ones_like(tau)
+    for k in range(order):
+        if k != j:
+            basis *= (tau - sigmas[i - k]) / (sigmas[i - j] - sigmas[i - k])
+    return float((b - a) / 2 * np.sum(weights * basis))
+
+
+@torch.no_grad()
+def sample_lms(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+               order: int = 4):
+    """Linear multistep (Adams-Bashforth in sigma) of up to `order` past derivatives."""
+    sigmas_np = sigmas.detach().cpu().double().numpy()
+    ds: list[Tensor] = []
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        ds = (ds + [to_d(x, sigmas[i], denoised)])[-order:]
+        cur = min(i + 1, order)
+        coeffs = [_lms_coefficient(cur, sigmas_np, i, j) for j in range(cur)]
+        x = x + sum(c * d for c, d in zip(coeffs, reversed(ds), strict=True))
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """DPM-Solver++(2M): second-order multistep in log-sigma, one evaluation per step."""
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
+        h = t_next - t
+        if old_denoised is None or sigmas[i + 1] == 0:
+            denoised_d = denoised
+        else:
+            r = (t - _t(sigmas[i - 1])) / h
+            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+        x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * denoised_d
+        old_denoised = denoised
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+                        eta: float = 1.0, s_noise: float = 1.0, solver: str = "midpoint"):
+    """DPM-Solver++(2M) SDE (midpoint or heun correction); noise: seeded Gaussian per step."""
+    old_denoised, h_last = None, None
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        h = _t(sigmas[i + 1]) - _t(sigmas[i])
+        eta_h = eta * h
+        x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
+        if old_denoised is not None:
+            r = h_last / h
+            if solver == "heun":
+                coef = ((-h - eta_h).expm1().neg() / (-h - eta_h) + 1)
+            else:
+                coef = 0.5 * (-h - eta_h).expm1().neg()
+            x = x + coef * (1 / r) * (denoised - old_denoised)
+        if eta:
+            x = x + _noise(x, generator) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() \
+                * s_noise
+        old_denoised, h_last = denoised, h
+    return x
+
+
+# -- UniPC ---------------------------------------------------------------------------------------
+def _unipc_update(x: Tensor, models: list[Tensor], lambdas: list[Tensor], sigma_prev: Tensor,
+                  sigma: Tensor, lambda_t: Tensor, order: int, variant: str,
+                  corrector: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor | None]:
+    """One UniPC step in VP space with data prediction (predictor, optional corrector).
+
+    x is the VP-space sample at sigma_prev (x_vp = x_ve / sqrt(1 + sigma^2)); models/lambdas
+    are the last x0 predictions and their lambda = -log sigma, newest last.
+    """
+    alpha_t = 1 / (1 + sigma**2) ** 0.5
+    std_t, std_prev = sigma * alpha_t, sigma_prev / (1 + sigma_prev**2) ** 0.5
+    m0 = models[-1]
+    h = lambda_t - lambdas[-1]
+    rks, d1s = [], []
+    for k in range(1, order):
+        rk = (lambdas[-(k + 1)] - lambdas[-1]) / h
+        rks.append(rk)
+        d1s.append((models[-(k + 1)] - m0) / rk)
+    rks.append(torch.ones_like(h))
+    rks_t = torch.stack(rks).double()
+    hh = (-h).double()  # data prediction integrates backwards in lambda
+    h_phi_1 = hh.expm1()
+    h_phi_k = h_phi_1 / hh - 1
+    b_h = hh if variant == "bh1" else hh.expm1()
+    rows, b = [], []
+    factorial = 1
+    for k in range(1, order + 1):
+        rows.append(rks_t ** (k - 1))
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    r_mat, b_vec = torch.stack(rows), torch.stack(b)
+    x_base = std_t / std_prev * x - alpha_t * h_phi_1.to(x.dtype) * m0
+    pred = 0
+    if d1s:
+        rhos_p = (torch.tensor([0.5], dtype=torch.float64) if order == 2
+                  else torch.linalg.solve(r_mat[:-1, :-1], b_vec[:-1]))
+        pred = sum(float(r) * d for r, d in zip(rhos_p, d1s, strict=True))
+    b_h_x = float(b_h)
+    x_t = x_base - alpha_t * b_h_x * pred
+    if corrector is None:
+        return x_t, None
+    model_t = corrector(x_t)
+    rhos_c = (torch.tensor([0.5], dtype=torch.float64) if order == 1
+              else torch.linalg.solve(r_mat, b_vec))
+    corr = sum(float(r) * d for r, d in zip(rhos_c[:-1], d1s, strict=True)) if d1s else 0
+    x_t = x_base - alpha_t * b_h_x * (corr + float(rhos_c[-1]) * (model_t - m0))
+    return x_t, model_t
+
+
+def _sample_unipc(model, x, sigmas, extra_args, callback, variant: str) -> Tensor:
+    """UniPC multistep (order up to 3, lower order at the end), one evaluation per step.
+
+    As ComfyUI, a final sigma of 0 is replaced by 0.001 (UniPC needs a finite lambda), so a
+    trace of noise at that level remains.
+    """
+    sigmas = sigmas.clone()
+    if sigmas[-1] == 0:
+        sigmas[-1] = 0.001
+    steps = len(sigmas) - 1
+    order = max(1, min(3, len(sigmas) - 2))
+
+    def x0(x_vp: Tensor, sigma: Tensor) -> Tensor:
+        return _call(model, x_vp * (1 + sigma**2) ** 0.5, sigma, extra_args)
+
+    x = x / (1 + sigmas[0] ** 2) ** 0.5
+    models, lambdas = [x0(x, sigmas[0])], [_t(sigmas[0])]
+    _report(callback, x, 0, sigmas[0], models[0])
+    for step in range(1, steps + 1):
+        sigma = sigmas[step]
+        step_order = min(step, order, steps + 1 - step)
+        last = step == steps
+        corrector = None if last else (lambda xt, s=sigma: x0(xt, s))
+        x, model_x = _unipc_update(x, models, lambdas, sigmas[step - 1], sigma, _t(sigma),
+                                   step_order, variant, corrector)
+        if last:
+            break
+        _report(callback, x * (1 + sigma**2) ** 0.5, step, sigma, model_x)
+        models, lambdas = (models + [model_x])[-order:], (lambdas + [_t(sigma)])[-order:]
+    return x * (1 + sigmas[-1] ** 2) ** 0.5
+
+
+@torch.no_grad()
+def sample_uni_pc(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """UniPC with the B(h) = h variant (bh1)."""
+    return _sample_unipc(model, x, sigmas, extra_args, callback, "bh1")
+
+
+@torch.no_grad()
+def sample_uni_pc_bh2(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """UniPC with the B(h) = e^h - 1 variant (bh2)."""
+    return _sample_unipc(model, x, sigmas, extra_args, callback, "bh2")
+
+
+def _with(sampler: Sampler, **options: Any) -> Sampler:
+    def run(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+        return sampler(model, x, sigmas, extra_args=extra_args, callback=callback,
+                       generator=generator, **options)
+
+    run.__doc__ = f"{sampler.__name__} with {options}."
+    return run
+
+
+# Sampler name (KSampler's sampler_name) -> function. The `_gpu` names only chose where
+# ComfyUI's Brownian noise lives; here noise is seeded Gaussian either way.
+SAMPLERS: dict[str, Sampler] = {
+    "euler": sample_euler,
+    "euler_ancestral": sample_euler_ancestral,
+    "heun": sample_heun,
+    "dpm_2": sample_dpm_2,
+    "dpm_2_ancestral": sample_dpm_2_ancestral,
+    "lms": sample_lms,
+    "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral,
+    "dpmpp_sde": sample_dpmpp_sde,
+    "dpmpp_sde_gpu": sample_dpmpp_sde,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
+    "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde,
+    "dpmpp_2m_sde_heun": _with(sample_dpmpp_2m_sde, solver="heun"),
+    "dpmpp_2m_sde_heun_gpu": _with(sample_dpmpp_2m_sde, solver="heun"),
+    "ddpm": sample_ddpm,
+    "lcm": sample_lcm,
+    "ddim": sample_euler,  # ComfyUI runs "ddim" as Euler
+    "uni_pc": sample_uni_pc,
+    "uni_pc_bh2": sample_uni_pc_bh2,
+}
+
+# Samplers that draw fresh noise during sampling (they get a seeded generator).
+STOCHASTIC = frozenset({
+    "euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "ddpm",
+    "lcm",
+})
+
+
+def sigma_is_max(sigma: float, sigma_max: float) -> bool:
+    """ComfyUI's max_denoise test: sampling starts at (or above) the model's largest sigma."""
+    return math.isclose(sigma_max, sigma, rel_tol=1e-5) or sigma > sigma_max
