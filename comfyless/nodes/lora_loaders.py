@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from ..typesys.errors import ModelLoadError
 from ..typesys.schema import Input, Node, NodeSchema, Output
 from ..typesys.types import BOOLEAN, CLIP, COMBO, FLOAT, LORA_MODEL, MODEL
 
@@ -42,10 +43,11 @@ def _report(ctx, lora_sd: dict, placed: set[str], with_clip: bool, input_name: s
     from ..engine.context import ProgressEvent
 
     if lora_sd and not placed:
-        raise ValueError(
-            f"input '{input_name}': none of the {len(lora_sd)} LoRA keys fits this "
-            f"{'model or clip' if with_clip else 'model'} (e.g. {sorted(lora_sd)[0]!r}); "
-            "is it a LoRA for another model family?"
+        raise ModelLoadError(
+            f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': none of the "
+            f"{len(lora_sd)} LoRA keys fits this {'model or clip' if with_clip else 'model'} "
+            f"(e.g. {sorted(lora_sd)[0]!r}); is it a LoRA for another model family?",
+            node_id=ctx.node_id, input_name=input_name,
         )
     left = [k for k in sorted(lora_sd) if k not in placed]
     if not with_clip:
@@ -80,7 +82,10 @@ def _load_file(ctx, lora_name: str) -> dict:
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"input 'lora_name': cannot read LoRA file {lora_name!r}: {e}") from e
+        raise ModelLoadError(
+            f"node {ctx.node_id} ({ctx.class_type}) input 'lora_name': cannot read LoRA file "
+            f"{lora_name!r} as safetensors: {e}", node_id=ctx.node_id, input_name="lora_name",
+        ) from e
 
 
 def _apply(ctx, lora_sd, model, clip, strength_model, strength_clip, input_name, bypass=False):
