@@ -108,6 +108,21 @@ def read_lora(
     return place_patches(lora_sd, key_map, shapes)
 
 
+def _file_prefixes(lora_sd: dict[str, Tensor]) -> set[str]:
+    """Every string a key could be `prefix + suffix` of (cut at each dot, and before `_lora.`),
+    so only key-map entries the file can match are tried (a full SDXL map has ~8000)."""
+    out: set[str] = set()
+    for key in lora_sd:
+        i = key.find(".")
+        while i != -1:
+            out.add(key[:i])
+            i = key.find(".", i + 1)
+        j = key.rfind("_lora.")
+        if j != -1:
+            out.add(key[:j])
+    return out
+
+
 def place_patches(
     lora_sd: dict[str, Tensor],
     key_map: dict[str, Target],
@@ -122,7 +137,10 @@ def place_patches(
     patches: dict[str, list[Patch]] = {}
     used: set[str] = set()
     misfit: dict[str, str] = {}
+    present = _file_prefixes(lora_sd)
     for prefix, target in key_map.items():
+        if prefix not in present:
+            continue
         name, offset = (target, None) if isinstance(target, str) else target
         for p, keys in _patches_at(prefix, lora_sd, name):
             pname = name if p.kind != "diff_b" else name[: -len("weight")] + "bias"
