@@ -7,7 +7,8 @@ The formulas restate ComfyUI's / k-diffusion's schedulers:
 - normal: `steps` timesteps evenly spaced from timestep(sigma_max) to timestep(sigma_min)
   (both ends included), mapped through the table; sgm_uniform drops the last of `steps + 1`.
 - simple: every `len(table) / steps`-th table sigma, counted down from the top.
-- ddim_uniform: table sigmas 1, 1 + k, 1 + 2k, ... (k = len(table) // steps), reversed.
+- ddim_uniform: table sigmas 1, 1 + k, 1 + 2k, ... (k = len(table) // steps), reversed;
+  as in ComfyUI, a stride that does not divide 999 yields one step more.
 - karras: rho = 7 interpolation between sigma_max^(1/rho) and sigma_min^(1/rho).
 - exponential: log-linear from sigma_max to sigma_min.
 - beta: table sigmas at rint(Beta(0.6, 0.6).ppf(1 - i/steps) * 999), consecutive duplicates
@@ -128,6 +129,8 @@ def beta_ppf(q: float, a: float, b: float) -> float:
         return 0.0
     if q >= 1.0:
         return 1.0
+    if a == b and q == 0.5:  # the median of a symmetric Beta; rounding the CDF could miss it
+        return 0.5
     lo, hi = 0.0, 1.0
     for _ in range(200):
         mid = 0.5 * (lo + hi)
