@@ -247,14 +247,18 @@ _FILE_KEYS: dict[type[Adapter], tuple[str, ...]] = {
 
 
 class _Diff(nn.Module):
-    """Additive diff for a 1-D weight or a bias (computed in the diff's dtype, cast back)."""
+    """Additive diff for a 1-D weight or a bias.
+
+    Added in the weight's dtype: ComfyUI adds in the diff's dtype, which with bf16 diffs rounds
+    every fp32 norm weight and bias to bf16 on each forward.
+    """
 
     def __init__(self, t: Tensor) -> None:
         super().__init__()
         self.diff = nn.Parameter(t)
 
     def forward(self, w: Tensor) -> Tensor:
-        return (w.to(self.diff.dtype) + self.diff).to(w.dtype)
+        return w + self.diff.to(w.dtype)
 
 
 @dataclass

@@ -6,8 +6,8 @@ the key map, look for each adapter's suffix dialect (§4.3: LoRA in seven spelli
 and for the diff/set kinds; every key it uses is consumed. It returns the patches per target
 parameter and EVERY key it could not place, with the reason.
 
-Not supported (their keys come back unplaced, reason given): GLoRA, BOFT (4-D `oft_blocks`),
-`reshape_weight`, and the Flux/Wan/USO whole-file converters (not SD models).
+Not supported (their keys come back unplaced, with that reason): GLoRA, BOFT (4-D
+`oft_blocks`), `reshape_weight`, and the Flux/Wan/USO whole-file converters (not SD models).
 """
 
 from __future__ import annotations
@@ -154,8 +154,23 @@ def place_patches(
             p.offset = offset
             patches.setdefault(pname, []).append(p)
             used.update(keys)
-    unplaced = {k: misfit.get(k, "no model layer has this name") for k in lora_sd if k not in used}
+    unplaced = {k: misfit.get(k) or _why_unplaced(k, lora_sd) for k in lora_sd if k not in used}
     return patches, unplaced
+
+
+_UNSUPPORTED = {
+    (".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight"): "GLoRA adapters are not supported",
+    (".reshape_weight",): "reshape_weight patches are not supported (Flux control LoRAs)",
+}
+
+
+def _why_unplaced(key: str, lora_sd: dict[str, Tensor]) -> str:
+    if key.endswith(".oft_blocks") and lora_sd[key].dim() == 4:
+        return "BOFT (4-D oft_blocks) adapters are not supported"
+    for suffixes, why in _UNSUPPORTED.items():
+        if key.endswith(suffixes):
+            return why
+    return "no model layer has this name"
 
 
 def _patches_at(prefix: str, sd: dict[str, Tensor], name: str):

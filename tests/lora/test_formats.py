@@ -343,3 +343,14 @@ def test_sdxl_two_encoders_te1_te2_and_peft_names():
     assert "clip_l.transformer.text_model.encoder.layers.1.mlp.fc1.weight" in patches
     assert "clip_g.transformer.text_model.encoder.layers.0.mlp.fc2.weight" in patches
     assert "clip_l.transformer.text_model.encoder.layers.0.mlp.fc2.bias" in patches
+
+
+def test_unsupported_kinds_say_so(sd15_unet):
+    q = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q"
+    sd = {f"{q}.a1.weight": torch.zeros(2, 32), f"{q}.a2.weight": torch.zeros(32, 2),
+          f"{q}.b1.weight": torch.zeros(2, 32), f"{q}.b2.weight": torch.zeros(32, 2),
+          "diffusion_model.out.2.oft_blocks": torch.zeros(2, 2, 2, 2)}
+    _, unplaced = read_lora(sd, "unet", sd15_unet)
+    assert set(unplaced) == set(sd)
+    assert "GLoRA" in unplaced[f"{q}.a1.weight"]
+    assert "BOFT" in unplaced["diffusion_model.out.2.oft_blocks"]
