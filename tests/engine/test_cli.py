@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def with_test_nodes(monkeypatch):
     """Make the CLI see the test nodes (it uses comfyless.nodes.REGISTRY)."""
-    pytest.importorskip("comfyless.engine.load")
     import comfyless.nodes
 
     monkeypatch.setattr(comfyless.nodes, "REGISTRY", test_registry())
@@ -142,7 +141,6 @@ def test_parse_override_values():
 
 
 def test_validate_subprocess_never_imports_torch(tmp_path):
-    pytest.importorskip("comfyless.engine.load")
     wf = _write(tmp_path, "wf.json", {"1": {"class_type": "PrimitiveInt",
                                             "inputs": {"value": 1}}})
     code = ("import sys; from comfyless.cli import main; rc = main(sys.argv[1:]); "
