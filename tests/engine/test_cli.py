@@ -149,3 +149,28 @@ def test_validate_subprocess_never_imports_torch(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1  # no output node
     assert done.stdout.strip().endswith("NO_TORCH")
+
+
+def test_ctrl_c_stops_at_next_step_exit_130(tmp_path, with_test_nodes, monkeypatch):
+    import os
+    import signal
+
+    from tests.testnodes import TestSlow
+
+    steps_done = []
+
+    def execute(ctx, steps):
+        for step in range(1, steps + 1):
+            steps_done.append(step)
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C once
+            ctx.progress(step, steps)
+        return (steps,)
+
+    monkeypatch.setattr(TestSlow, "execute", staticmethod(execute))
+    api = {"1": {"class_type": "TestSlow", "inputs": {"steps": 50}},
+           "2": {"class_type": "TestIntSink", "inputs": {"value": ["1", 0]}}}
+    wf = _write(tmp_path, "wf.json", api)
+    assert cli.main(["run", wf, "--base-dir", str(tmp_path)]) == 130
+    assert steps_done == [1, 2]  # stopped at the step boundary, not killed mid-step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
