@@ -56,6 +56,23 @@ def _load(path: str, registry):
     return load_workflow(source, registry)
 
 
+def api_json(workflow) -> dict[str, Any]:
+    """The API-format dict of a loaded workflow (links as [id, slot], titles as _meta)."""
+    from .engine.validate import link_of
+
+    api: dict[str, Any] = {}
+    for node_id, node in workflow.items():
+        inputs = {}
+        for name, value in node.inputs.items():
+            link = link_of(value)
+            inputs[name] = list(link) if link is not None else \
+                {"__value__": value} if isinstance(value, list) else value
+        api[node_id] = {"class_type": node.class_type, "inputs": inputs}
+        if getattr(node, "title", None):
+            api[node_id]["_meta"] = {"title": node.title}
+    return api
+
+
 # -- run ------------------------------------------------------------------------------------
 def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", help="workflow JSON (API or UI format)")
@@ -146,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         workflow = _load(args.workflow, REGISTRY)
         apply_overrides(workflow, args.overrides)
+        ctx.prompt = api_json(workflow)  # what SaveImage embeds in PNGs
         result = run_workflow(workflow, ctx, REGISTRY)
     except WorkflowInvalid as exc:
         return _fail(args, exc.to_dict(), str(exc), EXIT_INVALID)

@@ -174,3 +174,20 @@ def test_ctrl_c_stops_at_next_step_exit_130(tmp_path, with_test_nodes, monkeypat
     assert cli.main(["run", wf, "--base-dir", str(tmp_path)]) == 130
     assert steps_done == [1, 2]  # stopped at the step boundary, not killed mid-step
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_gives_nodes_the_prompt(tmp_path, with_test_nodes, monkeypatch):
+    from comfyless.typesys import Result
+    from tests.testnodes import TestIntSink
+
+    seen = []
+
+    def execute(ctx, value):
+        seen.append(ctx.prompt)
+        return Result((), ui={"value": [value]})
+
+    monkeypatch.setattr(TestIntSink, "execute", staticmethod(execute))
+    wf = _write(tmp_path, "wf.json", _good(seed=3))
+    assert cli.main(["run", wf, "--set", "1.seed=4", "--base-dir", str(tmp_path)]) == 0
+    assert seen == [{"1": {"class_type": "TestNumber", "inputs": {"seed": 4}},
+                     "2": {"class_type": "TestIntSink", "inputs": {"value": ["1", 0]}}}]
