@@ -266,3 +266,28 @@ class TestLatentInt(Node):
 
 
 TEST_NODES += [TestLegacyOut, TestChecked, TestFile, TestSlow, TestLatentInt]
+
+
+# --- UI-format conversion tests (widgets_values layouts) --------------------------------------
+
+
+class TestUiWidgets(Node):
+    """Every widget layout: COMBO with control+filter, INT with control, plain FLOAT, optional."""
+
+    schema = NodeSchema(
+        "TestUiWidgets",
+        inputs=(Input("pick", COMBO, default="a", choices=("a", "b", "c"),
+                      control_after_generate=True),
+                Input("count", INT, default=1, min=0, max=100, control_after_generate=True),
+                Input("model", MODEL, optional=True),
+                Input("scale", FLOAT, default=1.0, min=0.0, max=10.0),
+                Input("note", STRING, default="", optional=True)),
+        outputs=(Output("STRING", STRING),),
+    )
+
+    @staticmethod
+    def execute(ctx, pick, count, scale, model=None, note=""):
+        return (f"{pick}{count}{scale}{note}",)
+
+
+TEST_NODES += [TestUiWidgets]

@@ -1,0 +1,229 @@
+"""Workflow JSON -> ApiWorkflow (dict id -> ApiNode), from either format ComfyUI writes.
+
+Accepted shapes (detected, never declared):
+  API format, bare `{"3": {"class_type": ..., "inputs": {...}, "_meta": {...}}, ...}`;
+  wrapped `{"prompt": {...}}`, including the whole /prompt envelope (`extra_data.extra_pnginfo.
+  workflow` is kept as the UI JSON); UI (litegraph) format 0.4 and 1.0, converted by
+  `ui_format.convert_ui` exactly as the frontend's graphToPrompt does.
+
+In an ApiNode a link is a `Link(node_id, slot)`; every other input value is a constant, with
+ComfyUI's `{"__value__": [...]}` list wrapper already removed (so a list is never a link).
+Every shape error is an `InvalidWorkflow` whose `path` is the JSONPath of the bad value
+(`$["3"].inputs.seed`, `$.nodes[4].widgets_values`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..typesys.check import compatible
+from ..typesys.errors import InvalidWorkflow
+from ..typesys.schema import NodeRegistry, NodeSchema
+
+
+class Link(msgspec.Struct, frozen=True):
+    """A link to output `slot` of node `node_id`."""
+
+    node_id: str
+    slot: int
+
+
+class ApiNode(msgspec.Struct):
+    """One node of an API-format workflow; `inputs` hold constants and `Link`s."""
+
+    class_type: str
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    title: str | None = None
+
+
+ApiWorkflow = dict[str, ApiNode]
+
+
+# -- wire structs (ComfyUI's format, so unknown fields are allowed) ----------------------------
+class _Meta(msgspec.Struct):
+    title: str | None = None
+
+
+class _ApiNodeIn(msgspec.Struct):
+    class_type: str
+    inputs: dict[str, Any] = {}
+    meta: _Meta | None = msgspec.field(default=None, name="_meta")
+
+
+def invalid_from(exc: msgspec.ValidationError, base: str, **kw: Any) -> InvalidWorkflow:
+    """Our error from msgspec's, with its `$...` path re-rooted at `base`."""
+    text = str(exc)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        return InvalidWorkflow(text, path=base, **kw)
+    return InvalidWorkflow(message, path=base + where.rstrip("`")[1:], **kw)
+
+
+# -- reading and detecting --------------------------------------------------------------------
+def _json_error(exc: msgspec.DecodeError, data: bytes) -> InvalidWorkflow:
+    text = str(exc)
+    where = ""
+    if "(byte " in text:
+        try:
+            offset = int(text.rsplit("(byte ", 1)[1].rstrip(")"))
+            line = data.count(b"\n", 0, offset) + 1
+            column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+            where = f" (line {line}, column {column})"
+        except ValueError:
+            pass
+    return InvalidWorkflow(f"not valid JSON: {text}{where}", path="$")
+
+
+def _decode(source: str | bytes | os.PathLike | dict) -> Any:
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, str) and source.lstrip().startswith(("{", "[")):
+        data = source.encode()
+    elif isinstance(source, (str, os.PathLike)):
+        data = Path(source).read_bytes()
+    else:
+        raise TypeError(f"a workflow source is JSON text, bytes, a path or a dict, "
+                        f"not {type(source).__name__}")
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors)
+        data = data[3:]
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise _json_error(exc, data) from None
+
+
+def _is_ui(doc: dict) -> bool:
+    return "nodes" in doc and any(k in doc for k in ("links", "version", "last_node_id", "state"))
+
+
+def _envelope(doc: dict) -> tuple[dict, dict | None] | None:
+    """(prompt, UI workflow or None) if `doc` is `{"prompt": {...}, ...}`, else None."""
+    prompt = doc.get("prompt")
+    if not isinstance(prompt, dict) or "class_type" in prompt:
+        return None  # absent, or a node that happens to have the id "prompt"
+    extra = doc.get("extra_data")
+    pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
+    ui = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+    return prompt, ui if isinstance(ui, dict) else None
+
+
+# -- API format --------------------------------------------------------------------------------
+def _api_value(value: Any, where: str, node_id: str, name: str) -> Any:
+    kind = type(value)
+    if kind is list:
+        if len(value) == 2 and type(value[0]) is str and type(value[1]) in (int, float):
+            slot = value[1]
+            if type(slot) is int or slot.is_integer():
+                return Link(value[0], int(slot))
+        raise InvalidWorkflow(
+            f"node {node_id} input '{name}': a list is a link and must be "
+            f"[\"<node id>\", <output index>], got {value!r}; wrap a list constant as "
+            f"{{\"__value__\": [...]}}", path=where, node_id=node_id, input_name=name)
+    if kind is dict and "__value__" in value:
+        return value["__value__"]
+    return value
+
+
+def _api_nodes(prompt: dict, base: str) -> ApiWorkflow:
+    workflow: ApiWorkflow = {}
+    for node_id, raw in prompt.items():
+        where = f'{base}["{node_id}"]'
+        try:
+            node = msgspec.convert(raw, _ApiNodeIn)
+        except msgspec.ValidationError as exc:
+            raise invalid_from(exc, where, node_id=node_id) from None
+        inputs = {name: _api_value(value, f"{where}.inputs.{name}", node_id, name)
+                  for name, value in node.inputs.items()}
+        title = node.meta.title if node.meta is not None else None
+        workflow[node_id] = ApiNode(node.class_type, inputs, title)
+    return workflow
+
+
+# -- public API --------------------------------------------------------------------------------
+def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
+                       ) -> tuple[ApiWorkflow, dict | None]:
+    """(API workflow, UI workflow JSON or None): the UI JSON is what SaveImage embeds in PNGs."""
+    doc = _decode(source)
+    if not isinstance(doc, dict):
+        raise InvalidWorkflow(f"a workflow is a JSON object, got {type(doc).__name__}", path="$")
+    if _is_ui(doc):
+        from .ui_format import convert_ui
+
+        return convert_ui(doc, registry), doc
+    wrapped = _envelope(doc)
+    if wrapped is not None:
+        return _api_nodes(wrapped[0], "$.prompt"), wrapped[1]
+    return _api_nodes(doc, "$"), None
+
+
+def load_workflow(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
+                  ) -> ApiWorkflow:
+    """An API workflow from JSON text, bytes, a path or a decoded dict, in any format."""
+    return load_workflow_full(source, registry)[0]
+
+
+def _api_json_value(value: Any) -> Any:
+    if isinstance(value, Link):
+        return [value.node_id, value.slot]
+    if isinstance(value, (list, tuple)):
+        return {"__value__": list(value)}  # a bare list would read as a link
+    return value
+
+
+def to_api_json(workflow: ApiWorkflow) -> dict[str, Any]:
+    """The ComfyUI API-format JSON of a workflow (links as ["id", slot], titles as _meta)."""
+    out: dict[str, Any] = {}
+    for node_id, node in workflow.items():
+        entry: dict[str, Any] = {
+            "class_type": node.class_type,
+            "inputs": {name: _api_json_value(v) for name, v in node.inputs.items()},
+        }
+        if node.title is not None:
+            entry["_meta"] = {"title": node.title}
+        out[node_id] = entry
+    return out
+
+
+def convert_to_api_json(path: str | os.PathLike, registry: NodeRegistry) -> dict[str, Any]:
+    """`comfyless convert`: the API-format JSON of a workflow file of either format."""
+    return to_api_json(load_workflow(Path(path), registry))
+
+
+# -- legacy output layouts ----------------------------------------------------------------------
+def current_slot_of_legacy(schema: NodeSchema, legacy_slot: int) -> int | None:
+    """The current output index of legacy output `legacy_slot` (same name, else sole same type)."""
+    legacy = schema.legacy_outputs
+    if legacy is None or not 0 <= legacy_slot < len(legacy):
+        return None
+    old = legacy[legacy_slot]
+    for index, out in enumerate(schema.outputs):
+        if out.name == old.name:
+            return index
+    same_type = [i for i, out in enumerate(schema.outputs) if out.type.name == old.type.name]
+    return same_type[0] if len(same_type) == 1 else None
+
+
+def remap_legacy_slot(schema: NodeSchema, slot: int, expected_type: str) -> int | None:
+    """Current output index for a link to `slot` whose consumer expects `expected_type`.
+
+    Without `legacy_outputs` the slot is kept if it exists. With them, the slot is read in
+    whichever layout (current or legacy) gives an output compatible with `expected_type`;
+    None when neither does or both do with different outputs (ambiguous: never guess).
+    """
+    outputs = schema.outputs
+    if schema.legacy_outputs is None:
+        return slot if 0 <= slot < len(outputs) else None
+    candidates: list[int] = []
+    if 0 <= slot < len(outputs) and compatible(outputs[slot].type.name, expected_type):
+        candidates.append(slot)
+    old = current_slot_of_legacy(schema, slot)
+    if old is not None and old not in candidates \
+            and compatible(schema.legacy_outputs[slot].type.name, expected_type):
+        candidates.append(old)
+    return candidates[0] if len(candidates) == 1 else None

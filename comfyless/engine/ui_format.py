@@ -1,0 +1,435 @@
+"""UI (litegraph) workflow -> API workflow, as the ComfyUI frontend's graphToPrompt does it.
+
+Restated from workflow-formats.md §3-§6:
+- widgets_values are mapped onto the schema's widget inputs in declaration order, skipping the
+  frontend-only values that follow some widgets (`Input.ui_extra_values`); the older form with
+  `null` holes for non-serialised widgets is recognised by its length; a count that fits neither
+  form is an error naming the node (never a guess);
+- every linked input slot is resolved through Reroutes, bypassed nodes (mode 4, matched by
+  type), PrimitiveNodes (their value becomes a constant) and subgraph boundaries; the link wins
+  over a widget value of the same name; a link that resolves to nothing (muted source, bypass
+  without a matching input, dangling id) leaves the widget value, if any;
+- muted (mode 2) and bypassed nodes, Reroute, PrimitiveNode, Note and MarkdownNote are not
+  emitted; subgraph instances are flattened, inner ids joined with ':' (`"5:3"`, `"5:7:2"`);
+- node types we do not know are emitted with their linked inputs only, so validation reports
+  them as `missing_node_type` with the nearest known names;
+- links from a node whose saved outputs are its schema's `legacy_outputs` are moved onto the
+  current layout.
+
+State of one conversion (`_Converter`): the registry, the subgraph definitions by id, the
+scopes built so far (one per subgraph instance path) and the API nodes emitted, in UI order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..typesys.check import compatible
+from ..typesys.errors import InvalidWorkflow
+from ..typesys.schema import NodeRegistry, NodeSchema
+from .load import ApiNode, ApiWorkflow, Link, current_slot_of_legacy, invalid_from
+
+MUTED, BYPASS = 2, 4
+VIRTUAL_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
+SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = "-10", "-20"  # litegraph's reserved pseudo node ids
+MAX_NESTING = 32  # deeper subgraph nesting means a definition contains itself
+MAX_HOPS = 100_000  # reroute/bypass/boundary steps when resolving one link
+
+
+# -- wire structs (litegraph's format: unknown fields allowed and ignored) --------------------
+class _Widget(msgspec.Struct):
+    name: str | None = None
+
+
+class _InSlot(msgspec.Struct):
+    name: str | None = None
+    type: Any = "*"
+    link: int | None = None
+    widget: _Widget | None = None
+
+
+class _OutSlot(msgspec.Struct):
+    name: str | None = None
+    type: Any = "*"
+
+
+class _UiNode(msgspec.Struct):
+    id: int | str
+    type: str
+    mode: int = 0
+    inputs: list[_InSlot] | None = None
+    outputs: list[_OutSlot] | None = None
+    widgets_values: list[Any] | dict[str, Any] | None = None
+    title: str | None = None
+
+
+class _LinkObj(msgspec.Struct):
+    id: int
+    origin_id: int | str
+    origin_slot: int
+    target_id: int | str
+    target_slot: int
+    type: Any = "*"
+
+
+class _SubgraphIO(msgspec.Struct):
+    name: str | None = None
+    type: Any = "*"
+
+
+class _Subgraph(msgspec.Struct):
+    id: str
+    nodes: list[_UiNode] = []
+    links: list[Any] = []
+    inputs: list[_SubgraphIO] = []
+    outputs: list[_SubgraphIO] = []
+    definitions: _Definitions | None = None
+
+
+class _Definitions(msgspec.Struct):
+    subgraphs: list[_Subgraph] = []
+
+
+class _UiDoc(msgspec.Struct):
+    nodes: list[_UiNode]
+    links: list[Any] | None = None
+    definitions: _Definitions | None = None
+
+
+@dataclass(frozen=True)
+class _LinkRec:
+    id: int
+    origin_id: str
+    origin_slot: int
+    target_id: str
+    target_slot: int
+    type: str
+
+
+def _link_rec(raw: Any, where: str) -> tuple[int, _LinkRec]:
+    """(link id, record) from a 0.4 6-tuple or a 1.0 link object."""
+    if isinstance(raw, list):
+        if len(raw) < 5 or not all(type(v) is int for v in (raw[0], raw[2], raw[4])) \
+                or not all(type(v) in (int, str) for v in (raw[1], raw[3])):
+            raise InvalidWorkflow(
+                "a link is [link_id, origin_id, origin_slot, target_id, target_slot, type] "
+                f"with integer ids and slots, got {raw!r}", path=where)
+        kind = raw[5] if len(raw) > 5 else "*"
+        return raw[0], _LinkRec(raw[0], str(raw[1]), raw[2], str(raw[3]), raw[4], _type_name(kind))
+    try:
+        obj = msgspec.convert(raw, _LinkObj)
+    except msgspec.ValidationError as exc:
+        raise invalid_from(exc, where) from None
+    return obj.id, _LinkRec(obj.id, str(obj.origin_id), obj.origin_slot, str(obj.target_id),
+                            obj.target_slot, _type_name(obj.type))
+
+
+def _type_name(kind: Any) -> str:
+    if kind is None or kind == "" or kind == 0 or kind == -1:  # litegraph's "any" spellings
+        return "*"
+    return str(kind)
+
+
+@dataclass
+class _Scope:
+    """The top-level graph, or one subgraph instance's copy of its definition."""
+
+    prefix: str  # "" at top level, "5:" inside instance 5, "5:7:" inside 7 inside 5
+    path: str  # JSONPath of the graph object, for errors
+    nodes: dict[str, _UiNode]
+    node_paths: dict[str, str]
+    links: dict[int, _LinkRec]
+    parent: _Scope | None = None
+    instance: _UiNode | None = None
+    definition: _Subgraph | None = None
+    depth: int = 0
+    into_output: dict[int, _LinkRec] = field(default_factory=dict)  # subgraph output slot -> link
+    from_input: dict[int, list[_LinkRec]] = field(default_factory=dict)  # input slot -> links
+
+
+def _scope(prefix: str, path: str, nodes: list[_UiNode], raw_links: list[Any] | None,
+           **kw: Any) -> _Scope:
+    by_id: dict[str, _UiNode] = {}
+    node_paths: dict[str, str] = {}
+    for index, node in enumerate(nodes):
+        key = str(node.id)
+        if key in by_id:
+            raise InvalidWorkflow(f"node id {key} is used twice", path=f"{path}.nodes[{index}].id")
+        by_id[key] = node
+        node_paths[key] = f"{path}.nodes[{index}]"
+    links: dict[int, _LinkRec] = {}
+    scope = _Scope(prefix, path, by_id, node_paths, links, **kw)
+    for index, raw in enumerate(raw_links or ()):
+        if raw is None:
+            continue  # deleted links are sometimes saved as null
+        link_id, rec = _link_rec(raw, f"{path}.links[{index}]")
+        links[link_id] = rec
+        if rec.target_id == SUBGRAPH_OUTPUT:
+            scope.into_output[rec.target_slot] = rec
+        if rec.origin_id == SUBGRAPH_INPUT:
+            scope.from_input.setdefault(rec.origin_slot, []).append(rec)
+    return scope
+
+
+def _collect_subgraphs(defs: _Definitions | None, path: str, out: dict[str, tuple[_Subgraph, str]]
+                       ) -> None:
+    if defs is None:
+        return
+    for index, sub in enumerate(defs.subgraphs):
+        where = f"{path}.subgraphs[{index}]"
+        out.setdefault(sub.id, (sub, where))
+        _collect_subgraphs(sub.definitions, f"{where}.definitions", out)
+
+
+# -- widgets_values -> inputs ----------------------------------------------------------------
+def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
+    """The compact form of an older widgets_values with `null` holes, if it is one."""
+    excess = len(values) - expected
+    holes = [i for i, v in enumerate(values) if v is None]
+    if excess <= 0 or len(holes) < excess:
+        return None
+    drop = set(holes[-excess:])  # non-serialised widgets (previews) come after the real ones
+    return [v for i, v in enumerate(values) if i not in drop]
+
+
+def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> dict[str, Any]:
+    """Map a node's widgets_values onto its widget inputs (frontend-only values skipped)."""
+    widgets = [inp for inp in schema.inputs if inp.is_widget]
+    if isinstance(values, dict):  # some nodes save an object keyed by widget name
+        return {inp.name: values[inp.name] for inp in widgets if inp.name in values}
+    values = [] if values is None else values
+    expected = sum(1 + inp.ui_extra_values for inp in widgets)
+    if len(values) != expected:
+        compact = _without_holes(values, expected)
+        if compact is None:
+            layout = ", ".join(inp.name + " +control" * inp.ui_extra_values for inp in widgets)
+            raise InvalidWorkflow(
+                f"node {node_id} ({schema.class_type}): widgets_values has {len(values)} "
+                f"value(s), expected {expected} ({layout or 'no widgets'}); the node was "
+                f"probably saved by another version of it or has widgets added by an "
+                f"extension", path=f"{where}.widgets_values", node_id=node_id,
+                class_type=schema.class_type, expected=expected, found=len(values))
+        values = compact
+    mapped: dict[str, Any] = {}
+    position = 0
+    for inp in widgets:
+        mapped[inp.name] = values[position]
+        position += 1 + inp.ui_extra_values
+    return mapped
+
+
+# -- the conversion ----------------------------------------------------------------------------
+def _legacy_layout(node: _UiNode, schema: NodeSchema) -> bool:
+    """True if the node was saved with its schema's legacy output layout."""
+    legacy = schema.legacy_outputs
+    saved = node.outputs or []
+    if legacy is None or len(saved) != len(legacy) or len(legacy) == len(schema.outputs):
+        return False
+    return all(s.name == old.name or _type_name(s.type) == old.type.name
+               for s, old in zip(saved, legacy, strict=True))
+
+
+def _bypass_input(node: _UiNode, slot: int, want: str) -> int | None:
+    """Which input of a bypassed node stands in for its output `slot` (workflow-formats §4)."""
+    inputs = node.inputs or []
+    if not inputs:
+        return None
+    if want == "*":
+        return slot if slot < len(inputs) else 0
+    outputs = node.outputs or []
+    out_type = _type_name(outputs[slot].type) if 0 <= slot < len(outputs) else "*"
+    if 0 <= slot < len(inputs):
+        in_type = _type_name(inputs[slot].type)
+        if compatible(in_type, out_type) and compatible(in_type, want):
+            return slot
+    for index, inp in enumerate(inputs):
+        if _type_name(inp.type) == want:
+            return index
+    return None  # no match: the consumer is left unconnected
+
+
+class _Converter:
+    """One UI -> API conversion (state described in the module docstring)."""
+
+    def __init__(self, registry: NodeRegistry, subgraphs: dict[str, tuple[_Subgraph, str]]
+                 ) -> None:
+        self.registry = registry
+        self.subgraphs = subgraphs
+        self.children: dict[str, _Scope] = {}
+        self.out: ApiWorkflow = {}
+
+    def schema(self, class_type: str) -> NodeSchema | None:
+        cls = self.registry.get(class_type)
+        return cls.schema if cls is not None else None
+
+    # -- emitting ------------------------------------------------------------------------
+    def emit(self, scope: _Scope) -> None:
+        for key, node in scope.nodes.items():
+            if node.mode in (MUTED, BYPASS) or node.type in VIRTUAL_TYPES:
+                continue
+            if node.type in self.subgraphs:
+                self.emit(self.child(scope, key, node))
+            else:
+                self.out[scope.prefix + key] = self.api_node(scope, key, node)
+
+    def child(self, scope: _Scope, key: str, node: _UiNode) -> _Scope:
+        prefix = f"{scope.prefix}{key}:"
+        if prefix not in self.children:
+            if scope.depth >= MAX_NESTING:
+                raise InvalidWorkflow(
+                    f"subgraphs nested deeper than {MAX_NESTING} at node {scope.prefix}{key} "
+                    f"(a subgraph that contains itself?)", path=scope.node_paths[key])
+            sub, where = self.subgraphs[node.type]
+            self.children[prefix] = _scope(prefix, where, sub.nodes, sub.links, parent=scope,
+                                           instance=node, definition=sub, depth=scope.depth + 1)
+        return self.children[prefix]
+
+    def api_node(self, scope: _Scope, key: str, node: _UiNode) -> ApiNode:
+        node_id = scope.prefix + key
+        schema = self.schema(node.type)
+        inputs: dict[str, Any] = {}
+        if schema is not None:
+            inputs = widget_values(schema, node.widgets_values, node_id, scope.node_paths[key])
+        for slot in node.inputs or ():
+            if slot.link is None:
+                continue
+            name = slot.widget.name if slot.widget is not None and slot.widget.name else slot.name
+            if not name:
+                continue
+            found = self.resolve(scope, slot.link, _type_name(slot.type))
+            if found is not None:
+                inputs[name] = found[0]
+        title = node.title if node.title is not None else (
+            schema.display_name if schema is not None and schema.display_name else node.type)
+        return ApiNode(node.type, inputs, title)
+
+    # -- link resolution -------------------------------------------------------------------
+    def resolve(self, scope: _Scope, link_id: int, want: str) -> tuple[Any] | None:
+        """(Link or constant,) for the value behind link `link_id`, or None if there is none.
+
+        A loop, not recursion: long Reroute chains must not hit Python's recursion limit.
+        """
+        rec = scope.links.get(link_id)
+        if rec is None:
+            return None
+        origin, slot = rec.origin_id, rec.origin_slot
+        for _ in range(MAX_HOPS):
+            if origin == SUBGRAPH_INPUT:
+                step = self.from_instance_input(scope, slot)
+            else:
+                node = scope.nodes.get(origin)
+                if node is None:
+                    return None
+                step = self.step(scope, origin, node, slot, want)
+            if step is None or len(step) == 1:
+                return step
+            scope, link = step
+            rec = scope.links.get(link) if link is not None else None
+            if rec is None:
+                return None
+            origin, slot = rec.origin_id, rec.origin_slot
+        raise InvalidWorkflow(f"a link in {scope.path} goes round in a loop of Reroutes or "
+                              f"bypassed nodes", path=scope.path)
+
+    def step(self, scope: _Scope, key: str, node: _UiNode, slot: int, want: str
+             ) -> tuple[Any, ...] | None:
+        """What output `slot` of `node` leads to: (value,), (scope, link id to follow) or None."""
+        if node.type == "Reroute":
+            inputs = node.inputs or []
+            return (scope, inputs[0].link) if inputs else None
+        if node.type == "PrimitiveNode":
+            values = node.widgets_values
+            return (values[0],) if isinstance(values, list) and values else None
+        if node.type in VIRTUAL_TYPES or node.mode == MUTED:
+            return None
+        if node.mode == BYPASS:
+            index = _bypass_input(node, slot, want)
+            return None if index is None else (scope, (node.inputs or [])[index].link)
+        if node.type in self.subgraphs:
+            inner = self.child(scope, key, node)
+            rec = inner.into_output.get(slot)
+            return None if rec is None else (inner, rec.id)
+        return (Link(scope.prefix + key, self.current_slot(scope, key, node, slot)),)
+
+    def current_slot(self, scope: _Scope, key: str, node: _UiNode, slot: int) -> int:
+        schema = self.schema(node.type)
+        if schema is None or not _legacy_layout(node, schema):
+            return slot
+        current = current_slot_of_legacy(schema, slot)
+        if current is None:
+            name = schema.legacy_outputs[slot].name if 0 <= slot < len(
+                schema.legacy_outputs) else str(slot)
+            raise InvalidWorkflow(
+                f"node {scope.prefix}{key} ({node.type}) was saved with its old output layout "
+                f"and a link uses its old output {slot} ('{name}'), which the current node no "
+                f"longer has; re-link it", path=f"{scope.node_paths[key]}.outputs[{slot}]",
+                node_id=scope.prefix + key)
+        return current
+
+    def from_instance_input(self, scope: _Scope, slot: int) -> tuple[Any, ...] | None:
+        """Subgraph input `slot`: whatever feeds the instance, else the instance's widget value."""
+        sub, instance, parent = scope.definition, scope.instance, scope.parent
+        if sub is None or instance is None or parent is None or not 0 <= slot < len(sub.inputs):
+            return None
+        name = sub.inputs[slot].name
+        for inp in instance.inputs or ():
+            if name and name in (inp.name, inp.widget.name if inp.widget else None):
+                if inp.link is not None:
+                    return parent, inp.link
+                break
+        value = self.instance_widget(scope, slot)
+        return None if value is None else value
+
+    def instance_widget(self, scope: _Scope, slot: int) -> tuple[Any] | None:
+        """The instance's saved widget value for subgraph input `slot`, if it has one.
+
+        The instance has one widget (plus its control values) per subgraph input that feeds a
+        widget input inside, in subgraph-input order.
+        """
+        values = scope.instance.widgets_values if scope.instance else None
+        if not isinstance(values, list):
+            return None
+        position = 0
+        for index in range(len(scope.definition.inputs)):
+            extra = self.inner_widget_extra(scope, index)
+            if extra is None:
+                continue
+            if index == slot:
+                return (values[position],) if position < len(values) else None
+            position += 1 + extra
+        return None
+
+    def inner_widget_extra(self, scope: _Scope, index: int) -> int | None:
+        """ui_extra_values of the widget input subgraph input `index` feeds (None: no widget)."""
+        for rec in scope.from_input.get(index, ()):
+            target = scope.nodes.get(rec.target_id)
+            slots = (target.inputs or []) if target is not None else []
+            if not 0 <= rec.target_slot < len(slots) or slots[rec.target_slot].widget is None:
+                continue
+            schema = self.schema(target.type)
+            name = slots[rec.target_slot].widget.name
+            if schema is not None and name in schema.input_map:
+                return schema.input_map[name].ui_extra_values
+            return 0
+        return None
+
+
+def convert_ui(doc: dict, registry: NodeRegistry) -> ApiWorkflow:
+    """The API workflow of a UI-format (litegraph 0.4 or 1.0) workflow."""
+    try:
+        ui = msgspec.convert(doc, _UiDoc)
+    except msgspec.ValidationError as exc:
+        raise invalid_from(exc, "$") from None
+    subgraphs: dict[str, tuple[_Subgraph, str]] = {}
+    _collect_subgraphs(ui.definitions, "$.definitions", subgraphs)
+    converter = _Converter(registry, subgraphs)
+    converter.emit(_scope("", "$", ui.nodes, ui.links))
+    workflow = converter.out
+    for node in workflow.values():  # §6 step 5: links to nodes not emitted are dropped
+        for name in [n for n, v in node.inputs.items()
+                     if isinstance(v, Link) and v.node_id not in workflow]:
+            del node.inputs[name]
+    return workflow
