@@ -256,30 +256,29 @@ class _Checker:
 def resolve_slot(schema: NodeSchema, slot: int, expected: str) -> tuple[int | None, str]:
     """(current output index, "") for a link's slot, or (None, why not).
 
-    A node with `legacy_outputs` may be linked by a workflow of either era: the slot is taken
-    in whichever layout gives an output of the consumer's type; both or neither => an error.
+    A node with `legacy_outputs` may be linked by a workflow of either era: load.py's
+    `remap_legacy_slot` reads the slot in whichever layout gives an output of the consumer's
+    type. If neither layout does, the current layout's output is kept so that the consumer
+    gets a plain type mismatch; if both do with different outputs, it is an error that says so.
     """
-    if schema.legacy_outputs is None:
-        if 0 <= slot < len(schema.outputs):
-            return slot, ""
+    from .load import remap_legacy_slot
+
+    resolved = remap_legacy_slot(schema, slot, expected)
+    if resolved is not None:
+        return resolved, ""
+    in_current = 0 <= slot < len(schema.outputs)
+    legacy = schema.legacy_outputs
+    if legacy is None:
         return None, f"has no output slot {slot} (it has {len(schema.outputs)})"
-    candidates: list[int] = []
-    if 0 <= slot < len(schema.outputs) and compatible(schema.outputs[slot].type.name, expected):
-        candidates.append(slot)
-    if 0 <= slot < len(schema.legacy_outputs):
-        old = schema.legacy_outputs[slot]
-        for index, out in enumerate(schema.outputs):
-            if out.name == old.name and compatible(old.type.name, expected) \
-                    and index not in candidates:
-                candidates.append(index)
-    if len(candidates) == 1:
-        return candidates[0], ""
-    if not candidates:
-        if 0 <= slot < len(schema.outputs):
-            return slot, ""  # reported as a plain type mismatch against the current layout
-        return None, f"has no output slot {slot} of type {expected} in either output layout"
-    return None, (f"output slot {slot} is ambiguous between the current and the legacy output "
-                  f"layouts for an input of type {expected}; re-link it in the workflow")
+    fits_current = in_current and compatible(schema.outputs[slot].type.name, expected)
+    fits_legacy = 0 <= slot < len(legacy) and compatible(legacy[slot].type.name, expected)
+    if fits_current and fits_legacy:
+        return None, (f"output slot {slot} is ambiguous between the current and the legacy "
+                      f"output layouts for an input of type {expected}; re-link it in the "
+                      f"workflow")
+    if in_current:
+        return slot, ""  # reported as a plain type mismatch against the current layout
+    return None, f"has no output slot {slot} of type {expected} in either output layout"
 
 
 def _deps(workflow: Mapping[str, Any]) -> dict[str, list[str]]:
