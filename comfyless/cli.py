@@ -38,13 +38,17 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=repr))
 
 
-def _load(path: str, registry):
+def _load_full(path: str, registry):
+    """(workflow, UI JSON or None) from a file or a shipped workflow's name."""
     from .workflows import find_shipped, shipped_workflows
 
     try:
-        from .engine.load import load_workflow
+        from .engine.load import load_workflow_full
     except ModuleNotFoundError:  # load.py lands separately; API format meanwhile
-        from .api import _load_api_only as load_workflow
+        from .api import _load_api_only
+
+        def load_workflow_full(source, registry):
+            return _load_api_only(source, registry), None
 
     source = Path(path)
     if not source.is_file():
@@ -53,7 +57,11 @@ def _load(path: str, registry):
         names = ", ".join(shipped_workflows()) or "none"
         raise OSError(f"{path}: no such file, and no shipped workflow of that name "
                       f"(shipped: {names})")
-    return load_workflow(source, registry)
+    return load_workflow_full(source, registry)
+
+
+def _load(path: str, registry):
+    return _load_full(path, registry)[0]
 
 
 def api_json(workflow) -> dict[str, Any]:
@@ -161,9 +169,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        workflow = _load(args.workflow, REGISTRY)
+        workflow, ui_json = _load_full(args.workflow, REGISTRY)
         apply_overrides(workflow, args.overrides)
         ctx.prompt = api_json(workflow)  # what SaveImage embeds in PNGs
+        ctx.extra_pnginfo = {"workflow": ui_json} if ui_json is not None else None
         result = run_workflow(workflow, ctx, REGISTRY)
     except WorkflowInvalid as exc:
         return _fail(args, exc.to_dict(), str(exc), EXIT_INVALID)
