@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,7 @@ def bench_engine(n: int, repeat: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext.create(tmp)
         for _ in range(repeat):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             workflow = _load(text, registry)
             t1 = time.perf_counter()
@@ -86,6 +88,7 @@ def bench_engine(n: int, repeat: int) -> dict[str, float]:
             t2 = time.perf_counter()
             result = run_plan(plan, ctx, cache=OutputCache())
             t3 = time.perf_counter()
+            best["cpu"] = min(best.get("cpu", float("inf")), (time.process_time() - c0) * 1000)
             assert len(result.executed) == n
             for name, value in (("load", t1 - t0), ("validate", t2 - t1), ("execute", t3 - t2)):
                 best[name] = min(best.get(name, float("inf")), value * 1000)
@@ -104,7 +107,7 @@ def cli_workflow(n: int) -> dict:
     return api
 
 
-def bench_cli(n: int, repeat: int) -> float:
+def bench_cli(n: int, repeat: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
         (base / "input").mkdir(parents=True)
@@ -112,15 +115,18 @@ def bench_cli(n: int, repeat: int) -> float:
         wf = Path(tmp) / "wf.json"
         wf.write_text(json.dumps(cli_workflow(n)))
         cmd = [sys.executable, "-m", "comfyless", "validate", str(wf), "--base-dir", str(base)]
-        times = []
+        times, cpu = [], []
         for _ in range(repeat):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             times.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if done.returncode != 0:
                 raise SystemExit(f"validate failed ({done.returncode}): {done.stdout[-2000:]}"
                                  f"{done.stderr[-2000:]}")
-    return min(times) * 1000
+    return min(times) * 1000, min(cpu) * 1000
 
 
 def main() -> None:
@@ -132,10 +138,10 @@ def main() -> None:
     best = bench_engine(args.nodes, args.repeat)
     print(f"{args.nodes} nodes (best of {args.repeat}): load {best['load']:.1f} ms, "
           f"validate {best['validate']:.1f} ms, execute {best['execute']:.1f} ms, "
-          f"total {best['total']:.1f} ms (target < 1000 ms)")
-    wall = bench_cli(args.cli_nodes, args.repeat)
-    print(f"comfyless validate, {args.cli_nodes}-node workflow: {wall:.0f} ms wall "
-          f"(target < 500 ms)")
+          f"total {best['total']:.1f} ms (CPU {best['cpu']:.1f} ms; target < 1000 ms)")
+    wall, cpu = bench_cli(args.cli_nodes, args.repeat)
+    print(f"comfyless validate, {args.cli_nodes}-node workflow: {wall:.0f} ms wall, "
+          f"{cpu:.0f} ms CPU (target < 500 ms wall; CPU time is what a busy machine hides)")
 
 
 if __name__ == "__main__":
