@@ -148,10 +148,13 @@ class WorkflowInvalid(WorkflowError):
                 },
             )
             entry["errors"].append(err.to_dict())
+        # ComfyUI builds `details` from the errors of the output nodes themselves only.
+        own = [e.to_dict() for e in self.errors
+               if e.node_id is not None and e.node_id in self.dependent_outputs.get(e.node_id, ())]
         error = {
             "type": self.code,
             "message": "Prompt outputs failed validation",
-            "details": "\n".join(f"{e['message']}: {e['details']}" for e in top_level),
+            "details": "\n".join(f"{e['message']}: {e['details']}" for e in top_level + own),
             "extra_info": {},
         }
         if len(top_level) == 1 and not node_errors:

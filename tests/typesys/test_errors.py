@@ -41,3 +41,10 @@ def test_prompt_level_error_stands_alone():
     body = WorkflowInvalid([NoOutputs("none")]).to_dict()
     assert body["error"]["type"] == "prompt_no_outputs"
     assert body["node_errors"] == {}
+
+
+def test_details_list_output_nodes_own_errors():
+    exc = WorkflowInvalid([MissingInput("m3", node_id="3", input_name="model"),
+                           MissingInput("m9", node_id="9", input_name="images")])
+    exc.dependent_outputs = {"3": ["9"], "9": ["9"]}
+    assert exc.to_dict()["error"]["details"] == "m9: images"
