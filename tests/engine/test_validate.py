@@ -238,3 +238,24 @@ def test_report_serialises_to_comfyui_shape(builder, registry, paths):
     assert entry["errors"][0]["type"] == "value_smaller_than_min"
     assert entry["errors"][0]["extra_info"]["input_name"] == "seed"
     assert isinstance(invalid(checked), WorkflowInvalid)
+
+
+def test_extra_model_paths_yaml_folders_are_choices(builder, registry, tmp_path):
+    base = tmp_path / "b2"
+    base.mkdir()
+    elsewhere = tmp_path / "comfy" / "models" / "checkpoints"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "far.safetensors").write_text("F")
+    (base / "extra_model_paths.yaml").write_text(
+        f"comfyui:\n  base_path: {tmp_path / 'comfy'}\n  checkpoints: models/checkpoints\n")
+    builder.add("TestFile", ckpt_name="far.safetensors")
+    assert validate(builder.build(), registry, BasePaths.resolve(base)) == []
+
+
+def test_base_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMFYLESS_BASE_DIR", str(tmp_path / "env-base"))
+    assert BasePaths.resolve().base == (tmp_path / "env-base").resolve()
+    assert BasePaths.resolve(tmp_path / "flag").base == (tmp_path / "flag").resolve()
+    monkeypatch.delenv("COMFYLESS_BASE_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert BasePaths.resolve().base == (tmp_path / "comfyless-data").resolve()
