@@ -124,23 +124,28 @@ def beta_cdf(x: float, a: float, b: float) -> float:
 
 
 def beta_ppf(q: float, a: float, b: float) -> float:
-    """Inverse of `beta_cdf` by bisection (the CDF is monotone), to float64 resolution."""
+    """Inverse of `beta_cdf`: Newton steps kept inside a shrinking bisection bracket."""
     if q <= 0.0:
         return 0.0
     if q >= 1.0:
         return 1.0
     if a == b and q == 0.5:  # the median of a symmetric Beta; rounding the CDF could miss it
         return 0.5
-    lo, hi = 0.0, 1.0
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    lo, hi, x = 0.0, 1.0, 0.5
     for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if beta_cdf(mid, a, b) < q:
-            lo = mid
+        err = beta_cdf(x, a, b) - q
+        if err < 0:
+            lo = x
         else:
-            hi = mid
-    return 0.5 * (lo + hi)
+            hi = x
+        pdf = math.exp(log_norm + (a - 1) * math.log(x) + (b - 1) * math.log1p(-x))
+        step = x - err / pdf if pdf > 0 else -1.0
+        new = step if lo < step < hi else 0.5 * (lo + hi)  # Newton if it stays bracketed
+        if new == x or hi - lo <= 4 * math.ulp(x):
+            break
+        x = new
+    return x
 
 
 def beta_scheduler(ms: ModelSampling, steps: int, alpha: float = BETA_ALPHA,
