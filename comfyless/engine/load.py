@@ -78,7 +78,11 @@ def _json_error(exc: msgspec.DecodeError, data: bytes) -> InvalidWorkflow:
     return InvalidWorkflow(f"not valid JSON: {text}{where}", path="$")
 
 
-def _decode(source: str | bytes | os.PathLike | dict) -> Any:
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
+
+
+def _read(source: str | bytes | os.PathLike | dict) -> bytes | dict:
+    """The JSON bytes of a source (a dict is passed through), without a UTF-8 BOM."""
     if isinstance(source, dict):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -90,8 +94,10 @@ def _decode(source: str | bytes | os.PathLike | dict) -> Any:
     else:
         raise TypeError(f"a workflow source is JSON text, bytes, a path or a dict, "
                         f"not {type(source).__name__}")
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors)
-        data = data[3:]
+    return data[3:] if data.startswith(_BOM) else data  # Windows editors write a BOM
+
+
+def _decode(data: bytes) -> Any:
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
@@ -130,6 +136,14 @@ def _api_value(value: Any, where: str, node_id: str, name: str) -> Any:
     return value
 
 
+def _api_node(node_id: str, node: _ApiNodeIn, where: str) -> ApiNode:
+    inputs = node.inputs
+    for name, value in inputs.items():
+        if type(value) in (list, dict):  # most inputs are plain constants: leave them be
+            inputs[name] = _api_value(value, f"{where}.inputs.{name}", node_id, name)
+    return ApiNode(node.class_type, inputs, node.meta.title if node.meta is not None else None)
+
+
 def _api_nodes(prompt: dict, base: str) -> ApiWorkflow:
     workflow: ApiWorkflow = {}
     for node_id, raw in prompt.items():
@@ -138,18 +152,33 @@ def _api_nodes(prompt: dict, base: str) -> ApiWorkflow:
             node = msgspec.convert(raw, _ApiNodeIn)
         except msgspec.ValidationError as exc:
             raise invalid_from(exc, where, node_id=node_id) from None
-        inputs = {name: _api_value(value, f"{where}.inputs.{name}", node_id, name)
-                  for name, value in node.inputs.items()}
-        title = node.meta.title if node.meta is not None else None
-        workflow[node_id] = ApiNode(node.class_type, inputs, title)
+        workflow[node_id] = _api_node(node_id, node, where)
     return workflow
+
+
+_BARE_API = msgspec.json.Decoder(dict[str, _ApiNodeIn])
+
+
+def _fast_bare_api(data: bytes) -> ApiWorkflow | None:
+    """The common case in one typed pass; None if `data` is anything else (or malformed)."""
+    try:
+        nodes = _BARE_API.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None  # the general path finds the format, or the error and its path
+    return {node_id: _api_node(node_id, node, f'$["{node_id}"]')
+            for node_id, node in nodes.items()}
 
 
 # -- public API --------------------------------------------------------------------------------
 def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
                        ) -> tuple[ApiWorkflow, dict | None]:
     """(API workflow, UI workflow JSON or None): the UI JSON is what SaveImage embeds in PNGs."""
-    doc = _decode(source)
+    data = _read(source)
+    if isinstance(data, bytes):
+        fast = _fast_bare_api(data)
+        if fast is not None:
+            return fast, None
+    doc = _decode(data) if isinstance(data, bytes) else data
     if not isinstance(doc, dict):
         raise InvalidWorkflow(f"a workflow is a JSON object, got {type(doc).__name__}", path="$")
     if _is_ui(doc):
