@@ -27,11 +27,12 @@ def test_execute_signature_matches_inputs(class_type):
         f"{class_type}.execute must be a staticmethod"
     params = list(inspect.signature(node.execute).parameters.values())
     assert params and params[0].name == "ctx"
-    names = [p.name for p in params[1:] if p.kind is not p.VAR_KEYWORD]
-    assert names == [i.name for i in node.schema.inputs]
-    for inp, param in zip(node.schema.inputs, params[1:], strict=False):
+    by_name = {p.name: p for p in params[1:] if p.kind is not p.VAR_KEYWORD}
+    # Inputs arrive as keywords, so only the names must match (Python wants defaults last).
+    assert sorted(by_name) == sorted(i.name for i in node.schema.inputs)
+    for inp in node.schema.inputs:
         if inp.optional:  # absent optional inputs are not passed
-            assert param.default is not inspect.Parameter.empty, \
+            assert by_name[inp.name].default is not inspect.Parameter.empty, \
                 f"{class_type}: optional input {inp.name!r} needs a default in execute"
 
 
