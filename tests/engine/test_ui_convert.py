@@ -490,6 +490,52 @@ def test_nested_subgraph():
     assert api["3"]["inputs"] == {"value": ["2:7:3", 0]}
 
 
+def test_subgraph_instance_widgets_skip_control_values():
+    # Instance widgets follow subgraph-input order; the seed widget brings its control value.
+    ui = Ui()
+    sub = ui.subgraph("44444444-aaaa-4bbb-8ccc-000000000004", [("seed", "INT"), ("b", "INT")],
+                      [("sum", "INT")])
+    num = sub.node("TestNumber", [0, "fixed"], inputs=(("seed", "INT", "widget"),),
+                   outputs=("INT",), node_id=1)
+    add = sub.node("TestAdd", [0, 0], inputs=(("a", "INT"), ("b", "INT", "widget")),
+                   outputs=("INT",), node_id=2)
+    sub.link(-10, 0, num, "seed")
+    sub.link(-10, 1, add, "b")
+    sub.link(num, 0, add, "a")
+    sub.link(add, 0, -20, 0)
+    inst = ui.node(sub.uid, [11, "randomize", 22], outputs=("INT",))
+    sink = ui.node("TestIntSink", [], inputs=(("value", "INT"),))
+    ui.link(inst, 0, sink, "value")
+    api = _api(ui.doc())
+    assert api["1:1"]["inputs"] == {"seed": 11}
+    assert api["1:2"]["inputs"] == {"a": ["1:1", 0], "b": 22}
+    assert api["2"]["inputs"] == {"value": ["1:2", 0]}
+
+
+def test_bypassed_subgraph_instance_passes_through():
+    ui = Ui()
+    sub = _adder_subgraph(ui)
+    num = ui.node("TestNumber", [5, "fixed"], outputs=("INT",))
+    inst = ui.node(sub.uid, [0, 0], inputs=(("a", "INT", "widget"),), outputs=("INT",), mode=4)
+    sink = ui.node("TestIntSink", [], inputs=(("value", "INT"),))
+    ui.link(num, 0, inst, "a")
+    ui.link(inst, 0, sink, "value")
+    api = _api(ui.doc())
+    assert sorted(api) == ["1", "3"] and api["3"]["inputs"] == {"value": ["1", 0]}
+
+
+def test_subgraph_input_fed_by_primitive_and_muted_inner_node():
+    ui = Ui()
+    sub = _adder_subgraph(ui)
+    sub.node("TestRandom", [1], outputs=("INT",), mode=2, node_id=9)
+    prim = ui.node("PrimitiveNode", [8, "fixed"], outputs=("INT",))
+    inst = ui.node(sub.uid, [0, 3], inputs=(("a", "INT", "widget"),), outputs=("INT",))
+    ui.link(prim, 0, inst, "a")
+    api = _api(ui.doc())
+    assert api == {"2:3": {"class_type": "TestAdd", "inputs": {"a": 8, "b": 3},
+                           "_meta": {"title": "TestAdd"}}}
+
+
 def test_muted_subgraph_instance_dropped():
     ui = Ui()
     sub = _adder_subgraph(ui)
