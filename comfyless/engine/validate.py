@@ -35,6 +35,7 @@ from ..typesys.errors import (
     InvalidValue,
     MissingInput,
     NoOutputs,
+    NotInChoices,
     TypeMismatch,
     UnknownNodeType,
     WorkflowError,
@@ -213,10 +214,23 @@ class _Checker:
         converted, err = check_value(inp, value, node_id=node_id, choices=choices)
         if err is None and inp.choices_from is not None and converted not in inp.extra_choices:
             err = self._escapes(inp, converted, node_id)
+        if isinstance(err, NotInChoices) and inp.choices_from is not None:
+            err = self._missing_file(inp, converted, node_id, choices or ())
         if err is not None:
             self.errors.append(_locate(err, prefix))
             return False, converted
         return True, converted
+
+    def _missing_file(self, inp: Input, name: Any, node_id: str, choices: tuple[str, ...]
+                      ) -> WorkflowError:
+        what = "folder" if inp.choices_dirs_only else "file"
+        folders = ", ".join(str(f) for f in self.paths.folders(inp.choices_from))
+        near = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.5)
+        shown = ", ".join(near or choices[:10]) or "none"
+        return NotInChoices(
+            f"input '{inp.name}': {what} {name!r} not found in {folders} "
+            f"({'nearest' if near else 'present'}: {shown})",
+            node_id=node_id, input_name=inp.name, received_value=name)
 
     def _listing(self, inp: Input) -> tuple[str, ...]:
         key = (inp.choices_from, inp.choices_dirs_only)
