@@ -105,7 +105,9 @@ def _decode(data: bytes) -> Any:
 
 
 def _is_ui(doc: dict) -> bool:
-    return "nodes" in doc and any(k in doc for k in ("links", "version", "last_node_id", "state"))
+    nodes = doc.get("nodes")  # in an API file this would be a node, i.e. an object
+    return isinstance(nodes, list) or (
+        "nodes" in doc and any(k in doc for k in ("links", "version", "last_node_id", "state")))
 
 
 def _envelope(doc: dict) -> tuple[dict, dict | None] | None:
@@ -170,14 +172,18 @@ def _fast_bare_api(data: bytes) -> ApiWorkflow | None:
 
 
 # -- public API --------------------------------------------------------------------------------
-def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
-                       ) -> tuple[ApiWorkflow, dict | None]:
-    """(API workflow, UI workflow JSON or None): the UI JSON is what SaveImage embeds in PNGs."""
+def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep_ui: bool
+          ) -> tuple[ApiWorkflow, dict | None]:
     data = _read(source)
-    if isinstance(data, bytes):
+    if isinstance(data, bytes):  # typed one-pass decodes for well-formed files, API first
         fast = _fast_bare_api(data)
         if fast is not None:
             return fast, None
+        from .ui_format import convert_ui, decode_ui
+
+        ui = decode_ui(data)
+        if ui is not None:
+            return convert_ui(ui, registry), _decode(data) if keep_ui else None
     doc = _decode(data) if isinstance(data, bytes) else data
     if not isinstance(doc, dict):
         raise InvalidWorkflow(f"a workflow is a JSON object, got {type(doc).__name__}", path="$")
@@ -191,10 +197,16 @@ def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeR
     return _api_nodes(doc, "$"), None
 
 
+def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
+                       ) -> tuple[ApiWorkflow, dict | None]:
+    """(API workflow, UI workflow JSON or None): the UI JSON is what SaveImage embeds in PNGs."""
+    return _load(source, registry, keep_ui=True)
+
+
 def load_workflow(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
                   ) -> ApiWorkflow:
     """An API workflow from JSON text, bytes, a path or a decoded dict, in any format."""
-    return load_workflow_full(source, registry)[0]
+    return _load(source, registry, keep_ui=False)[0]
 
 
 def _api_json_value(value: Any) -> Any:

@@ -111,9 +111,10 @@ class _LinkRec:
 
 def _link_rec(raw: Any, where: str) -> tuple[int, _LinkRec]:
     """(link id, record) from a 0.4 6-tuple or a 1.0 link object."""
-    if isinstance(raw, list):
-        if len(raw) < 5 or not all(type(v) is int for v in (raw[0], raw[2], raw[4])) \
-                or not all(type(v) in (int, str) for v in (raw[1], raw[3])):
+    if type(raw) is list:
+        if len(raw) < 5 or type(raw[0]) is not int or type(raw[2]) is not int \
+                or type(raw[4]) is not int or type(raw[1]) not in (int, str) \
+                or type(raw[3]) not in (int, str):
             raise InvalidWorkflow(
                 "a link is [link_id, origin_id, origin_slot, target_id, target_slot, type] "
                 f"with integer ids and slots, got {raw!r}", path=where)
@@ -195,17 +196,36 @@ def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
     return [v for i, v in enumerate(values) if i not in drop]
 
 
+_Layout = tuple[tuple[tuple[str, int], ...], int]
+_LAYOUTS: dict[int, tuple[NodeSchema, _Layout]] = {}  # id(schema) -> (schema, layout)
+
+
+def _widget_layout(schema: NodeSchema) -> _Layout:
+    """((widget input name, position in widgets_values), ...), expected count; memoised."""
+    cached = _LAYOUTS.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    positions, position = [], 0
+    for inp in schema.inputs:
+        if inp.is_widget:
+            positions.append((inp.name, position))
+            position += 1 + inp.ui_extra_values
+    layout = (tuple(positions), position)
+    _LAYOUTS[id(schema)] = (schema, layout)  # the schema is kept, so its id is never reused
+    return layout
+
+
 def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> dict[str, Any]:
     """Map a node's widgets_values onto its widget inputs (frontend-only values skipped)."""
-    widgets = [inp for inp in schema.inputs if inp.is_widget]
+    positions, expected = _widget_layout(schema)
     if isinstance(values, dict):  # some nodes save an object keyed by widget name
-        return {inp.name: values[inp.name] for inp in widgets if inp.name in values}
+        return {name: values[name] for name, _ in positions if name in values}
     values = [] if values is None else values
-    expected = sum(1 + inp.ui_extra_values for inp in widgets)
     if len(values) != expected:
         compact = _without_holes(values, expected)
         if compact is None:
-            layout = ", ".join(inp.name + " +control" * inp.ui_extra_values for inp in widgets)
+            layout = ", ".join(inp.name + " +control" * inp.ui_extra_values
+                               for inp in schema.inputs if inp.is_widget)
             raise InvalidWorkflow(
                 f"node {node_id} ({schema.class_type}): widgets_values has {len(values)} "
                 f"value(s), expected {expected} ({layout or 'no widgets'}); the node was "
@@ -213,12 +233,7 @@ def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> 
                 f"extension", path=f"{where}.widgets_values", node_id=node_id,
                 class_type=schema.class_type, expected=expected, found=len(values))
         values = compact
-    mapped: dict[str, Any] = {}
-    position = 0
-    for inp in widgets:
-        mapped[inp.name] = values[position]
-        position += 1 + inp.ui_extra_values
-    return mapped
+    return {name: values[position] for name, position in positions}
 
 
 # -- the conversion ----------------------------------------------------------------------------
@@ -417,12 +432,26 @@ class _Converter:
         return None
 
 
-def convert_ui(doc: dict, registry: NodeRegistry) -> ApiWorkflow:
-    """The API workflow of a UI-format (litegraph 0.4 or 1.0) workflow."""
+_UI_DECODER = msgspec.json.Decoder(_UiDoc)
+
+
+def decode_ui(data: bytes) -> _UiDoc | None:
+    """One typed pass over JSON bytes; None if they are not a well-formed UI workflow."""
     try:
-        ui = msgspec.convert(doc, _UiDoc)
-    except msgspec.ValidationError as exc:
-        raise invalid_from(exc, "$") from None
+        return _UI_DECODER.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None  # the general path finds the format, or the error and its path
+
+
+def convert_ui(doc: dict | _UiDoc, registry: NodeRegistry) -> ApiWorkflow:
+    """The API workflow of a UI-format (litegraph 0.4 or 1.0) workflow."""
+    if isinstance(doc, _UiDoc):
+        ui = doc
+    else:
+        try:
+            ui = msgspec.convert(doc, _UiDoc)
+        except msgspec.ValidationError as exc:
+            raise invalid_from(exc, "$") from None
     subgraphs: dict[str, tuple[_Subgraph, str]] = {}
     _collect_subgraphs(ui.definitions, "$.definitions", subgraphs)
     converter = _Converter(registry, subgraphs)
