@@ -354,3 +354,23 @@ def test_unsupported_kinds_say_so(sd15_unet):
     assert set(unplaced) == set(sd)
     assert "GLoRA" in unplaced[f"{q}.a1.weight"]
     assert "BOFT" in unplaced["diffusion_model.out.2.oft_blocks"]
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sd2", "sdxl"])
+@pytest.mark.parametrize("size", ["tiny", "full"])
+def test_diffusers_names_agree_with_diffusers_own_conversion(arch, size):
+    """Oracle: diffusers' LDM -> diffusers UNet key conversion names every layer as we do."""
+    single_file = pytest.importorskip("diffusers.loaders.single_file_utils")
+    unet = make_unet(arch, size)
+    names = [n for n, _ in unet.named_parameters()]
+    # tag each tensor with its index, so the converted key of every LDM key can be found
+    ldm = {f"model.diffusion_model.{n}": torch.tensor([float(i)]) for i, n in enumerate(names)}
+    config = {"layers_per_block": unet.config.num_res_blocks[0]}
+    if arch == "sdxl":
+        config["addition_embed_type"] = "text_time"
+    converted = single_file.convert_ldm_unet_checkpoint(ldm, config)
+    theirs = {names[int(v.item())]: k for k, v in converted.items()}
+    ours = diffusers_names([n[: -len(".weight")] for n in names if n.endswith(".weight")])
+    for n in names:
+        if n.endswith(".weight"):
+            assert theirs[n][: -len(".weight")] in ours[n[: -len(".weight")]], n
