@@ -75,6 +75,8 @@ class CFGDenoiser:
         self.negative = prepare_conds(model, negative, width, height, what="negative")
         self.calls = 0  # number of UNet forwards (one batched forward counts once)
         self.inpaint: tuple[Tensor, Tensor, Tensor] | None = None
+        self.always_uncond = False  # CFG++ samplers need the negative pass even at cfg 1
+        self.uncond_denoised: Tensor | None = None  # the last negative prediction (CFG++)
 
     def set_noise_mask(self, mask: Tensor, latent: Tensor, noise: Tensor) -> None:
         """Keep latent where mask == 0 (latent and noise in model latent space)."""
@@ -108,13 +110,15 @@ class CFGDenoiser:
             mask, latent, noise = self.inpaint
             noised = self.model.sampling.noise_scaling(sigma, noise, latent)
             x = x * mask + noised * (1 - mask)
-        if self.cfg == 1.0:
-            out = self._forward(x, sigma, self.positive)
+        if self.cfg == 1.0 and not self.always_uncond:
+            out, uncond = self._forward(x, sigma, self.positive), None
         else:
             cond, uncond = self._both(x, sigma)
             out = uncond + (cond - uncond) * self.cfg
         if self.inpaint is not None:
             out = out * mask + latent * (1 - mask)
+            uncond = None if uncond is None else uncond * mask + latent * (1 - mask)
+        self.uncond_denoised = uncond
         return out
 
 
@@ -173,6 +177,7 @@ def ksample(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tenso
         x0 = fmt.process_in(x0)
     noise = noise.to(device, torch.float32)
     denoiser = CFGDenoiser(model, positive, negative, cfg, x0.shape)
+    denoiser.always_uncond = bool(getattr(sampler, "needs_uncond", False))
     if noise_mask is not None:
         denoiser.set_noise_mask(noise_mask.to(device), x0, noise)
     from .samplers import sigma_is_max

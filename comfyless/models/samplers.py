@@ -5,6 +5,8 @@ exploding (k-diffusion) parameterisation: x = x0 + sigma * noise. `x` enters alr
 sigmas[0]; `sigmas` runs down to (usually) 0. `callback({"x", "i", "sigma", "sigma_hat",
 "denoised"})` is called once per step. `generator` (a torch.Generator on x's device, or None for
 the global RNG) draws the fresh noise of ancestral / SDE samplers, so a seeded run repeats.
+CFG++ samplers (`*_cfg_pp`, marked `needs_uncond`) also read `model.uncond_denoised`, the
+unguided prediction of the last call (a plain denoiser without it counts as unguided).
 
 Differences from ComfyUI, on purpose: the SDE samplers (dpmpp_sde, dpmpp_2m_sde and their _gpu
 twins) draw independent seeded Gaussian noise per step instead of torchsde's Brownian tree, so
@@ -310,6 +312,98 @@ def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, gen
     return x
 
 
+@torch.no_grad()
+def sample_dpmpp_3m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
+                        eta: float = 1.0, s_noise: float = 1.0):
+    """DPM-Solver++(3M) SDE; noise: seeded Gaussian per step."""
+    denoised_1 = denoised_2 = None
+    h_1 = h_2 = None
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        h = _t(sigmas[i + 1]) - _t(sigmas[i])
+        h_eta = h * (eta + 1)
+        x = (-h_eta).exp() * x + (-h_eta).expm1().neg() * denoised
+        phi_2 = (-h_eta).expm1() / h_eta + 1
+        if h_2 is not None:
+            r0, r1 = h_1 / h, h_2 / h
+            d1_0 = (denoised - denoised_1) / r0
+            d1_1 = (denoised_1 - denoised_2) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
+        elif h_1 is not None:
+            x = x + phi_2 * (denoised - denoised_1) / (h_1 / h)
+        if eta:
+            x = x + _noise(x, generator) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() \
+                * s_noise
+        denoised_1, denoised_2 = denoised, denoised_1
+        h_1, h_2 = h, h_1
+    return x
+
+
+# -- CFG++ (Chung et al. 2024): the step direction uses the unguided prediction ----------
+def _uncond(model: Denoiser, denoised: Tensor) -> Tensor:
+    """The last unguided (negative) prediction of a CFG denoiser; plain denoisers: denoised."""
+    uncond = getattr(model, "uncond_denoised", None)
+    return denoised if uncond is None else uncond
+
+
+def _needs_uncond(fn: Sampler) -> Sampler:
+    fn.needs_uncond = True  # the guider must run the negative pass even at cfg 1
+    return fn
+
+
+@_needs_uncond
+@torch.no_grad()
+def sample_euler_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """Euler with CFG++: renoise the guided prediction along the unguided direction."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        x = denoised + to_d(x, sigmas[i], _uncond(model, denoised)) * sigmas[i + 1]
+    return x
+
+
+@_needs_uncond
+@torch.no_grad()
+def sample_euler_ancestral_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None,
+                                  generator=None, eta: float = 1.0, s_noise: float = 1.0):
+    """Euler ancestral with CFG++."""
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        _report(callback, x, i, sigmas[i], denoised)
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        x = denoised + to_d(x, sigmas[i], _uncond(model, denoised)) * sigma_down
+        if sigmas[i + 1] > 0:
+            x = x + _noise(x, generator) * s_noise * sigma_up
+    return x
+
+
+@_needs_uncond
+@torch.no_grad()
+def sample_dpmpp_2m_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None,
+                           generator=None):
+    """DPM-Solver++(2M) with CFG++."""
+    old_uncond = None
+    for i in range(len(sigmas) - 1):
+        denoised = _call(model, x, sigmas[i], extra_args)
+        uncond = _uncond(model, denoised)
+        _report(callback, x, i, sigmas[i], denoised)
+        t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
+        h = t_next - t
+        mix = -(-h).exp() * uncond
+        if old_uncond is not None and sigmas[i + 1] != 0:
+            r = (t - _t(sigmas[i - 1])) / h
+            mix = mix - (-h).expm1() * (1 / (2 * r)) * (denoised - old_uncond)
+        x = denoised + mix + (-h).exp() * x
+        old_uncond = uncond
+    return x
+
+
 # -- UniPC ---------------------------------------------------------------------------------------
 def _unipc_update(x: Tensor, models: list[Tensor], lambdas: list[Tensor], sigma_prev: Tensor,
                   sigma: Tensor, lambda_t: Tensor, order: int, variant: str,
@@ -430,6 +524,11 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde,
     "dpmpp_2m_sde_heun": _with(sample_dpmpp_2m_sde, solver="heun"),
     "dpmpp_2m_sde_heun_gpu": _with(sample_dpmpp_2m_sde, solver="heun"),
+    "dpmpp_3m_sde": sample_dpmpp_3m_sde,
+    "dpmpp_3m_sde_gpu": sample_dpmpp_3m_sde,
+    "euler_cfg_pp": sample_euler_cfg_pp,
+    "euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
+    "dpmpp_2m_cfg_pp": sample_dpmpp_2m_cfg_pp,
     "ddpm": sample_ddpm,
     "lcm": sample_lcm,
     "ddim": sample_euler,  # ComfyUI runs "ddim" as Euler
@@ -441,7 +540,7 @@ SAMPLERS: dict[str, Sampler] = {
 STOCHASTIC = frozenset({
     "euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu",
     "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "ddpm",
-    "lcm",
+    "lcm", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "euler_ancestral_cfg_pp",
 })
 
 

@@ -116,6 +116,16 @@ def test_deterministic_samplers_ignore_the_generator(name):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize(("pp", "base"), [("euler_cfg_pp", "euler"),
+                                          ("euler_ancestral_cfg_pp", "euler_ancestral"),
+                                          ("dpmpp_2m_cfg_pp", "dpmpp_2m")])
+def test_cfg_pp_without_guidance_is_the_base_sampler(pp, base):
+    assert SAMPLERS[pp].needs_uncond
+    a, _, _ = _run(pp, 7)
+    b, _, _ = _run(base, 7)
+    assert torch.allclose(a, b, atol=1e-10)
+
+
 # -- initial noise, step ranges ------------------------------------------------------------------
 def test_prepare_noise_is_comfyuis_cpu_randn():
     latent = torch.zeros(2, 4, 5, 6)
@@ -211,6 +221,21 @@ def test_several_cond_entries_are_averaged_by_strength():
     want = (model.apply_model(x, sigma, torch.full((1, 3, 8), 1.0))
             + 3 * model.apply_model(x, sigma, torch.full((1, 3, 8), 4.0))) / 4
     assert torch.allclose(den(x, sigma), want, atol=1e-6)
+
+
+def test_cfg_pp_runs_the_negative_pass_at_cfg_one():
+    model = FakeModel()
+    sigmas = karras_sigmas(4, 0.03, 14.6)
+    noise = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    pp = ksample(model, torch.zeros(1, 4, 4, 4), noise, sigmas=sigmas,
+                 sampler=SAMPLERS["euler_cfg_pp"], cfg=1.0, positive=_cond(1.0),
+                 negative=_cond(-1.0), seed=0)
+    assert model.batches == [2] * 4  # positive and negative batched at every step
+    # the step direction follows the negative prediction, so the result differs from Euler
+    plain = ksample(model, torch.zeros(1, 4, 4, 4), noise, sigmas=sigmas,
+                    sampler=SAMPLERS["euler"], cfg=1.0, positive=_cond(1.0),
+                    negative=_cond(-1.0), seed=0)
+    assert not torch.allclose(pp, plain, atol=1e-3)
 
 
 def test_bad_conditioning_names_the_input():
