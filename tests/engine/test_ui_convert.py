@@ -433,6 +433,28 @@ def test_version_1_link_objects():
               "_meta": {"title": "TestIntSink"}}}
 
 
+def test_version_1_native_reroutes_and_floating_links_ignored():
+    ui = Ui(version=1)
+    num, sink = _number_sink(ui)
+    ui.link(num, 0, sink, "value")
+    doc = ui.doc()
+    doc["links"][0]["parentId"] = 2
+    doc["reroutes"] = [{"id": 1, "pos": [10, 10], "linkIds": [1]},
+                       {"id": 2, "parentId": 1, "pos": [20, 20], "linkIds": [1]}]
+    doc["floatingLinks"] = [{"id": 5, "origin_id": -1, "origin_slot": -1, "target_id": 2,
+                             "target_slot": 0, "type": "INT", "parentId": 1}]
+    assert _inputs(doc, "2") == {"value": ["1", 0]}
+
+
+def test_list_widget_value_wrapped_in_api_json():
+    ui = Ui()
+    ui.node("TestSum", [], inputs=(("values", "INT"),), outputs=("INT",))
+    ui.node("TestAdd", [[1, 2], 0], outputs=("INT",))
+    api = load_workflow(json.dumps(ui.doc()), test_registry())
+    assert api["2"].inputs["a"] == [1, 2]
+    assert to_api_json(api)["2"]["inputs"]["a"] == {"__value__": [1, 2]}
+
+
 # -- subgraphs -------------------------------------------------------------------------------------
 def _adder_subgraph(ui: Ui, uid: str = "11111111-aaaa-4bbb-8ccc-000000000001") -> Ui:
     """Subgraph: in0 (INT 'a') and in1 (INT 'b') -> TestAdd -> out0."""
