@@ -58,7 +58,8 @@ def test_required_samplers_implemented_and_all_names_are_comfyui_options():
 
 @pytest.mark.parametrize(("name", "tol"), [
     ("euler", 0.1), ("ddim", 0.1), ("heun", 0.005), ("dpm_2", 0.002), ("lms", 0.003),
-    ("dpmpp_2m", 0.005), ("uni_pc", 0.005), ("uni_pc_bh2", 0.005),
+    ("dpmpp_2m", 0.005), ("uni_pc", 0.005), ("uni_pc_bh2", 0.005), ("ipndm", 0.003),
+    ("gradient_estimation", 0.1),
 ])
 def test_ode_samplers_converge_to_the_exact_flow(name, tol):
     coarse, target, _ = _run(name, 10)
