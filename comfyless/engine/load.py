@@ -125,10 +125,11 @@ def _envelope(doc: dict) -> tuple[dict, dict | None] | None:
 def _api_value(value: Any, where: str, node_id: str, name: str) -> Any:
     kind = type(value)
     if kind is list:
-        if len(value) == 2 and type(value[0]) is str and type(value[1]) in (int, float):
+        # ComfyUI wants a string id; an integer id (hand-written files) is read as its string
+        if len(value) == 2 and type(value[0]) in (str, int) and type(value[1]) in (int, float):
             slot = value[1]
             if type(slot) is int or slot.is_integer():
-                return Link(value[0], int(slot))
+                return Link(str(value[0]), int(slot))
         raise InvalidWorkflow(
             f"node {node_id} input '{name}': a list is a link and must be "
             f"[\"<node id>\", <output index>], got {value!r}; wrap a list constant as "

@@ -22,6 +22,7 @@ scopes built so far (one per subgraph instance path) and the API nodes emitted, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -432,6 +433,18 @@ class _Converter:
         return None
 
 
+def _name_node(err: InvalidWorkflow, doc: dict) -> InvalidWorkflow:
+    """Say which node a top-level `$.nodes[i]...` shape error is in (id and type)."""
+    match = re.match(r"\$\.nodes\[(\d+)\]", err.path)
+    nodes = doc.get("nodes")
+    node = nodes[int(match[1])] if match and isinstance(nodes, list) else None
+    if isinstance(node, dict) and type(node.get("id")) in (int, str):
+        err.node_id = str(node["id"])
+        err.message = f"node {node['id']} ({node.get('type')!s}): {err.message}"
+        err.args = (err.message,)
+    return err
+
+
 _UI_DECODER = msgspec.json.Decoder(_UiDoc)
 
 
@@ -451,7 +464,7 @@ def convert_ui(doc: dict | _UiDoc, registry: NodeRegistry) -> ApiWorkflow:
         try:
             ui = msgspec.convert(doc, _UiDoc)
         except msgspec.ValidationError as exc:
-            raise invalid_from(exc, "$") from None
+            raise _name_node(invalid_from(exc, "$"), doc) from None
     subgraphs: dict[str, tuple[_Subgraph, str]] = {}
     _collect_subgraphs(ui.definitions, "$.definitions", subgraphs)
     converter = _Converter(registry, subgraphs)

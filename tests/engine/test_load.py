@@ -82,6 +82,11 @@ def test_value_wrapper_unwrapped_and_restored(reg):
     assert to_api_json(api) == wf
 
 
+def test_integer_node_id_read_as_string(reg):
+    wf = {"1": {"class_type": "TestIntSink", "inputs": {"value": [2, 0]}}}
+    assert load_workflow(wf, reg)["1"].inputs["value"] == Link("2", 0)
+
+
 def test_float_slot_accepted(reg):
     wf = {"1": {"class_type": "TestIntSink", "inputs": {"value": ["2", 0.0]}}}
     assert load_workflow(wf, reg)["1"].inputs["value"] == Link("2", 0)
@@ -113,7 +118,8 @@ def test_unknown_class_type_is_left_to_the_validator(reg):
     ({"1": {"class_type": 7}}, '$["1"].class_type'),
     ({"1": {"class_type": "TestAdd", "inputs": []}}, '$["1"].inputs'),
     ({"1": {"class_type": "TestAdd", "_meta": {"title": 3}}}, '$["1"]._meta.title'),
-    ({"1": {"class_type": "TestAdd", "inputs": {"a": [1, 0]}}}, '$["1"].inputs.a'),
+    ({"1": {"class_type": "TestAdd", "inputs": {"a": [None, 0]}}}, '$["1"].inputs.a'),
+    ({"1": {"class_type": "TestAdd", "inputs": {"a": ["1", True]}}}, '$["1"].inputs.a'),
     ({"1": {"class_type": "TestAdd", "inputs": {"a": ["1", 0, 1]}}}, '$["1"].inputs.a'),
     ({"1": {"class_type": "TestAdd", "inputs": {"a": ["1", 0.5]}}}, '$["1"].inputs.a'),
     ({"prompt": {"9": {"class_type": None}}}, '$.prompt["9"].class_type'),

@@ -636,6 +636,14 @@ def test_malformed_ui_paths(mutate, path):
     assert info.value.code == "invalid_workflow"
 
 
+def test_shape_error_names_the_node():
+    doc = _good_doc()
+    doc["nodes"][1]["mode"] = "muted"
+    with pytest.raises(InvalidWorkflow) as info:
+        load_workflow(json.dumps(doc), test_registry())
+    assert info.value.node_id == "2" and "TestIntSink" in info.value.message
+
+
 def test_ui_data_files_all_convert(spec_registry):
     files = sorted(DATA.glob("*_ui.json"))
     assert len(files) >= 2
