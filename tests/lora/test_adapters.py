@@ -173,3 +173,19 @@ def test_existing_keys_that_fit_no_layer_are_an_error(sd15_unet):
 def test_unknown_algorithm():
     with pytest.raises(ValueError, match="LoRA"):
         add_adapters(torch.nn.Linear(2, 2), "GLoRA", 1)
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_bypass_adapters_train_like_weight_functions(sd15_unet, algorithm):
+    x = unet_inputs(sd15_unet)
+    grads = []
+    for bypass in (False, True):
+        aset = add_adapters(sd15_unet, algorithm, 4, generator=_gen(2), bypass=bypass)
+        try:
+            _perturb(aset)  # away from zero, where every kind has a gradient
+            sd15_unet(*x).square().mean().backward()
+            grads.append([p.grad.clone() for p in aset.parameters()])
+        finally:
+            aset.remove()
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
