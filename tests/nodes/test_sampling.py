@@ -6,10 +6,14 @@ import pytest
 import torch
 
 from comfyless.engine.context import RunContext
+from comfyless.engine.execute import run_workflow
 from comfyless.engine.validate import validate
-from comfyless.nodes import REGISTRY
+from comfyless.nodes import REGISTRY, build_registry
 from comfyless.nodes.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, KSampler, KSamplerAdvanced
 from comfyless.typesys.errors import Interrupted, InvalidValue
+from comfyless.typesys.schema import Input, Node, NodeSchema, Output, Result
+from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
+from tests.fixtures_models import install_model
 
 
 @pytest.fixture
@@ -204,3 +208,67 @@ def test_sdxl_with_pooled_output(kctx, tiny_sdxl_checkpoint):
     out = _ks(kctx, model, conds=(pos, neg), steps=2,
               latent={"samples": torch.zeros(1, 4, 8, 8)})["samples"]
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_sd2_v_prediction_runs(kctx, tiny_sd2_checkpoint):
+    from comfyless.models.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(tiny_sd2_checkpoint, load_vae=False, load_clip=False)
+    assert model.sampling.prediction == "v"
+    out = _ks(kctx, model, steps=2, sampler_name="dpmpp_2m")["samples"]
+    assert out.shape == (2, 4, 8, 8) and torch.isfinite(out).all()
+
+
+class _TestConds(Node):
+    """Test node: random positive/negative CONDITIONING of the model's context width."""
+
+    schema = NodeSchema("_TestConds", inputs=(Input("model", MODEL),),
+                        outputs=(Output("positive", CONDITIONING),
+                                 Output("negative", CONDITIONING)))
+
+    @staticmethod
+    def execute(ctx, model):
+        return _conds(model)
+
+
+class _TestLatent(Node):
+    """Test node: a zero LATENT."""
+
+    schema = NodeSchema("_TestLatent", inputs=(), outputs=(Output("LATENT", LATENT),))
+
+    @staticmethod
+    def execute(ctx):
+        return ({"samples": torch.zeros(1, 4, 8, 8)},)
+
+
+class _TestSink(Node):
+    """Test output node: reports the samples it receives."""
+
+    schema = NodeSchema("_TestSink", inputs=(Input("samples", LATENT),), outputs=(),
+                        output_node=True)
+
+    @staticmethod
+    def execute(ctx, samples):
+        return Result((), ui={"samples": [samples["samples"]]})
+
+
+def test_ksampler_in_a_workflow(tmp_path, builder, tiny_sd15_checkpoint):
+    ctx = RunContext.create(tmp_path / "base")
+    name = install_model(ctx, tiny_sd15_checkpoint)
+    registry = build_registry()
+    for node in (_TestConds, _TestLatent, _TestSink):
+        registry.register(node)
+    events = []
+    ctx.listeners.append(events.append)
+    b = builder
+    ckpt = b.add("CheckpointLoaderSimple", ckpt_name=name)
+    conds = b.add("_TestConds", model=ckpt.out(0))
+    ks = b.add("KSampler", model=ckpt.out(0), seed=7, steps=3, cfg=5.0, sampler_name="uni_pc",
+               scheduler="beta", positive=conds.out(0), negative=conds.out(1),
+               latent_image=b.add("_TestLatent").out(0), denoise=1.0)
+    sink = b.add("_TestSink", samples=ks.out(0))
+    result = run_workflow(b.build(), ctx, registry)
+    samples = result.ui[sink.id]["samples"][0]
+    assert samples.shape == (1, 4, 8, 8) and torch.isfinite(samples).all()
+    progress = [(e.node_id, e.value, e.max) for e in events if e.kind == "progress"]
+    assert progress == [(ks.id, i, 3) for i in (1, 2, 3)]
