@@ -656,3 +656,20 @@ def test_kitchen_sink_file_matches_expected(spec_registry):
     doc = json.loads((DATA / "kitchen_sink_ui.json").read_text())
     expected = json.loads((DATA / "kitchen_sink_api.json").read_text())
     assert _api(copy.deepcopy(doc), spec_registry) == expected
+
+
+def test_nested_v1_file_matches_expected():
+    doc = json.loads((DATA / "nested_v1_ui.json").read_text())
+    expected = json.loads((DATA / "nested_v1_api.json").read_text())
+    assert _api(doc) == expected
+
+
+def test_nested_v1_file_runs_end_to_end(tmp_path):
+    from comfyless.engine.cache import OutputCache
+    from comfyless.engine.context import RunContext
+    from comfyless.engine.execute import run_workflow
+
+    registry = test_registry()
+    workflow = load_workflow(DATA / "nested_v1_ui.json", registry)
+    result = run_workflow(workflow, RunContext.create(tmp_path), registry, cache=OutputCache())
+    assert result.ui == {"6": {"value": [42]}, "7": {"text": ["0X2A"]}}
