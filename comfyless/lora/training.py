@@ -1,0 +1,390 @@
+"""The LoRA training loop behind TrainLoraNode (spec: training-math.md, train-nodes.md §4).
+
+Objective (as ComfyUI, so runs here and there optimise the same thing): x0-space loss
+`criterion(x̂0, x0)` where xt = noise_scaling(σ, n, x0), x̂0 = the model's x0 prediction and
+σ = percent_to_sigma(p), p ~ U[0,1) per sample.
+
+State of one run, all derived from `seed` (same seed, same file):
+* `init` generator (seed): adapter initialisation;
+* `pick` generator (seed): which samples (torch.randperm) / which bucket (multinomial) each
+  iteration uses;
+* per-iteration generator (seed + 1000*i, as ComfyUI's prepare_noise): the noise, then one
+  p ~ U[0,1) per sample.
+Iteration i of `steps * grad_accumulation_steps` does forward + backward of loss / grad_acc; the
+optimizer steps after every grad_acc iterations; `losses` gets one float per iteration.
+
+Modes (train-nodes.md §4.4): standard (one batched forward), multi-resolution (one forward and
+backward per sample; gradients identical to summing the losses first, but only one sample's
+activations live at a time), bucket (a bucket ∝ its size, then a batched forward in it).
+Fixed ComfyUI quirks (DECISIONS.md): each sample is paired with its own caption; every mode
+scales latents by the latent format; multi-res samples of the same shape get their own noise
+and σ; the logged loss is the un-scaled mean loss in every mode.
+
+`offloading` and `quantized_backward` only matter for GPU memory / FP8 matmuls; on CPU they
+are accepted and have no effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .adapters import ALGORITHMS, add_adapters
+
+log = logging.getLogger(__name__)
+
+# One source of truth: the node's combos list these keys (tests check the node uses them).
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "AdamW": torch.optim.AdamW,  # betas (0.9, 0.999), eps 1e-8, weight_decay 0.01
+    "Adam": torch.optim.Adam,
+    "SGD": torch.optim.SGD,
+    "RMSprop": torch.optim.RMSprop,
+}
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "MSE": nn.MSELoss,
+    "L1": nn.L1Loss,
+    "Huber": nn.HuberLoss,  # delta 1.0
+    "SmoothL1": nn.SmoothL1Loss,  # beta 1.0
+}
+TRAINING_DTYPES: dict[str, torch.dtype | None] = {
+    "bf16": torch.bfloat16, "fp32": torch.float32, "none": None,  # none: follow the weights
+}
+LORA_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp32": torch.float32}
+SEED_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN/inf; `.step` is the 1-based iteration."""
+
+    def __init__(self, step: int, total: int, value: float) -> None:
+        super().__init__(
+            f"training stopped: the loss became {value} at step {step} of {total}; nothing was "
+            "saved. Lower learning_rate, or use training_dtype fp32"
+        )
+        self.step, self.value = step, value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The node's scalar inputs (names and defaults as TrainLoraNode)."""
+
+    batch_size: int = 1
+    grad_accumulation_steps: int = 1
+    steps: int = 16
+    learning_rate: float = 0.0005
+    rank: int = 8
+    optimizer: str = "AdamW"
+    loss_function: str = "MSE"
+    seed: int = 0
+    training_dtype: str = "bf16"
+    lora_dtype: str = "bf16"
+    algorithm: str = "LoRA"
+    gradient_checkpointing: bool = True
+    checkpoint_depth: int = 1
+    bucket_mode: bool = False
+    bypass_mode: bool = False
+
+    def __post_init__(self) -> None:
+        for name, table in (("optimizer", OPTIMIZERS), ("loss_function", LOSSES),
+                            ("training_dtype", TRAINING_DTYPES), ("lora_dtype", LORA_DTYPES),
+                            ("algorithm", ALGORITHMS)):
+            if getattr(self, name) not in table:
+                raise ValueError(f"{name} must be one of {list(table)}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("batch_size", "grad_accumulation_steps", "steps", "rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.checkpoint_depth <= 5:
+            raise ValueError(f"checkpoint_depth must be 1..5, got {self.checkpoint_depth}")
+
+
+@dataclass
+class TrainResult:
+    lora: dict[str, Tensor]  # SaveLoRA layout, lora_dtype
+    losses: list[float]  # one per iteration (steps * grad_accumulation_steps)
+
+
+@dataclass
+class Dataset:
+    """Training samples grouped by shape: `groups[g]` is Tensor[B_g, C, h, w] (latent-format
+    space, float32) and `conds[g]` its B_g conditioning entries, in the same order."""
+
+    groups: list[Tensor]
+    conds: list[list[Any]]
+    multi_res: bool  # standard input whose samples differ in shape
+
+    @property
+    def size(self) -> int:
+        return sum(g.shape[0] for g in self.groups)
+
+
+# -- data ------------------------------------------------------------------------------------
+def flatten_conditioning(positive: Sequence[Any]) -> list[Any]:
+    """One CONDITIONING arrives as is; several are concatenated (train-nodes.md §4.3 step 4)."""
+    if len(positive) == 1:
+        return list(positive[0])
+    return [entry for cond in positive for entry in cond]
+
+
+def make_dataset(latents: Sequence[dict[str, Tensor]], positive: Sequence[Any],
+                 process_in: Callable[[Tensor], Tensor], bucket_mode: bool) -> Dataset:
+    """Samples and their captions, scaled by the latent format, checked to pair one to one."""
+    conds = flatten_conditioning(positive)
+    if bucket_mode:
+        groups = [process_in(lat["samples"].float()) for lat in latents]
+    elif len(latents) == 1:
+        groups = [process_in(latents[0]["samples"].float())]
+    else:
+        pieces = [process_in(s.float()) for lat in latents for s in lat["samples"].split(1)]
+        groups = _group_same_shape(pieces)
+    total = sum(g.shape[0] for g in groups)
+    if total == 0:
+        raise ValueError("input 'latents': no training samples")
+    if len(conds) == 1 and total > 1:
+        conds = conds * total
+    if len(conds) != total:
+        raise ValueError(f"input 'positive': Number of positive conditions ({len(conds)}) does "
+                         f"not match number of images ({total}); give one caption per image "
+                         "or a single one for all")
+    multi_res = not bucket_mode and len(groups) > 1
+    split, start = [], 0
+    for g in groups:
+        split.append(conds[start:start + g.shape[0]])
+        start += g.shape[0]
+    return Dataset(groups, split, multi_res)
+
+
+def _group_same_shape(pieces: list[Tensor]) -> list[Tensor]:
+    if all(p.shape == pieces[0].shape for p in pieces):
+        return [torch.cat(pieces)]
+    return pieces  # multi-resolution: one [1, C, h, w] group per sample
+
+
+def _stack_context(entries: Sequence[Any]) -> Tensor:
+    """Tensor[B, T, D] from per-sample entries [Tensor[1, T_i, D], dict]; T_i repeated to lcm."""
+    tensors = [e[0] for e in entries]
+    lcm = math.lcm(*(t.shape[1] for t in tensors))
+    return torch.cat([t.repeat(1, lcm // t.shape[1], 1) for t in tensors]).float()
+
+
+def _adm(model: Any, entries: Sequence[Any], h: int, w: int) -> Tensor | None:
+    ys = [model.extra_conds(e[1] if len(e) > 1 else {}, w * 8, h * 8) for e in entries]
+    if ys[0] is None:
+        return None
+    return torch.cat(ys)
+
+
+# -- gradient checkpointing --------------------------------------------------------------------
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+
+
+def checkpoint_targets(root: nn.Module, depth: int) -> list[nn.Module]:
+    """Modules at `depth` (training-math.md §8): the root is level 1; containers do not count;
+    the first module reaching the level on each path is taken and not descended further."""
+    found: list[nn.Module] = []
+
+    def walk(module: nn.Module, level: int) -> None:
+        for child in module.children():
+            if isinstance(child, _CONTAINERS):
+                walk(child, level)
+            elif level + 1 == depth:
+                found.append(child)
+            else:
+                walk(child, level + 1)
+
+    if depth <= 1:
+        return [root]
+    walk(root, 1)
+    return found
+
+
+@contextmanager
+def checkpointed(modules: Sequence[nn.Module]):
+    """Each module's forward recomputed in backward (only its inputs kept); undone on exit."""
+    for m in modules:
+        original = m.forward
+
+        def forward(*args, _f=original, **kwargs):
+            if not torch.is_grad_enabled():
+                return _f(*args, **kwargs)
+            # no dropout in these models, so the RNG state need not be replayed
+            return checkpoint(_f, *args, use_reentrant=False, preserve_rng_state=False, **kwargs)
+
+        m.forward = forward
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.__dict__.pop("forward", None)
+
+
+@contextmanager
+def frozen(module: nn.Module):
+    """Base weights frozen during training; their flags restored after."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def compute_dtype(cfg: TrainConfig, weight_dtype: torch.dtype) -> torch.dtype:
+    dtype = TRAINING_DTYPES[cfg.training_dtype]
+    if dtype is not None:
+        return dtype
+    # as ComfyUI: fp16 weights -> fp16 (with a GradScaler for fp32 adapters), else bf16
+    return torch.float16 if weight_dtype == torch.float16 else torch.bfloat16
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) & SEED_MASK)
+
+
+class _Step:
+    """Forward + backward for one batch; returns the un-scaled loss (a 0-d float32 tensor)."""
+
+    def __init__(self, model: Any, criterion: nn.Module, dtype: torch.dtype, grad_acc: int,
+                 device: torch.device, scaler: Any) -> None:
+        self.model, self.criterion, self.grad_acc = model, criterion, grad_acc
+        self.device, self.scaler = device, scaler
+        self.autocast = dtype != torch.float32
+        self.dtype = dtype
+
+    def __call__(self, x0: Tensor, entries: Sequence[Any], gen: torch.Generator,
+                 weight: float) -> Tensor:
+        model, sampling = self.model, self.model.sampling
+        noise = torch.randn(x0.shape, generator=gen)
+        p = torch.rand(x0.shape[0], generator=gen)
+        sigma = torch.tensor([sampling.percent_to_sigma(float(v)) for v in p])
+        x0 = x0.to(self.device)
+        xt = sampling.noise_scaling(sigma.to(self.device), noise.to(self.device), x0)
+        context = _stack_context(entries).to(self.device)
+        y = _adm(model, entries, x0.shape[-2], x0.shape[-1])
+        amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.autocast
+               else nullcontext())
+        with amp:
+            denoised = model.apply_model(xt, sigma.to(self.device), context, y)
+        loss = self.criterion(denoised.float(), x0.float())
+        if not torch.isfinite(loss):
+            return loss
+        scaled = loss * (weight / self.grad_acc)
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        return loss.detach()
+
+
+def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Sequence[Any],
+               cfg: TrainConfig, *, existing: dict[str, Tensor] | None = None,
+               progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train adapters on `model` (a ModelPatcher) and return their state dict and losses.
+
+    The UNet is shared with other MODEL values, so every change (adapters, frozen flags,
+    checkpoint wrappers, pending patches merged) is undone before returning, also on error.
+    """
+    data = make_dataset(latents, positive, model.latent_format.process_in, cfg.bucket_mode)
+    unet = model.diffusion_model
+    device = next(unet.parameters()).device
+    dtype = compute_dtype(cfg, next(unet.parameters()).dtype)
+    lora_dtype = LORA_DTYPES[cfg.lora_dtype]
+    scaler = None
+    if dtype == torch.float16 and lora_dtype != torch.bfloat16:
+        scaler = torch.amp.GradScaler(device.type)
+    targets = checkpoint_targets(unet, cfg.checkpoint_depth) if cfg.gradient_checkpointing else []
+    with ExitStack() as stack:
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+        stack.enter_context(model.patched())  # pending LoRA patches: trained on top of them
+        stack.enter_context(frozen(unet))
+        adapters = add_adapters(unet, cfg.algorithm, cfg.rank, dtype=lora_dtype,
+                                generator=_generator(cfg.seed), existing=existing,
+                                bypass=cfg.bypass_mode)
+        stack.callback(adapters.remove)
+        stack.enter_context(checkpointed(targets))
+        params = adapters.parameters()
+        for p in params:
+            p.requires_grad_(True)
+        # foreach: one fused kernel per op over all (many, small) adapter tensors; PyTorch
+        # enables it only on CUDA by default (AdamW step 52 -> ~15 ms on the tiny UNet)
+        optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.learning_rate, foreach=True)
+        step = _Step(model, LOSSES[cfg.loss_function](), dtype, cfg.grad_accumulation_steps,
+                     device, scaler)
+        losses = _loop(data, cfg, step, optimizer, params, scaler, progress)
+        lora = {k: v.to(lora_dtype) for k, v in adapters.state_dict().items()}
+    return TrainResult(lora, losses)
+
+
+def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.Optimizer,
+          params: list[Tensor], scaler: Any,
+          progress: Callable[[int, int, float], None] | None) -> list[float]:
+    total = cfg.steps * cfg.grad_accumulation_steps
+    pick = _generator(cfg.seed)
+    sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
+    losses: list[float] = []
+    for i in range(total):
+        gen = _generator(cfg.seed + 1000 * i)
+        if data.multi_res:
+            loss = _multires_iteration(data, cfg, step, pick, gen)
+        else:
+            g = 0 if len(data.groups) == 1 else int(torch.multinomial(sizes, 1, generator=pick))
+            rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:cfg.batch_size]
+            loss = step(data.groups[g][rel], [data.conds[g][j] for j in rel.tolist()], gen, 1.0)
+        value = float(loss)
+        if not math.isfinite(value):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(i + 1, total, value)
+        losses.append(value)
+        if (i + 1) % cfg.grad_accumulation_steps == 0:
+            _optimizer_step(optimizer, params, scaler)
+        if progress is not None:
+            progress(i + 1, total, value)
+    return losses
+
+
+def _multires_iteration(data: Dataset, cfg: TrainConfig, step: _Step,
+                        pick: torch.Generator, gen: torch.Generator) -> Tensor:
+    idx = torch.randperm(len(data.groups), generator=pick)[:cfg.batch_size].tolist()
+    total = torch.zeros(())
+    for j in idx:  # one sample at a time: same gradient as one backward of the mean
+        loss = step(data.groups[j], data.conds[j], gen, 1.0 / len(idx))
+        if not torch.isfinite(loss):
+            return loss
+        total = total + loss
+    return total / len(idx)
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any) -> None:
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    for p in params:  # gradients in the parameter's dtype (autocast may leave them wider)
+        if p.grad is not None and p.grad.dtype != p.dtype:
+            p.grad = p.grad.to(p.dtype)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+# -- resume ------------------------------------------------------------------------------------
+def steps_from_name(name: str) -> int | None:
+    """Prior steps from a SaveLoRA file name (`..._16_steps_00017_.safetensors` -> 16), as
+    ComfyUI parses it; None when the name has no `_steps_` part or no number before it."""
+    if "_steps_" not in name:
+        return None
+    token = name.split("_steps_", 1)[0].split("_")[-1]
+    try:
+        return int(token)
+    except ValueError:
+        return None
