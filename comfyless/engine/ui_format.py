@@ -30,7 +30,7 @@ import msgspec
 
 from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
-from ..typesys.schema import NodeRegistry, NodeSchema
+from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
 from .load import ApiNode, ApiWorkflow, Link, current_slot_of_legacy, invalid_from
 
 MUTED, BYPASS = 2, 4
@@ -187,6 +187,36 @@ def _collect_subgraphs(defs: _Definitions | None, path: str, out: dict[str, tupl
 
 
 # -- widgets_values -> inputs ----------------------------------------------------------------
+_Layout = tuple[tuple[tuple[str, int], ...], int]
+_LAYOUTS: dict[tuple[int, frozenset[str]], tuple[NodeSchema, _Layout]] = {}  # -> (schema, layout)
+
+# Node-specific rules (workflow-formats.md §3 allows them): the widget layouts older versions of
+# a node saved, as the current widget inputs they did not have yet (train-nodes.md §9). Those
+# inputs take their schema defaults, which reproduce the old behaviour.
+_V1_TRAINER_LACKS = frozenset({"quantized_backward", "checkpoint_depth", "offloading",
+                               "bucket_mode", "bypass_mode"})
+OLDER_WIDGET_LAYOUTS: dict[str, tuple[frozenset[str], ...]] = {
+    "TrainLoraNode": (_V1_TRAINER_LACKS,  # V1 from 2025-07 (with `algorithm`)
+                      _V1_TRAINER_LACKS | {"algorithm"}),  # V1 before 2025-07
+}
+
+
+def _widget_layout(schema: NodeSchema, lacks: frozenset[str] = frozenset()) -> _Layout:
+    """((widget input name, position in widgets_values), ...), expected count; memoised."""
+    key = (id(schema), lacks)
+    cached = _LAYOUTS.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    positions, position = [], 0
+    for inp in schema.inputs:
+        if inp.is_widget and inp.name not in lacks:
+            positions.append((inp.name, position))
+            position += 1 + inp.ui_extra_values
+    layout = (tuple(positions), position)
+    _LAYOUTS[key] = (schema, layout)  # the schema is kept, so its id is never reused
+    return layout
+
+
 def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
     """The compact form of an older widgets_values with `null` holes, if it is one."""
     excess = len(values) - expected
@@ -197,23 +227,18 @@ def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
     return [v for i, v in enumerate(values) if i not in drop]
 
 
-_Layout = tuple[tuple[tuple[str, int], ...], int]
-_LAYOUTS: dict[int, tuple[NodeSchema, _Layout]] = {}  # id(schema) -> (schema, layout)
-
-
-def _widget_layout(schema: NodeSchema) -> _Layout:
-    """((widget input name, position in widgets_values), ...), expected count; memoised."""
-    cached = _LAYOUTS.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    positions, position = [], 0
-    for inp in schema.inputs:
-        if inp.is_widget:
-            positions.append((inp.name, position))
-            position += 1 + inp.ui_extra_values
-    layout = (tuple(positions), position)
-    _LAYOUTS[id(schema)] = (schema, layout)  # the schema is kept, so its id is never reused
-    return layout
+def _older_layout(schema: NodeSchema, values: list[Any]) -> dict[str, Any] | None:
+    """Map values saved by an older version of the node (OLDER_WIDGET_LAYOUTS), if one fits."""
+    for lacks in OLDER_WIDGET_LAYOUTS.get(schema.class_type, ()):
+        positions, expected = _widget_layout(schema, lacks)
+        if expected == len(values):
+            mapped = {name: values[position] for name, position in positions}
+            for name in sorted(lacks):
+                inp = schema.input_map.get(name)
+                if inp is not None and inp.default is not NO_DEFAULT:
+                    mapped[name] = inp.default
+            return mapped
+    return None
 
 
 def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> dict[str, Any]:
@@ -223,6 +248,9 @@ def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> 
         return {name: values[name] for name, _ in positions if name in values}
     values = [] if values is None else values
     if len(values) != expected:
+        older = _older_layout(schema, values)
+        if older is not None:
+            return older
         compact = _without_holes(values, expected)
         if compact is None:
             layout = ", ".join(inp.name + " +control" * inp.ui_extra_values

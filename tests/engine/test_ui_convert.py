@@ -673,3 +673,59 @@ def test_nested_v1_file_runs_end_to_end(tmp_path):
     workflow = load_workflow(DATA / "nested_v1_ui.json", registry)
     result = run_workflow(workflow, RunContext.create(tmp_path), registry, cache=OutputCache())
     assert result.ui == {"6": {"value": [42]}, "7": {"text": ["0X2A"]}}
+
+
+# -- TrainLoraNode: both eras in UI files -----------------------------------------------------
+TRAINER_SOCKETS = (("model", "MODEL"), ("latents", "LATENT"), ("positive", "CONDITIONING"))
+CURRENT_TRAINER = [1, 1, 16, 0.0005, 8, "AdamW", "MSE", 0, "randomize", "bf16", "bf16", False,
+                   "LoRA", True, 1, False, "[None]", False, False]  # train-nodes.md §10
+
+
+def _trainer_doc(values: list, outputs: tuple) -> tuple[Ui, dict]:
+    ui = Ui()
+    src = ui.node("TestModelish", [], outputs=("MODEL", "LATENT", "CONDITIONING", "IMAGE"))
+    train = ui.node("TrainLoraNode", values, inputs=TRAINER_SOCKETS, outputs=outputs)
+    for slot, name in enumerate(("model", "latents", "positive")):
+        ui.link(src, slot, train, name)
+    return ui, train
+
+
+@pytest.fixture
+def trainer_registry():
+    registry = test_registry()
+    if "TrainLoraNode" not in registry:
+        pytest.skip("TrainLoraNode not registered yet")
+    return registry
+
+
+def test_current_trainer_widgets(trainer_registry):
+    ui, _ = _trainer_doc(CURRENT_TRAINER, ("LORA_MODEL", "LOSS_MAP", "INT"))
+    inputs = _inputs(ui.doc(), "2", trainer_registry)
+    assert inputs["seed"] == 0 and inputs["training_dtype"] == "bf16"
+    assert inputs["existing_lora"] == "[None]" and inputs["bypass_mode"] is False
+    assert inputs["model"] == ["1", 0] and len(inputs) == 21
+
+
+@pytest.mark.parametrize("with_algorithm", [True, False])
+def test_v1_trainer_widgets_and_outputs(trainer_registry, with_algorithm):
+    # V1: no quantized_backward/checkpoint_depth/offloading/bucket_mode/bypass_mode, outputs
+    # (model, lora, loss, steps); `algorithm` arrived mid-V1.
+    values = [2, 1, 30, 0.001, 4, "SGD", "L1", 5, "fixed", "fp32", "fp32",
+              *(["LoHa"] if with_algorithm else []), False, "[None]"]
+    ui, train = _trainer_doc(values, ("MODEL", "LORA_MODEL", "LOSS_MAP", "INT"))
+    save = ui.node("SaveLoRA", ["loras/x", 0], inputs=(("lora", "LORA_MODEL"),
+                                                      ("steps", "INT", "widget")))
+    graph = ui.node("LossGraphNode", ["loss"], inputs=(("loss", "LOSS_MAP"),))
+    ui.link(train, 1, save, "lora")
+    ui.link(train, 3, save, "steps")
+    ui.link(train, 2, graph, "loss")
+    api = _api(ui.doc(), trainer_registry)
+    inputs = api["2"]["inputs"]
+    assert (inputs["batch_size"], inputs["steps"], inputs["optimizer"]) == (2, 30, "SGD")
+    assert (inputs["seed"], inputs["lora_dtype"], inputs["gradient_checkpointing"]) == \
+        (5, "fp32", False)
+    assert inputs["algorithm"] == ("LoHa" if with_algorithm else "LoRA")
+    assert (inputs["quantized_backward"], inputs["offloading"], inputs["bucket_mode"],
+            inputs["bypass_mode"], inputs["checkpoint_depth"]) == (False, False, False, False, 1)
+    assert api["3"]["inputs"] == {"prefix": "loras/x", "lora": ["2", 0], "steps": ["2", 2]}
+    assert api["4"]["inputs"] == {"filename_prefix": "loss", "loss": ["2", 1]}
