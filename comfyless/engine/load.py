@@ -22,7 +22,7 @@ import msgspec
 
 from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
-from ..typesys.schema import NodeRegistry, NodeSchema
+from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
 
 
 class Link(msgspec.Struct, frozen=True):
@@ -61,6 +61,33 @@ def invalid_from(exc: msgspec.ValidationError, base: str, **kw: Any) -> InvalidW
     if not sep:
         return InvalidWorkflow(text, path=base, **kw)
     return InvalidWorkflow(message, path=base + where.rstrip("`")[1:], **kw)
+
+
+# Node-specific rules (workflow-formats.md §3 allows them): inputs that older versions of a node
+# did not have yet (train-nodes.md §9), per era. A workflow saved then lacks them: in UI files
+# its widgets_values are shorter, in API files the keys are absent. They take their schema
+# defaults, which reproduce the old behaviour.
+_V1_TRAINER_LACKS = frozenset({"quantized_backward", "checkpoint_depth", "offloading",
+                               "bucket_mode", "bypass_mode"})
+OLDER_WIDGET_LAYOUTS: dict[str, tuple[frozenset[str], ...]] = {
+    "TrainLoraNode": (_V1_TRAINER_LACKS,  # V1 from 2025-07 (with `algorithm`)
+                      _V1_TRAINER_LACKS | {"algorithm"}),  # V1 before 2025-07
+}
+
+
+def _fill_older_inputs(workflow: ApiWorkflow, registry: NodeRegistry) -> ApiWorkflow:
+    """API nodes saved by an older version of their node get defaults for the later inputs."""
+    for node in workflow.values():
+        eras = OLDER_WIDGET_LAYOUTS.get(node.class_type)
+        cls = registry.get(node.class_type) if eras is not None else None
+        if cls is None:
+            continue
+        missing = {inp.name for inp in cls.schema.inputs
+                   if inp.name not in node.inputs and inp.default is not NO_DEFAULT}
+        if missing and any(missing <= lacks for lacks in eras):
+            for name in sorted(missing):
+                node.inputs[name] = cls.schema.input_map[name].default
+    return workflow
 
 
 # -- reading and detecting --------------------------------------------------------------------
@@ -179,7 +206,7 @@ def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep
     if isinstance(data, bytes):  # typed one-pass decodes for well-formed files, API first
         fast = _fast_bare_api(data)
         if fast is not None:
-            return fast, None
+            return _fill_older_inputs(fast, registry), None
         from .ui_format import convert_ui, decode_ui
 
         ui = decode_ui(data)
@@ -194,8 +221,8 @@ def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep
         return convert_ui(doc, registry), doc
     wrapped = _envelope(doc)
     if wrapped is not None:
-        return _api_nodes(wrapped[0], "$.prompt"), wrapped[1]
-    return _api_nodes(doc, "$"), None
+        return _fill_older_inputs(_api_nodes(wrapped[0], "$.prompt"), registry), wrapped[1]
+    return _fill_older_inputs(_api_nodes(doc, "$"), registry), None
 
 
 def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry

@@ -31,7 +31,14 @@ import msgspec
 from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
 from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
-from .load import ApiNode, ApiWorkflow, Link, current_slot_of_legacy, invalid_from
+from .load import (
+    OLDER_WIDGET_LAYOUTS,
+    ApiNode,
+    ApiWorkflow,
+    Link,
+    current_slot_of_legacy,
+    invalid_from,
+)
 
 MUTED, BYPASS = 2, 4
 VIRTUAL_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
@@ -189,17 +196,6 @@ def _collect_subgraphs(defs: _Definitions | None, path: str, out: dict[str, tupl
 # -- widgets_values -> inputs ----------------------------------------------------------------
 _Layout = tuple[tuple[tuple[str, int], ...], int]
 _LAYOUTS: dict[tuple[int, frozenset[str]], tuple[NodeSchema, _Layout]] = {}  # -> (schema, layout)
-
-# Node-specific rules (workflow-formats.md §3 allows them): the widget layouts older versions of
-# a node saved, as the current widget inputs they did not have yet (train-nodes.md §9). Those
-# inputs take their schema defaults, which reproduce the old behaviour.
-_V1_TRAINER_LACKS = frozenset({"quantized_backward", "checkpoint_depth", "offloading",
-                               "bucket_mode", "bypass_mode"})
-OLDER_WIDGET_LAYOUTS: dict[str, tuple[frozenset[str], ...]] = {
-    "TrainLoraNode": (_V1_TRAINER_LACKS,  # V1 from 2025-07 (with `algorithm`)
-                      _V1_TRAINER_LACKS | {"algorithm"}),  # V1 before 2025-07
-}
-
 
 def _widget_layout(schema: NodeSchema, lacks: frozenset[str] = frozenset()) -> _Layout:
     """((widget input name, position in widgets_values), ...), expected count; memoised."""
