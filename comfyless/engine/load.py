@@ -14,6 +14,7 @@ Every shape error is an `InvalidWorkflow` whose `path` is the JSONPath of the ba
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -91,20 +92,6 @@ def _fill_older_inputs(workflow: ApiWorkflow, registry: NodeRegistry) -> ApiWork
 
 
 # -- reading and detecting --------------------------------------------------------------------
-def _json_error(exc: msgspec.DecodeError, data: bytes) -> InvalidWorkflow:
-    text = str(exc)
-    where = ""
-    if "(byte " in text:
-        try:
-            offset = int(text.rsplit("(byte ", 1)[1].rstrip(")"))
-            line = data.count(b"\n", 0, offset) + 1
-            column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
-            where = f" (line {line}, column {column})"
-        except ValueError:
-            pass
-    return InvalidWorkflow(f"not valid JSON: {text}{where}", path="$")
-
-
 _BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
 
 
@@ -127,8 +114,15 @@ def _read(source: str | bytes | os.PathLike | dict) -> bytes | dict:
 def _decode(data: bytes) -> Any:
     try:
         return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise _json_error(exc, data) from None
+    except msgspec.DecodeError:
+        pass
+    try:  # Python's json also reads NaN/Infinity (json.dumps writes them; so did ComfyUI's server)
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" \
+            if isinstance(exc, json.JSONDecodeError) else ""
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InvalidWorkflow(f"not valid JSON: {message}{where}", path="$") from None
 
 
 def _is_ui(doc: dict) -> bool:

@@ -145,6 +145,18 @@ def test_invalid_json_reports_line_and_column(reg):
     assert "line 2" in info.value.message and "not valid JSON" in info.value.message
 
 
+@pytest.mark.parametrize("text", ["", "{", "nul", '{"1": }', b"\xff\xfe"])
+def test_not_json_is_invalid_workflow(text, reg):
+    with pytest.raises(InvalidWorkflow) as info:
+        load_workflow(text.encode() if isinstance(text, str) else text, reg)
+    assert info.value.path == "$" and "not valid JSON" in info.value.message
+
+
+def test_nan_constant_accepted(reg):
+    api = load_workflow(b'{"1": {"class_type": "TestFormat", "inputs": {"scale": NaN}}}', reg)
+    assert api["1"].inputs["scale"] != api["1"].inputs["scale"]
+
+
 def test_message_format_pinned(reg):
     with pytest.raises(InvalidWorkflow) as info:
         load_workflow({"1": {"class_type": 7}}, reg)
