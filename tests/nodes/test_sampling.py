@@ -16,6 +16,16 @@ from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
 from tests.fixtures_models import install_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny UNets gain nothing from intra-op threads, and on a loaded machine the OpenMP
+    spin-waits of 2+ threads make these tests ~7x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def kctx(tmp_path):
     return RunContext.create(tmp_path / "base").for_node("3", "KSampler")
