@@ -510,6 +510,20 @@ def _random_hf(cfg: TextConfig, generator: torch.Generator) -> dict[str, Tensor]
     return sd
 
 
+def text_encoder_shapes(family: str, size: str) -> dict[str, torch.Size]:
+    """Checkpoint key -> shape of the text encoder(s) of a family and size (nothing allocated)."""
+    family = _family(family)
+    out: dict[str, torch.Size] = {}
+    for spec in FAMILIES[family]:
+        with torch.device("meta"):
+            sd = TextEncoder(CONFIGS[(spec.name, size)]).state_dict()
+            if spec.name != "l":
+                sd = hf_to_openclip(sd)
+        prefix = CHECKPOINT_PREFIXES[family][spec.name]
+        out.update({prefix + k: v.shape for k, v in sd.items()})
+    return out
+
+
 def text_encoder_state_dict(family: str, size: str, generator: torch.Generator
                             ) -> dict[str, Tensor]:
     """Random text-encoder weights with single-file checkpoint keys, float32."""
