@@ -117,26 +117,25 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "cpu" else torch.float16
 
 
-def build_unet(detected: Detected, tensors: Mapping[str, Tensor], prefix: str,
-               dtype: torch.dtype, device: str | torch.device) -> UNetModel:
+def build_unet(detected: Detected, tensors: TensorFile, prefix: str, dtype: torch.dtype,
+               device: str | torch.device, where: dict[str, Any], name: str) -> UNetModel:
     """A UNet built on the meta device with the file's tensors assigned (no double copies)."""
     with torch.device("meta"):
         unet = UNetModel(detected.config)
-    expected = unet.state_dict().keys()
+    expected = unet.state_dict()
+    _check_keys(tensors, expected, detected, prefix, where, name)
     sd: dict[str, Tensor] = {}
-    for name in expected:
-        t = tensors[prefix + name]
-        sd[name] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+    for key in expected:
+        t = tensors[prefix + key]
+        sd[key] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
     unet.load_state_dict(sd, strict=True, assign=True)
     unet.requires_grad_(False)  # base weights are frozen; adapters bring their own params
     return unet.eval()
 
 
-def _check_keys(tensors: TensorFile, detected: Detected, prefix: str,
-                where: dict[str, Any], name: str) -> None:
-    """Every key the detected UNet needs is in the file (a clear error otherwise)."""
-    with torch.device("meta"):
-        expected = UNetModel(detected.config).state_dict()
+def _check_keys(tensors: TensorFile, expected: dict[str, Tensor], detected: Detected,
+                prefix: str, where: dict[str, Any], name: str) -> None:
+    """Every key the detected UNet needs is in the file with its shape (else a clear error)."""
     missing = [k for k in expected if prefix + k not in tensors.shapes]
     wrong = [k for k, v in expected.items()
              if prefix + k in tensors.shapes and tuple(v.shape) != tensors.shapes[prefix + k]]
@@ -201,8 +200,8 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     dtype = dtype or default_dtype(device)
     with open_tensor_file(path, **where) as tensors:
         detected = _detect(tensors, path.name, where)
-        _check_keys(tensors, detected, detected.unet_prefix, where, path.name)
-        unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device)
+        unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device, where,
+                          path.name)
         model = _patcher(detected, unet, path, prediction)
         clip = _load_clip(tensors, detected.family, device, path.name, where) if load_clip \
             else None
@@ -222,8 +221,7 @@ def load_diffusion_model(path: str | os.PathLike, *, device: str | torch.device 
         has_prefix = any(k.startswith(UNET_PREFIX) for k in tensors.shapes)
         prefix = UNET_PREFIX if has_prefix else ""
         detected = _detect(tensors, path.name, where, prefix=prefix)
-        _check_keys(tensors, detected, prefix, where, path.name)
-        unet = build_unet(detected, tensors, prefix, dtype, device)
+        unet = build_unet(detected, tensors, prefix, dtype, device, where, path.name)
     return _patcher(detected, unet, path, prediction)
 
 
