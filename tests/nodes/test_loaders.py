@@ -136,3 +136,71 @@ def test_model_sampling_discrete_overrides_prediction(tiny_sd2_checkpoint):
     assert eps.diffusion_model is model.diffusion_model
     with pytest.raises(ValueError, match="'sampling'"):
         ModelSamplingDiscrete.execute(ctx, model=model, sampling="lcm", zsnr=False)
+
+
+def test_checkpoint_loader_gives_clip_and_vae(lctx, tiny_sd15_checkpoint):
+    from comfyless.models.clip import ClipModel
+    from comfyless.models.vae import VAE
+
+    name = install_model(lctx, tiny_sd15_checkpoint)
+    model, clip, vae = CheckpointLoaderSimple.execute(lctx, ckpt_name=name)
+    assert isinstance(clip, ClipModel) and isinstance(vae, VAE)
+    cond, _pooled = clip.encode_from_tokens(clip.tokenize("a cat"), return_pooled=True)
+    assert cond.shape[-1] == model.config.context_dim  # the writer matches UNet to encoder
+    latent = vae.encode(torch.rand(1, 64, 64, 3))
+    x0 = model.apply_model(torch.randn_like(latent), torch.tensor([1.0]), cond)
+    assert x0.shape == latent.shape and torch.isfinite(x0).all()
+
+
+def _save_part(sd: dict, prefix: str, path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, path)
+
+
+def test_vae_loader(tmp_path, tiny_sd15_checkpoint):
+    from comfyless.models.vae import VAE
+
+    ctx = RunContext.create(tmp_path / "base").for_node("3", "VAELoader")
+    folder = ctx.paths.folders("vae")[0]
+    folder.mkdir(parents=True)
+    _save_part(load_file(tiny_sd15_checkpoint), "first_stage_model.", folder / "v.safetensors")
+    (vae,) = VAELoader.execute(ctx, vae_name="v.safetensors")
+    assert isinstance(vae, VAE)
+    assert vae.encode(torch.rand(1, 32, 32, 3)).shape == (1, 4, 4, 4)
+
+
+def test_vae_loader_refuses_a_unet_file(tmp_path, tiny_sd15_checkpoint):
+    ctx = RunContext.create(tmp_path / "base").for_node("3", "VAELoader")
+    folder = ctx.paths.folders("vae")[0]
+    folder.mkdir(parents=True)
+    _save_part(load_file(tiny_sd15_checkpoint), "model.diffusion_model.", folder / "u.safetensors")
+    with pytest.raises(ModelLoadError) as info:
+        VAELoader.execute(ctx, vae_name="u.safetensors")
+    assert (info.value.node_id, info.value.input_name) == ("3", "vae_name")
+
+
+def test_clip_loaders(tmp_path, tiny_sd15_checkpoint, tiny_sdxl_checkpoint):
+    ctx = RunContext.create(tmp_path / "base").for_node("6", "CLIPLoader")
+    folder = ctx.paths.folders("text_encoders")[0]
+    folder.mkdir(parents=True)
+    sd15 = load_file(tiny_sd15_checkpoint)
+    _save_part(sd15, "cond_stage_model.transformer.", folder / "l.safetensors")
+    (clip,) = CLIPLoader.execute(ctx, clip_name="l.safetensors", type="stable_diffusion")
+    cond, _ = clip.encode_from_tokens(clip.tokenize("x"), return_pooled=True)
+    assert cond.shape[-1] == sd15[
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"].shape[1]
+    xl = load_file(tiny_sdxl_checkpoint)
+    _save_part(xl, "conditioner.embedders.0.transformer.", folder / "xl_l.safetensors")
+    _save_part(xl, "conditioner.embedders.1.model.", folder / "xl_g.safetensors")
+    (dual,) = DualCLIPLoader.execute(ctx, clip_name1="xl_l.safetensors",
+                                     clip_name2="xl_g.safetensors", type="sdxl")
+    cond, pooled = dual.encode_from_tokens(dual.tokenize("x"), return_pooled=True)
+    widths = (xl["conditioner.embedders.0.transformer.text_model.embeddings."
+                 "token_embedding.weight"].shape[1]
+              + xl["conditioner.embedders.1.model.token_embedding.weight"].shape[1])
+    assert pooled is not None and cond.shape[-1] == widths  # CLIP-L and bigG concatenated
+    with pytest.raises(ModelLoadError) as info:
+        DualCLIPLoader.execute(ctx, clip_name1="xl_l.safetensors",
+                               clip_name2="xl_g.safetensors", type="flux")
+    assert info.value.input_name == "clip_name1"
