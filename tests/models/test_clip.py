@@ -249,3 +249,26 @@ def test_clones_do_not_share_layer_choice(weights):
     skipped = ours.clip_layer(-2)
     assert ours.layer_idx is None and skipped.layer_idx == -2
     assert skipped.stack is ours.stack  # weights shared, not copied
+
+
+def test_lora_applied_at_encode_and_undone(weights):
+    base = load_clip(weights["sd15"], "sd15")
+    g = torch.Generator().manual_seed(9)
+    lora, merged = {}, dict(weights["sd15"])
+    for module in ("mlp.fc1", "self_attn.q_proj"):
+        key = f"cond_stage_model.transformer.text_model.encoder.layers.0.{module}.weight"
+        out_f, in_f = merged[key].shape
+        down, up = torch.randn(2, in_f, generator=g), torch.randn(out_f, 2, generator=g)
+        stem = "lora_te_text_model_encoder_layers_0_" + module.replace(".", "_")
+        lora |= {f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up,
+                 f"{stem}.alpha": torch.tensor(1.0)}
+        merged[key] = merged[key] + 0.7 * (1.0 / 2) * (up @ down)  # strength * alpha/rank
+    before, _ = base.encode(TEXT)
+    patched = base.with_lora(lora, 0.7)
+    got, _ = patched.encode(TEXT)
+    expected, _ = load_clip(merged, "sd15").encode(TEXT)
+    assert (got - expected).abs().max() <= 1e-4
+    assert (got - before).abs().max() > 1e-3
+    after, _ = base.encode(TEXT)  # the shared weights were restored
+    assert torch.equal(after, before)
+    assert base.patches == () and len(patched.patches) == 1
