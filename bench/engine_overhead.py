@@ -62,10 +62,7 @@ def synthetic_api(n: int) -> dict:
 
 
 def _load(text: str, registry):
-    try:
-        from comfyless.engine.load import load_workflow
-    except ModuleNotFoundError:  # until load.py lands: the API-only reader
-        from comfyless.api import _load_api_only as load_workflow
+    from comfyless.engine.load import load_workflow
 
     return load_workflow(text.encode(), registry)
 

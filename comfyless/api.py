@@ -175,12 +175,9 @@ class Graph:
     def load(cls, source: str | os.PathLike | dict, registry: NodeRegistry | None = None
              ) -> Graph:
         """A Graph from a workflow file or dict in either format (API or UI)."""
+        from .engine.load import load_workflow
         from .engine.validate import link_of
 
-        try:
-            from .engine.load import load_workflow
-        except ModuleNotFoundError:  # load.py lands separately; API format meanwhile
-            load_workflow = _load_api_only
         graph = cls(registry)
         source = Path(source) if isinstance(source, (str, os.PathLike)) else source
         for node_id, api_node in load_workflow(source, graph.registry).items():
@@ -199,39 +196,3 @@ def _plain(value: Any) -> Any:
         return {"__value__": list(value)}
     return value
 
-
-def _load_api_only(source: Path | bytes | dict, registry: NodeRegistry) -> dict[str, NodeHandle]:
-    """API-format JSON (bare or {"prompt": ...}) -> nodes; used only while load.py is absent."""
-    from .typesys.errors import InvalidWorkflow
-
-    if isinstance(source, Path):
-        try:
-            source = source.read_bytes()
-        except OSError as exc:
-            raise InvalidWorkflow(f"cannot read {source}: {exc}") from exc
-    if isinstance(source, (bytes, str)):
-        try:
-            source = json.loads(source)
-        except ValueError as exc:
-            raise InvalidWorkflow(f"not JSON: {exc}") from exc
-    if isinstance(source, dict) and isinstance(source.get("prompt"), dict):
-        source = source["prompt"]
-    if not isinstance(source, dict):
-        raise InvalidWorkflow("expected an object of nodes keyed by id")
-    nodes = {}
-    for node_id, node in source.items():
-        where = f"$.{node_id}"
-        if not isinstance(node, dict) or not isinstance(node.get("inputs", {}), dict):
-            raise InvalidWorkflow("expected a node object with an 'inputs' object", path=where)
-        inputs = {}
-        for name, value in node.get("inputs", {}).items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) \
-                    and isinstance(value[0], (str, int)) and not isinstance(value[1], bool):
-                value = OutputRef(str(value[0]), value[1])
-            elif isinstance(value, dict) and "__value__" in value:
-                value = value["__value__"]
-            inputs[name] = value
-        meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
-        nodes[str(node_id)] = NodeHandle(str(node_id), node.get("class_type"), inputs,
-                                         meta.get("title"))
-    return nodes

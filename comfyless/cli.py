@@ -40,15 +40,8 @@ def _print_json(data: Any) -> None:
 
 def _load_full(path: str, registry):
     """(workflow, UI JSON or None) from a file or a shipped workflow's name."""
+    from .engine.load import load_workflow_full
     from .workflows import find_shipped, shipped_workflows
-
-    try:
-        from .engine.load import load_workflow_full
-    except ModuleNotFoundError:  # load.py lands separately; API format meanwhile
-        from .api import _load_api_only
-
-        def load_workflow_full(source, registry):
-            return _load_api_only(source, registry), None
 
     source = Path(path)
     if not source.is_file():
@@ -386,16 +379,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Print the API form of a workflow."""
+    from .engine.load import convert_to_api_json
     from .nodes import REGISTRY
     from .typesys.errors import WorkflowError
-
-    try:
-        from .engine.load import convert_to_api_json
-    except ModuleNotFoundError:  # load.py lands separately; API format meanwhile
-        from .api import Graph
-
-        def convert_to_api_json(path, registry):
-            return Graph.load(path, registry).to_api()
 
     if not Path(args.workflow).is_file():
         raise OSError(f"{args.workflow}: no such file")

@@ -123,10 +123,8 @@ def test_engine_raises_only_workflow_errors(api, ctx):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(api=mutated(), wrapped=st.booleans())
 def test_api_json_raises_only_workflow_errors(api, wrapped, ctx):
-    try:
-        from comfyless.engine.load import load_workflow
-    except ModuleNotFoundError:  # until load.py lands: the API-only reader
-        from comfyless.api import _load_api_only as load_workflow
+    from comfyless.engine.load import load_workflow
+
     source = {"prompt": api} if wrapped else api
     try:
         workflow = load_workflow(json.dumps(source).encode(), REGISTRY)
