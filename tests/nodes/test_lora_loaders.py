@@ -173,3 +173,28 @@ def test_lora_for_another_model_is_an_error(tiny_sd15_model, node_ctx):
     with pytest.raises(ModelLoadError) as exc:
         LoraModelLoader.execute(node_ctx, tiny_sd15_model, sd, 1.0)
     assert exc.value.input_name == "lora" and exc.value.node_id == "7"
+
+
+def test_lora_loader_te2_keys_change_only_the_bigg_half(tiny_sdxl_checkpoint, node_ctx):
+    from comfyless.models.checkpoint import load_checkpoint
+
+    model, clip, _ = load_checkpoint(tiny_sdxl_checkpoint)
+    stack = clip.lora_module
+    fc1 = stack.clip_g.transformer.text_model.encoder.layers[0].mlp.fc1.weight
+    width_l = stack.clip_l.transformer.text_model.encoder.layers[0].mlp.fc1.weight.shape[1]
+    g = torch.Generator().manual_seed(0)
+    sd = {"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight":
+          torch.randn(fc1.shape[0], 2, generator=g),
+          "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight":
+          torch.randn(2, fc1.shape[1], generator=g),
+          "lora_te2_text_model_encoder_layers_0_mlp_fc1.alpha": torch.tensor(2.0)}
+    _install(node_ctx, "te2.safetensors", sd)
+    events: list[ProgressEvent] = []
+    node_ctx.listeners.append(events.append)
+    model2, clip2 = LoraLoader.execute(node_ctx, model, clip, "te2.safetensors", 0.0, 1.0)
+    assert model2 is model and not [e for e in events if e.kind == "message"]
+    cond0, _ = clip.encode("a photo of a cat")
+    cond1, _ = clip2.encode("a photo of a cat")
+    assert torch.equal(cond1[..., :width_l], cond0[..., :width_l])  # CLIP-L half untouched
+    assert (cond1[..., width_l:] - cond0[..., width_l:]).abs().max() > 1e-4
+    assert torch.equal(clip.encode("a photo of a cat")[0], cond0)  # weights restored
