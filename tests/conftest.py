@@ -6,12 +6,12 @@ tests/fixtures_models.py and are re-exported here when that module exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from comfyless.engine.context import RunContext
+from comfyless.engine.load import ApiNode, Link
 from tests.testnodes import CALLS, test_registry
 
 try:  # the model-package owner's session-scoped checkpoint fixtures
@@ -19,22 +19,6 @@ try:  # the model-package owner's session-scoped checkpoint fixtures
 except ModuleNotFoundError as exc:  # pragma: no cover - until that module lands
     if exc.name != "tests.fixtures_models":
         raise
-
-try:
-    from comfyless.engine.load import ApiNode, Link
-except ModuleNotFoundError:  # pragma: no cover - load.py is written in parallel
-
-    @dataclass(frozen=True)
-    class Link:  # type: ignore[no-redef]
-        node_id: str
-        slot: int
-
-    @dataclass
-    class ApiNode:  # type: ignore[no-redef]
-        class_type: str
-        inputs: dict[str, Any] = field(default_factory=dict)
-        title: str | None = None
-
 
 class Handle:
     """A node added by `WorkflowBuilder`; `.out(i)` is a link to its output slot i."""
