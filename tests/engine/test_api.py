@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,10 @@ def test_load_round_trip(graph, tmp_path, registry):
     again = Graph.load(path, registry)
     assert again.to_api() == graph.to_api()
     assert again.run(tmp_path, cache=OutputCache()) == {"3": {"text": ["0x5"]}}
+
+
+def test_load_ui_format_file():
+    data = Path(__file__).parent / "data"
+    graph = Graph.load(data / "spec_example_ui.json")
+    assert graph.to_api() == json.loads((data / "spec_example_api.json").read_text())
+    assert graph.nodes["3"].out("LATENT") == graph.nodes["3"].out(0)
