@@ -344,14 +344,24 @@ def _strip_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(sd)
 
 
+def _safe_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """fp16 -> bf16 (or fp32): SD/SDXL VAE activations overflow fp16 (ComfyUI avoids it too)."""
+    if dtype != torch.float16:
+        return dtype
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def load_vae(state_dict: Mapping[str, Tensor], dtype: torch.dtype = torch.float32,
              device: str | torch.device = "cpu") -> VAE:
     """A VAE from LDM keys (with or without `first_stage_model.`) or diffusers keys."""
+    device = torch.device(device)
+    dtype = _safe_dtype(dtype, device)
     sd = _strip_prefix(state_dict)
     if "decoder.up_blocks.0.resnets.0.norm1.weight" in sd:
         sd = convert_diffusers(sd)
     cfg = infer_config(sd)
-    device = torch.device(device)
     with torch.device("meta"):
         model = AutoencoderKL(cfg)
     expected = model.state_dict()

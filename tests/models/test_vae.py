@@ -140,3 +140,8 @@ def test_diffusers_layout_file_loads(tiny_sd, tiny_vae):
     z = torch.randn(1, 4, 4, 5, generator=torch.Generator().manual_seed(4))
     assert vae.model.config == tiny_vae.model.config
     assert (vae.decode(z) - tiny_vae.decode(z)).abs().max() <= 1e-5
+
+
+def test_fp16_request_uses_a_dtype_that_does_not_overflow(tiny_sd):
+    vae = load_vae(tiny_sd, torch.float16, "cpu")
+    assert vae.dtype == torch.float32 and vae.model.encoder.conv_in.weight.dtype == torch.float32
