@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 VAE_PREFIX = "first_stage_model."
+# Batches are run in chunks of about this many pixels (4 images of 1024x1024): activations of
+# the full-size VAE at 1 Mpx take ~3 GB in fp32, so memory stays bounded for any batch size.
+MAX_PIXELS_PER_PASS = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -244,9 +247,16 @@ class VAE:
         if pixels.ndim != 4 or pixels.shape[-1] < 3:
             raise ValueError(f"expected an IMAGE [B, H, W, 3], got shape {tuple(pixels.shape)}")
         x = self.crop(pixels)[..., :3].movedim(-1, 1)
-        x = (x.to(self.device, self.dtype) * 2.0 - 1.0)
-        mean, logvar = self.model.moments(x)
-        return mean.float().to(pixels.device), logvar.float().to(pixels.device)
+        means, logvars = [], []
+        for chunk in x.split(self._chunk(x.shape[2] * x.shape[3])):
+            mean, logvar = self.model.moments(chunk.to(self.device, self.dtype) * 2.0 - 1.0)
+            means.append(mean.float().to(pixels.device))
+            logvars.append(logvar.float().to(pixels.device))
+        return torch.cat(means), torch.cat(logvars)
+
+    def _chunk(self, pixels_per_image: int) -> int:
+        """Images per forward pass: about MAX_PIXELS_PER_PASS pixels, at least one image."""
+        return max(1, MAX_PIXELS_PER_PASS // pixels_per_image)
 
     @torch.no_grad()
     def decode(self, samples: Tensor) -> Tensor:
@@ -256,8 +266,12 @@ class VAE:
         if samples.ndim != 4 or samples.shape[1] != self.latent_channels:
             raise ValueError(f"expected a latent [B, {self.latent_channels}, h, w], got shape "
                              f"{tuple(samples.shape)}")
-        x = self.model.decode(samples.to(self.device, self.dtype)).float()
-        return ((x + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).to(samples.device)
+        r = self.downscale_ratio
+        out = []
+        for chunk in samples.split(self._chunk(samples.shape[2] * samples.shape[3] * r * r)):
+            x = self.model.decode(chunk.to(self.device, self.dtype)).float()
+            out.append(((x + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).to(samples.device))
+        return torch.cat(out)
 
 
 # --- config inference ----------------------------------------------------------------------

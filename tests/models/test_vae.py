@@ -145,3 +145,17 @@ def test_diffusers_layout_file_loads(tiny_sd, tiny_vae):
 def test_fp16_request_uses_a_dtype_that_does_not_overflow(tiny_sd):
     vae = load_vae(tiny_sd, torch.float16, "cpu")
     assert vae.dtype == torch.float32 and vae.model.encoder.conv_in.weight.dtype == torch.float32
+
+
+def test_large_batches_run_in_chunks_with_the_same_result(tiny_sd, monkeypatch):
+    vae = load_vae(tiny_sd)
+    pixels = torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(2))
+    whole = vae.encode(pixels)
+    image = vae.decode(whole)
+    monkeypatch.setattr(vae_mod, "MAX_PIXELS_PER_PASS", 2 * 32 * 32)  # 2 images per pass
+    calls = []
+    monkeypatch.setattr(vae.model, "moments", lambda x, f=vae.model.moments: calls.append(
+        x.shape[0]) or f(x))
+    assert torch.allclose(vae.encode(pixels), whole, atol=1e-5)
+    assert calls == [2, 2, 1]
+    assert torch.allclose(vae.decode(whole), image, atol=1e-5)
