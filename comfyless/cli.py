@@ -333,6 +333,8 @@ def _node_info(node, paths) -> dict[str, Any]:
         group = "optional" if inp.optional else "required"
         inputs[group][inp.name] = [inp.type.name, _input_options(inp, paths)]
         order[group].append(inp.name)
+    if schema.output_node:  # ComfyUI adds these hidden inputs to every output node
+        inputs["hidden"] = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
     return {
         "input": inputs,
         "input_order": order,

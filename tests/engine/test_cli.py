@@ -131,6 +131,9 @@ def test_nodes_json_object_info_shape(capsys):
     for key in ("name", "display_name", "description", "category", "output_node",
                 "python_module", "output_name"):
         assert key in entry
+    assert "hidden" not in entry["input"]
+    assert info["SaveImage"]["input"]["hidden"] == {"prompt": "PROMPT",
+                                                    "extra_pnginfo": "EXTRA_PNGINFO"}
 
 
 def test_parse_override_values():
