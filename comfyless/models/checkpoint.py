@@ -117,6 +117,11 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "cpu" else torch.float16
 
 
+def default_vae_dtype(device: str | torch.device) -> torch.dtype:
+    """fp32 on the CPU; bf16 on a GPU (the SDXL VAE overflows to NaN in fp16)."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+
+
 def build_unet(detected: Detected, tensors: TensorFile, prefix: str, dtype: torch.dtype,
                device: str | torch.device, where: dict[str, Any], name: str) -> UNetModel:
     """A UNet built on the meta device with the file's tensors assigned (no double copies)."""
@@ -193,19 +198,21 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
                     ) -> tuple[ModelPatcher, Any, Any]:
     """(MODEL, CLIP | None, VAE | None) from a single-file SD1.x / SD2.x / SDXL checkpoint.
 
-    `prediction` ("eps" | "v") overrides the detected parameterisation.
+    `dtype` (default: fp32 on the CPU; fp16 on a GPU, VAE bf16) applies to all three parts;
+    `prediction` ("eps" | "v" | "x0") overrides the detected parameterisation.
     """
     path = Path(path)
     where = _where(node_id, input_name)
+    vae_dtype = dtype or default_vae_dtype(device)
     dtype = dtype or default_dtype(device)
     with open_tensor_file(path, **where) as tensors:
         detected = _detect(tensors, path.name, where)
         unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device, where,
                           path.name)
         model = _patcher(detected, unet, path, prediction)
-        clip = _load_clip(tensors, detected.family, device, path.name, where) if load_clip \
-            else None
-        vae = _load_vae(tensors, device, path.name, where) if load_vae else None
+        clip = _load_clip(tensors, detected.family, device, dtype, path.name, where) \
+            if load_clip else None
+        vae = _load_vae(tensors, device, vae_dtype, path.name, where) if load_vae else None
     return model, clip, vae
 
 
@@ -234,7 +241,8 @@ def _sub_dict(tensors: TensorFile, prefixes: tuple[str, ...], strip: str | None 
     return out
 
 
-def _load_vae(tensors: TensorFile, device, name: str, where: dict[str, Any]) -> Any:
+def _load_vae(tensors: TensorFile, device, dtype: torch.dtype, name: str,
+              where: dict[str, Any]) -> Any:
     """The checkpoint's VAE via models/vae.py; None if the file has no VAE keys."""
     if not any(k.startswith(VAE_PREFIX) for k in tensors.shapes):
         return None
@@ -242,12 +250,12 @@ def _load_vae(tensors: TensorFile, device, name: str, where: dict[str, Any]) -> 
 
     sd = _sub_dict(tensors, (VAE_PREFIX,), strip=VAE_PREFIX)
     try:
-        return vae.load_vae(sd, dtype=default_dtype(device), device=device)
+        return vae.load_vae(sd, dtype=dtype, device=device)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: cannot load the VAE: {exc}", **where) from exc
 
 
-def _load_clip(tensors: TensorFile, family: str, device, name: str,
+def _load_clip(tensors: TensorFile, family: str, device, dtype: torch.dtype, name: str,
                where: dict[str, Any]) -> Any:
     """The checkpoint's text encoder(s) via models/clip.py; None if the file has none."""
     if not any(k.startswith(TEXT_PREFIXES) for k in tensors.shapes):
@@ -256,6 +264,6 @@ def _load_clip(tensors: TensorFile, family: str, device, name: str,
 
     sd = _sub_dict(tensors, TEXT_PREFIXES)
     try:
-        return clip.load_clip(sd, family, dtype=default_dtype(device), device=device)
+        return clip.load_clip(sd, family, dtype=dtype, device=device)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: cannot load the text encoder: {exc}", **where) from exc

@@ -109,7 +109,7 @@ class VAELoader(Node):
     @staticmethod
     def execute(ctx, vae_name: str):
         from ..models import vae as vae_mod
-        from ..models.checkpoint import VAE_PREFIX, default_dtype, open_tensor_file
+        from ..models.checkpoint import VAE_PREFIX, default_vae_dtype, open_tensor_file
         from ..typesys.errors import ModelLoadError
 
         path = ctx.find("vae", vae_name, input_name="vae_name")
@@ -117,7 +117,7 @@ class VAELoader(Node):
             sd = {k[len(VAE_PREFIX):] if k.startswith(VAE_PREFIX) else k: tensors[k]
                   for k in tensors if not k.startswith(("model.", "cond_stage_model."))}
         try:
-            vae = vae_mod.load_vae(sd, dtype=default_dtype(ctx.device), device=ctx.device)
+            vae = vae_mod.load_vae(sd, dtype=default_vae_dtype(ctx.device), device=ctx.device)
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{vae_name}: not a supported VAE file: {exc}",
                                  node_id=ctx.node_id, input_name="vae_name") from exc
