@@ -43,7 +43,7 @@ from ..typesys.errors import (
 )
 from ..typesys.schema import Input, Node, NodeRegistry, NodeSchema
 from . import graph
-from .load import Link
+from .load import Link, remap_legacy_slot
 from .paths import BasePaths, check_relative_name
 
 
@@ -280,8 +280,6 @@ def resolve_slot(schema: NodeSchema, slot: int, expected: str) -> tuple[int | No
     type. If neither layout does, the current layout's output is kept so that the consumer
     gets a plain type mismatch; if both do with different outputs, it is an error that says so.
     """
-    from .load import remap_legacy_slot
-
     resolved = remap_legacy_slot(schema, slot, expected)
     if resolved is not None:
         return resolved, ""
