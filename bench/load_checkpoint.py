@@ -36,8 +36,10 @@ dtype = {"fp16": torch.float16, "fp32": torch.float32}[sys.argv[2]]
 start = time.perf_counter()
 model, clip, vae = load_checkpoint(sys.argv[1], dtype=dtype)
 elapsed = time.perf_counter() - start
+modules = [model.diffusion_model] + [m for part in (clip, vae) if part is not None
+                                     for m in vars(part).values() if isinstance(m, torch.nn.Module)]
 with torch.no_grad():  # touch every weight: lazily mapped pages count only once read
-    total = sum(float(p.float().abs().sum()) for p in model.diffusion_model.parameters())
+    total = sum(float(p.float().abs().sum()) for m in modules for p in m.parameters())
 touched = time.perf_counter() - start
 print(json.dumps({"load_s": elapsed, "touched_s": touched, "peak_rss": hwm(),
                   "torch_rss": base, "finite": total == total,
