@@ -62,6 +62,8 @@ def build_ui(nodes: list[N]) -> dict[str, Any]:
                     value = node.widgets[inp.name]
                 elif inp.default is not NO_DEFAULT:
                     value = inp.default
+                elif inp.optional and inp.type.name == "INT":
+                    value = 0  # the frontend's INT widget default when the schema has none
                 else:
                     raise ValueError(f"node {node.id} ({node.type}): no value for {inp.name}")
                 values += [value, *_frontend_values(inp)]
