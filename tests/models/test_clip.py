@@ -272,3 +272,26 @@ def test_lora_applied_at_encode_and_undone(weights):
     after, _ = base.encode(TEXT)  # the shared weights were restored
     assert torch.equal(after, before)
     assert base.patches == () and len(patched.patches) == 1
+
+
+def test_old_and_sgm_layouts_load(weights):
+    sd15 = weights["sd15"]
+    old = {k.replace(".transformer.text_model.", ".transformer."): v for k, v in sd15.items()}
+    a, _ = load_clip(old, "sd15").encode(TEXT)
+    b, _ = load_clip(sd15, "sd15").encode(TEXT)
+    assert torch.equal(a, b)
+    sgm = {k.replace("cond_stage_model.model.", "conditioner.embedders.0.model."): v
+           for k, v in weights["sd2"].items()}
+    c, pc = load_clip(sgm, "sd2").encode(TEXT)
+    d, pd = load_clip(weights["sd2"], "sd2").encode(TEXT)
+    assert torch.equal(c, d) and torch.equal(pc, pd)
+
+
+def test_bf16_weights_encode_close_to_fp32(weights):
+    ours32 = load_clip(weights["sdxl"], "sdxl")
+    ours16 = load_clip(weights["sdxl"], "sdxl", dtype=torch.bfloat16)
+    assert ours16.stack.encoder("g").text_projection.weight.dtype == torch.bfloat16
+    a, pa = ours32.encode(TEXT)
+    b, pb = ours16.encode(TEXT)
+    assert b.dtype == torch.float32
+    assert (a - b).abs().max() < 0.1 and (pa - pb).abs().max() < 0.1
