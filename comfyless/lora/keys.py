@@ -225,10 +225,12 @@ def clip_key_map(
     for idx, (root, kind) in enumerate(roots):
         targets = _encoder_targets(root, kind, names, param_shapes)
         if len(roots) == 1:
-            kohya, dotted = ["lora_te_", "lora_te1_"], ["text_encoder."]
+            kohya, dotted = ["lora_te_", "lora_te1_", "lora_prior_te_"], ["text_encoder."]
         else:
             kohya = [f"lora_te{idx + 1}_"]
             dotted = ["text_encoder." if idx == 0 else f"text_encoder_{idx + 1}."]
+        if f"{root}text_projection.weight" in names:
+            targets["text_projection"] = f"{root}text_projection.weight"
         for hf, target in targets.items():
             for k in kohya:
                 key_map[k + hf.replace(".", "_")] = target

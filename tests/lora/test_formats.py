@@ -345,6 +345,17 @@ def test_sdxl_two_encoders_te1_te2_and_peft_names():
     assert "clip_l.transformer.text_model.encoder.layers.0.mlp.fc2.bias" in patches
 
 
+def test_te2_text_projection(tiny_sdxl_checkpoint):
+    from comfyless.models.checkpoint import load_checkpoint
+
+    _, clip, _ = load_checkpoint(tiny_sdxl_checkpoint)
+    proj = clip.lora_module.clip_g.transformer.text_projection.weight
+    sd = {"lora_te2_text_projection.lora_up.weight": torch.ones(proj.shape[0], 1),
+          "lora_te2_text_projection.lora_down.weight": torch.ones(1, proj.shape[1])}
+    patches, unplaced = read_lora(sd, "clip", clip.lora_module)
+    assert unplaced == {} and list(patches) == ["clip_g.transformer.text_projection.weight"]
+
+
 def test_unsupported_kinds_say_so(sd15_unet):
     q = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q"
     sd = {f"{q}.a1.weight": torch.zeros(2, 32), f"{q}.a2.weight": torch.zeros(32, 2),
