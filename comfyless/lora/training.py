@@ -278,7 +278,7 @@ class _Step:
             denoised = model.apply_model(xt, sigma.to(self.device), context, y)
         loss = self.criterion(denoised.float(), x0.float())
         if not torch.isfinite(loss):
-            return loss
+            return loss.detach()
         scaled = loss * (weight / self.grad_acc)
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         return loss.detach()
