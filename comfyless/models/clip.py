@@ -96,6 +96,8 @@ SGM_SD2_PREFIX = "conditioner.embedders.0.model."  # SD2 / SDXL-refiner SGM vari
 # --- modules (HF CLIPTextModel layout) -----------------------------------------------------
 
 class Attention(nn.Module):
+    """Causal multi-head self-attention (heads = width / 64)."""
+
     def __init__(self, cfg: TextConfig):
         super().__init__()
         d = cfg.width
@@ -112,6 +114,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """fc1 -> quick_gelu (CLIP-L) or gelu (OpenCLIP) -> fc2."""
+
     def __init__(self, cfg: TextConfig):
         super().__init__()
         self.fc1 = nn.Linear(cfg.width, cfg.mlp)
@@ -125,6 +129,8 @@ class MLP(nn.Module):
 
 
 class EncoderLayer(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
     def __init__(self, cfg: TextConfig):
         super().__init__()
         self.self_attn = Attention(cfg)
@@ -199,6 +205,7 @@ class ClipStack(nn.Module):
             self.add_module(f"clip_{name}", holder)
 
     def encoder(self, name: str) -> TextEncoder:
+        """The TextEncoder of "l", "h" or "g"."""
         return getattr(self, f"clip_{name}").transformer
 
 
@@ -222,6 +229,7 @@ class ClipModel:
         return self.stack
 
     def clone(self) -> ClipModel:
+        """A copy sharing the weights (patches and layer choice are per copy)."""
         return replace(self)
 
     def clip_layer(self, layer_idx: int) -> ClipModel:
@@ -251,6 +259,7 @@ class ClipModel:
         return cond, (pooled if return_pooled else None)
 
     def encode(self, text: str) -> tuple[Tensor, Tensor | None]:
+        """tokenize + encode_from_tokens."""
         return self.encode_from_tokens(self.tokenize(text))
 
     def _layer(self, spec: EncoderSpec, layers: int) -> tuple[int | None, bool]:

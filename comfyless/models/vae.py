@@ -206,6 +206,7 @@ class AutoencoderKL(nn.Module):
         return mean, logvar.clamp(-30.0, 20.0)
 
     def decode(self, z: Tensor) -> Tensor:
+        """Latent [B, z, h, w] -> pixels [B, 3, H, W], roughly in [-1, 1]."""
         if self.config.use_quant_conv:
             z = self.post_quant_conv(z)
         return self.decoder(z)
