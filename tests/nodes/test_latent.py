@@ -118,3 +118,27 @@ def test_workflow_encode_decode_with_checkpoint_vae(tmp_path, tiny_sd15_checkpoi
     expected = vae.decode(vae.encode(_ImageSource.execute(ctx)[0]))
     assert image.shape == (1, 40, 32, 3)
     assert torch.allclose(image, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+def test_text_to_image_workflow_end_to_end(tmp_path, tiny_checkpoints, arch):
+    """Checkpoint -> CLIPTextEncode x2 -> EmptyLatentImage -> KSampler -> VAEDecode -> sink."""
+    from comfyless.engine.execute import run_workflow
+
+    ctx = RunContext.create(tmp_path / "base")
+    name = install_model(ctx, tiny_checkpoints[arch])
+    registry = build_registry()
+    registry.register(_ImageSink)
+    b = WorkflowBuilder()
+    ckpt = b.add("CheckpointLoaderSimple", ckpt_name=name)
+    pos = b.add("CLIPTextEncode", text="a (cat:1.2) on a mat", clip=ckpt.out(1))
+    neg = b.add("CLIPTextEncode", text="", clip=ckpt.out(1))
+    empty = b.add("EmptyLatentImage", width=64, height=48, batch_size=2)
+    sample = b.add("KSampler", model=ckpt.out(0), seed=3, steps=2, cfg=7.0,
+                   sampler_name="euler", scheduler="normal", positive=pos.out(0),
+                   negative=neg.out(0), latent_image=empty.out(0), denoise=1.0)
+    dec = b.add("VAEDecode", samples=sample.out(0), vae=ckpt.out(2))
+    b.add("_ImageSink", images=dec.out(0))
+    (image,) = run_workflow(b.build(), ctx, registry).ui["7"]["images"]
+    assert image.shape == (2, 48, 64, 3)
+    assert torch.isfinite(image).all() and image.std() > 0
