@@ -6,6 +6,8 @@ import gzip
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from comfyless.models.tokenizer import (
     BPE_FILE,
@@ -131,3 +133,10 @@ def test_weights_attached_per_token():
     (window,) = ClipTokenizer().tokenize_with_weights("a (red:1.3) cat")
     assert window[:5] == [(START_TOKEN, 1.0), (320, 1.0), (736, 1.3), (2368, 1.0),
                           (END_TOKEN, 1.0)]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_random_text_ids_match_transformers(hf_tokenizer, text):
+    assert encode_text(text) == hf_tokenizer(text)["input_ids"][1:-1]
