@@ -1,0 +1,247 @@
+"""TrainLoraNode: schema as ComfyUI's, errors naming node and input, resume, engine runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from comfyless.engine.context import RunContext
+from comfyless.engine.execute import run_workflow
+from comfyless.lora import ALGORITHMS
+from comfyless.lora.training import LORA_DTYPES, LOSSES, OPTIMIZERS, TRAINING_DTYPES
+from comfyless.lora.weights import metadata_of
+from comfyless.nodes import build_registry
+from comfyless.nodes import train as train_module
+from comfyless.nodes.train import TrainLoraNode
+from comfyless.typesys.errors import WorkflowError
+from comfyless.typesys.schema import Input, Node, NodeSchema, Output
+from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Teammates' tests share 2 cores: 2 OpenMP threads then run ~15x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# Every widget input, as an API-format workflow has them (ComfyUI's defaults, fp32 for speed).
+WIDGETS = dict(batch_size=1, grad_accumulation_steps=1, steps=2, learning_rate=0.0005, rank=8,
+               optimizer="AdamW", loss_function="MSE", seed=0, training_dtype="fp32",
+               lora_dtype="fp32", quantized_backward=False, algorithm="LoRA",
+               gradient_checkpointing=True, checkpoint_depth=1, offloading=False,
+               existing_lora="[None]", bucket_mode=False, bypass_mode=False)
+
+
+def wrap(**kw):
+    """Inputs as the engine passes them to an is_input_list node: every value a list."""
+    base = dict(training_dtype="fp32", lora_dtype="fp32", steps=2)
+    base.update(kw)
+    return {k: [v] for k, v in base.items()}
+
+
+def dataset(model, n=2, captions=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dim = model.config.context_dim
+    lat = [{"samples": torch.randn(n, 4, 8, 8, generator=g)}]
+    pos = [[[torch.randn(1, 8, dim, generator=g), {}] for _ in range(captions or n)]]
+    return lat, pos
+
+
+def run(ctx, model, n=2, captions=None, **kw):
+    lat, pos = dataset(model, n, captions)
+    return TrainLoraNode.execute(ctx, model=[model], latents=lat, positive=pos, **wrap(**kw))
+
+
+def test_schema_matches_comfyui():
+    s = TrainLoraNode.schema
+    assert [i.name for i in s.inputs] == [
+        "model", "latents", "positive", "batch_size", "grad_accumulation_steps", "steps",
+        "learning_rate", "rank", "optimizer", "loss_function", "seed", "training_dtype",
+        "lora_dtype", "quantized_backward", "algorithm", "gradient_checkpointing",
+        "checkpoint_depth", "offloading", "existing_lora", "bucket_mode", "bypass_mode"]
+    widgets = [i.default for i in s.inputs[3:]]
+    assert widgets == [1, 1, 16, 0.0005, 8, "AdamW", "MSE", 0, "bf16", "bf16", False, "LoRA",
+                       True, 1, False, "[None]", False, False]
+    ranges = {i.name: (i.min, i.max) for i in s.inputs if i.min is not None}
+    assert ranges == {"batch_size": (1, 10000), "grad_accumulation_steps": (1, 1024),
+                      "steps": (1, 100000), "learning_rate": (0.0000001, 1.0),
+                      "rank": (1, 128), "seed": (0, 2**64 - 1), "checkpoint_depth": (1, 5)}
+    assert [o.name for o in s.outputs] == ["lora", "loss_map", "steps"]
+    assert [o.name for o in s.legacy_outputs] == ["model", "lora", "loss_map", "steps"]
+    assert s.is_input_list and s.not_idempotent and not s.output_node
+    lora = s.input_map["existing_lora"]
+    assert lora.choices_from == "loras" and lora.extra_choices == ("[None]",)
+
+
+def test_choices_come_from_the_dispatch_dicts():
+    m = TrainLoraNode.schema.input_map
+    assert m["optimizer"].choices == tuple(OPTIMIZERS)
+    assert m["loss_function"].choices == tuple(LOSSES)
+    assert m["training_dtype"].choices == tuple(TRAINING_DTYPES)
+    assert m["lora_dtype"].choices == tuple(LORA_DTYPES)
+    assert m["algorithm"].choices == tuple(ALGORITHMS)
+
+
+def test_node_module_does_not_import_torch_at_top():
+    source = open(train_module.__file__).read()
+    top = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert not any("torch" in line or ".lora" in line or ".models" in line for line in top)
+
+
+def test_outputs_metadata_and_progress(ctx, tiny_sd15_model):
+    events = []
+    ctx.listeners.append(events.append)
+    ctx = ctx.for_node("5", "TrainLoraNode")
+    lora, loss_map, steps = run(ctx, tiny_sd15_model, steps=3, seed=11)
+    assert steps == 3 and len(loss_map["loss"]) == 3
+    assert all(isinstance(v, float) for v in loss_map["loss"])
+    meta = metadata_of(lora)
+    assert meta["training.steps"] == "3" and meta["training.seed"] == "11"
+    assert meta["training.rank"] == "8" and meta["training.algorithm"] == "LoRA"
+    assert meta["training.base_model"] == tiny_sd15_model.source["file"]
+    assert len(meta["training.base_model_sha256"]) == 64
+    progress = [e for e in events if e.kind == "progress"]
+    assert [(e.value, e.max) for e in progress] == [(1, 3), (2, 3), (3, 3)]
+    assert [e.info["loss"] for e in progress] == loss_map["loss"]
+
+
+def test_rank_too_large_names_the_input(ctx, tiny_sd15_model):
+    with pytest.raises(WorkflowError, match="rank 128 is too large") as info:
+        run(ctx.for_node("3", "TrainLoraNode"), tiny_sd15_model, rank=128)
+    assert info.value.input_name == "rank" and info.value.node_id == "3"
+
+
+def test_caption_mismatch_names_the_input(ctx, tiny_sd15_model):
+    with pytest.raises(WorkflowError, match=r"positive conditions \(3\)") as info:
+        run(ctx, tiny_sd15_model, n=4, captions=3)
+    assert info.value.input_name == "positive"
+
+
+def test_existing_lora_missing(ctx, tiny_sd15_model):
+    with pytest.raises(WorkflowError) as info:
+        run(ctx, tiny_sd15_model, existing_lora="gone_4_steps_00001_.safetensors")
+    assert info.value.input_name == "existing_lora"
+    assert "gone_4_steps_00001_.safetensors" in str(info.value)
+
+
+def test_resume_adds_steps_and_restores(ctx, tiny_sd15_model):
+    lora, _, _ = run(ctx, tiny_sd15_model, steps=2, learning_rate=0.01)
+    folder = ctx.paths.folders("loras")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(dict(lora), str(folder / "run_2_steps_00001_.safetensors"))
+    again, loss_map, steps = run(ctx, tiny_sd15_model, steps=1, optimizer="SGD",
+                                 learning_rate=0.0000001,
+                                 existing_lora="run_2_steps_00001_.safetensors")
+    assert steps == 3 and metadata_of(again)["training.steps"] == "3"
+    for k, v in lora.items():
+        torch.testing.assert_close(again[k], v, rtol=0, atol=1e-5)
+
+
+def test_resume_without_steps_in_name_counts_zero(ctx, tiny_sd15_model, caplog):
+    lora, _, _ = run(ctx, tiny_sd15_model, steps=1)
+    folder = ctx.paths.folders("loras")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(dict(lora), str(folder / "my_lora.safetensors"))
+    with caplog.at_level(logging.WARNING):
+        _, _, steps = run(ctx, tiny_sd15_model, steps=1, existing_lora="my_lora.safetensors")
+    assert steps == 1
+    assert "counting 0 prior steps" in caplog.text
+
+
+class Data(Node):
+    """Test source: a latent batch and its captions (one per sample)."""
+
+    schema = NodeSchema("TestTrainData", inputs=(Input("model", MODEL),),
+                        outputs=(Output("latents", LATENT), Output("conditioning", CONDITIONING)))
+
+    @staticmethod
+    def execute(ctx, model):
+        lat, pos = dataset(model, n=3)
+        return lat[0], pos[0]
+
+
+class NanData(Data):
+    schema = NodeSchema("TestNanData", inputs=Data.schema.inputs, outputs=Data.schema.outputs)
+
+    @staticmethod
+    def execute(ctx, model):
+        lat, pos = dataset(model, n=3)
+        lat[0]["samples"][:] = float("nan")
+        return lat[0], pos[0]
+
+
+@pytest.mark.parametrize("slots", [(0, 2), (1, 3)], ids=["current", "legacy"])
+def test_through_the_engine_with_savelora(tmp_path, builder, tiny_sd15_checkpoint, slots):
+    from tests.fixtures_models import install_model
+
+    ctx = RunContext.create(tmp_path)
+    registry = build_registry()
+    registry.register(Data)
+    name = install_model(ctx, tiny_sd15_checkpoint)
+    ckpt = builder.add("CheckpointLoaderSimple", ckpt_name=name)
+    data = builder.add("TestTrainData", model=ckpt.out(0))
+    train = builder.add("TrainLoraNode", model=ckpt.out(0), latents=data.out(0),
+                        positive=data.out(1), **{**WIDGETS, "seed": 3})
+    builder.add("SaveLoRA", lora=train.out(slots[0]), prefix="loras/run",
+                steps=train.out(slots[1]))
+    run_workflow(builder.build(), ctx, registry)
+    path = tmp_path / "output" / "loras" / "run_2_steps_00001_.safetensors"
+    with safe_open(path, "pt") as f:
+        assert f.metadata()["training.seed"] == "3"
+        assert "diffusion_model.input_blocks.0.0.lora_down.weight" in f.keys()
+
+
+def test_same_seed_same_file_through_the_engine(tmp_path, builder, tiny_sd15_checkpoint):
+    from tests.fixtures_models import install_model
+
+    ctx = RunContext.create(tmp_path)
+    registry = build_registry()
+    registry.register(Data)
+    name = install_model(ctx, tiny_sd15_checkpoint)
+    ckpt = builder.add("CheckpointLoaderSimple", ckpt_name=name)
+    data = builder.add("TestTrainData", model=ckpt.out(0))
+    train = builder.add("TrainLoraNode", model=ckpt.out(0), latents=data.out(0),
+                        positive=data.out(1), **{**WIDGETS, "learning_rate": 0.01})
+    builder.add("SaveLoRA", lora=train.out(0), prefix="loras/same", steps=train.out(2))
+    workflow = builder.build()
+    run_workflow(workflow, ctx, registry)
+    run_workflow(workflow, ctx, registry)  # not_idempotent: trains again, new file
+    folder = tmp_path / "output" / "loras"
+    a = _split((folder / "same_2_steps_00001_.safetensors").read_bytes())
+    b = _split((folder / "same_2_steps_00002_.safetensors").read_bytes())
+    # safetensors writes the metadata map in hash order, so compare the parsed header (every
+    # tensor's name, dtype, offsets and all metadata) and the tensor bytes exactly
+    assert a == b
+
+
+def _split(raw: bytes) -> tuple[dict, bytes]:
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def test_nan_loss_writes_nothing(tmp_path, builder, tiny_sd15_checkpoint):
+    from tests.fixtures_models import install_model
+
+    ctx = RunContext.create(tmp_path)
+    registry = build_registry()
+    registry.register(NanData)
+    name = install_model(ctx, tiny_sd15_checkpoint)
+    ckpt = builder.add("CheckpointLoaderSimple", ckpt_name=name)
+    data = builder.add("TestNanData", model=ckpt.out(0))
+    train = builder.add("TrainLoraNode", model=ckpt.out(0), latents=data.out(0),
+                        positive=data.out(1), **{**WIDGETS, "steps": 3})
+    builder.add("SaveLoRA", lora=train.out(0), prefix="loras/nan", steps=train.out(2))
+    with pytest.raises(WorkflowError, match="loss became nan at step 1 of 3") as info:
+        run_workflow(builder.build(), ctx, registry)
+    assert info.value.node_id == train.id
+    folder = tmp_path / "output" / "loras"
+    assert not folder.exists() or not any(folder.iterdir())
