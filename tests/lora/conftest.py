@@ -35,6 +35,16 @@ def unet_inputs(unet: UNetModel, seed: int = 1) -> tuple:
     return x, t, ctx, y
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny UNets gain nothing from intra-op threads; on a loaded machine the OpenMP spin-waits
+    of 2+ threads make these tests many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sd15_unet() -> UNetModel:
     return make_unet("sd15")

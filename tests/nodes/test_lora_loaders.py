@@ -17,6 +17,15 @@ from comfyless.nodes.lora_loaders import LoraLoader, LoraLoaderModelOnly, LoraMo
 from comfyless.typesys.errors import InvalidValue, ModelLoadError
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads (and lose a lot on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def node_ctx(ctx):
     return ctx.for_node("7", "LoraLoader")
