@@ -385,3 +385,22 @@ def test_diffusers_names_agree_with_diffusers_own_conversion(arch, size):
     for n in names:
         if n.endswith(".weight"):
             assert theirs[n][: -len(".weight")] in ours[n[: -len(".weight")]], n
+
+
+def test_diff_set_and_norm_patch_kinds(sd15_unet):
+    norm = "input_blocks.1.0.in_layers.0"  # GroupNorm: 1-D weight and bias
+    conv = "input_blocks.1.0.in_layers.2"
+    params = dict(sd15_unet.named_parameters())
+    w, b = params[f"{norm}.weight"], params[f"{norm}.bias"]
+    cw = params[f"{conv}.weight"]
+    sd = {f"diffusion_model.{norm}.w_norm": torch.full_like(w, 0.5),
+          f"diffusion_model.{norm}.b_norm": torch.full_like(b, -1.0),
+          f"diffusion_model.{conv}.set_weight": torch.zeros_like(cw),
+          f"diffusion_model.{conv}.diff_b": torch.ones(cw.shape[0])}
+    patches, unplaced = read_lora(sd, "unet", sd15_unet)
+    assert unplaced == {}
+    d = weight_deltas(patches, params, 2.0)
+    torch.testing.assert_close(d[f"{norm}.weight"], torch.full_like(w, 1.0))
+    torch.testing.assert_close(d[f"{norm}.bias"], torch.full_like(b, -2.0))
+    torch.testing.assert_close(d[f"{conv}.weight"], -cw.detach())  # set ignores strength
+    torch.testing.assert_close(d[f"{conv}.bias"], torch.full((cw.shape[0],), 2.0))
