@@ -149,7 +149,24 @@ def lora_train(checkpoint: str = "v1-5-pruned-emaonly.safetensors", captioned: b
     return nodes
 
 
+def txt2img(checkpoint: str = "v1-5-pruned-emaonly.safetensors") -> list[N]:
+    """ComfyUI's default text-to-image graph (the ids of workflow-formats.md §7)."""
+    return [
+        N(4, "CheckpointLoaderSimple", {"ckpt_name": checkpoint}, pos=(0, 0)),
+        N(6, "CLIPTextEncode", {"text": "a red fox in snow"}, {"clip": (4, 1)}, pos=(400, 0)),
+        N(7, "CLIPTextEncode", {"text": "blurry"}, {"clip": (4, 1)}, pos=(400, 250)),
+        N(5, "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}, pos=(400, 500)),
+        N(3, "KSampler", {"seed": 42, "steps": 20, "cfg": 8.0, "sampler_name": "euler",
+                          "scheduler": "normal", "denoise": 1.0},
+          {"model": (4, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (5, 0)},
+          pos=(800, 0)),
+        N(8, "VAEDecode", {}, {"samples": (3, 0), "vae": (4, 2)}, pos=(1200, 0)),
+        N(9, "SaveImage", {"filename_prefix": "ComfyUI"}, {"images": (8, 0)}, pos=(1500, 0)),
+    ]
+
+
 WORKFLOWS = {
+    "txt2img": lambda: txt2img(),
     "lora-train": lambda: lora_train(),
     "lora-train-sdxl": lambda: lora_train("sd_xl_base_1.0.safetensors", width=1024),
     "lora-train-captioned": lambda: lora_train(captioned=True),
