@@ -6,6 +6,8 @@ tests/fixtures_models.py and are re-exported here when that module exists.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,3 +67,23 @@ def calls():
     """The test nodes' call log, emptied before the test."""
     CALLS.clear()
     return CALLS
+
+
+# -- a base directory for the shipped workflows ------------------------------------------------
+SHIPPED_CHECKPOINT_NAMES = {"sd15": "v1-5-pruned-emaonly.safetensors",
+                            "sdxl": "sd_xl_base_1.0.safetensors"}
+
+
+@pytest.fixture(scope="session")
+def shipped_base(tmp_path_factory, tiny_sd15_checkpoint, tiny_sdxl_checkpoint) -> Path:
+    """Tiny checkpoints under the file names the shipped workflows use, and a small training
+    image set (with captions) in input/training_images."""
+    from comfyless.demo import write_demo_dataset
+
+    base = tmp_path_factory.mktemp("shipped_base")
+    checkpoints = base / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copyfile(tiny_sd15_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sd15"])
+    shutil.copyfile(tiny_sdxl_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sdxl"])
+    write_demo_dataset(base / "input" / "training_images", count=3, size=64)
+    return base

@@ -12,8 +12,6 @@ from PIL import Image
 from comfyless.cli import main as comfyless
 from comfyless.workflows import SHIPPED_DIR
 
-from ..workflows.conftest import shipped_base  # noqa: F401  (fixture)
-
 
 @pytest.fixture(autouse=True)
 def _restore_torch_settings():
