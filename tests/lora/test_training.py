@@ -56,11 +56,13 @@ def unet_snapshot(model):
 
 
 def test_loss_falls_when_overfitting(tiny_sd15_model):
-    lat, pos = data(tiny_sd15_model, n=2)
+    # batch 4: each step averages 4 σ draws (the x0 loss carries a σ² weight, so one draw of a
+    # large σ dominates a step); seeds 0-2 all give last/first < 0.45 with these settings
+    lat, pos = data(tiny_sd15_model, n=4)
     result = train_lora(tiny_sd15_model, lat, pos,
-                        fp32(steps=50, learning_rate=0.01, batch_size=2, rank=4))
+                        fp32(steps=40, learning_rate=0.03, batch_size=4, rank=4))
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
-    assert len(result.losses) == 50
+    assert len(result.losses) == 40
     assert last < 0.5 * first, (first, last)
 
 
