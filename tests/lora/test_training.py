@@ -21,6 +21,7 @@ from comfyless.lora.training import (
 )
 from comfyless.models.unet import ResBlock, SpatialTransformer
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Teammates' tests share 2 cores: 2 OpenMP threads then run ~15x slower than 1."""
