@@ -468,7 +468,8 @@ def _root_of(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     raise KeyError("no 'token_embedding.weight' key: not a CLIP text encoder")
 
 
-def _read(path: str | Path, device: str | torch.device) -> dict[str, Tensor]:
+def _read(path: str | Path) -> dict[str, Tensor]:
+    """The encoder keys of a text-encoder file, in HF layout (safetensors read memory-mapped)."""
     from .checkpoint import open_tensor_file
 
     with open_tensor_file(path) as tensors:
@@ -483,7 +484,7 @@ def load_clip_files(paths: Sequence[str | Path], type: str, device: str | torch.
     """CLIPLoader (one file, `stable_diffusion`) / DualCLIPLoader (two files, `sdxl`)."""
     if dtype is None:
         dtype = torch.float32 if torch.device(device).type == "cpu" else torch.float16
-    encoders = [_read(p, device) for p in paths]
+    encoders = [_read(p) for p in paths]
     if type == "stable_diffusion" and len(encoders) == 1:
         sd = encoders[0]
         openclip_like = _count_layers(sd) >= 23 or "text_projection.weight" in sd and \
