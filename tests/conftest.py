@@ -6,6 +6,13 @@ tests/fixtures_models.py and are re-exported here when that module exists.
 
 from __future__ import annotations
 
+import os
+
+# One intra-op thread: the test models are tiny, and on a shared 2-core machine a second
+# OpenMP thread mostly spin-waits (measured: the suite went from >10 min to ~3 min). Must be
+# set before torch is first imported; an explicit OMP_NUM_THREADS still wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import shutil
 from pathlib import Path
 from typing import Any
