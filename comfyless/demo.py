@@ -24,9 +24,12 @@ DEMO_OVERRIDES = {
     "1.ckpt_name": DEMO_CHECKPOINT,
     "2.folder": DEMO_DATASET,
     "4.text": "a comfyless demo pattern",
-    "5.steps": 40,
-    "5.learning_rate": 0.003,
-    "5.rank": 4,
+    # Enough training for the samples to move measurably towards the training set
+    # (tests/workflows/test_it_learned.py measures it with these settings).
+    "5.steps": 150,
+    "5.batch_size": DEMO_IMAGES,
+    "5.learning_rate": 0.01,
+    "5.rank": 8,
     "5.seed": 0,
     "5.training_dtype": "fp32",
     "5.lora_dtype": "fp32",
@@ -39,6 +42,7 @@ DEMO_OVERRIDES = {
     "11.batch_size": 2,
     "12.seed": 0,
     "12.steps": 12,
+    "12.cfg": 1.0,  # the LoRA learned the positive prompt only; no negative to steer from
     "14.filename_prefix": "comfyless_demo",
 }
 

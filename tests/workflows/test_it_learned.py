@@ -1,11 +1,12 @@
 """End to end: a LoRA trained by the shipped workflow pulls samples towards its training set.
 
-The shipped `lora-train` workflow trains on images of one distinct pattern (the demo's set),
-then samples with the LoRA; a second KSampler branch added here samples from the same base
-model, seed and prompt without it. The models are tiny and random, so their VAE is not a real
-autoencoder and pixel space says little; the measurement is made where the diffusion model
-works, in the VAE's latent space: the distance from each sampled latent to the nearest
-training latent. Training must cut that distance by a clear margin.
+The shipped `lora-train` workflow, with the settings of `comfyless demo`, trains on images of
+one distinct pattern (the demo's set), then samples with the LoRA; a second KSampler branch
+added here samples from the same base model, seed and prompt without it. The models are tiny
+and random, so their VAE is not a real autoencoder and pixel space says little; the
+measurement is made where the diffusion model works, in the VAE's latent space: the distance
+from each sampled latent to the nearest training latent. Training must cut that distance by a
+clear margin.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from comfyless.engine.load import ApiNode, Link, load_workflow
 from comfyless.nodes import REGISTRY
 from comfyless.workflows import find_shipped
 
-TRAINING = {"5.steps": 150, "5.learning_rate": 0.01, "5.rank": 8, "5.batch_size": 6,
-            "12.cfg": 1.0, "11.batch_size": 2}
-
 
 def _nearest_distance(samples: torch.Tensor, training: torch.Tensor) -> float:
     """Mean over samples of the RMS distance to the closest training latent."""
@@ -35,7 +33,7 @@ def _nearest_distance(samples: torch.Tensor, training: torch.Tensor) -> float:
 def test_samples_with_the_trained_lora_are_closer_to_the_training_set(tmp_path):
     prepare_base_dir(tmp_path)
     workflow = load_workflow(find_shipped("lora-train"), REGISTRY)
-    for key, value in {**DEMO_OVERRIDES, **TRAINING}.items():
+    for key, value in DEMO_OVERRIDES.items():
         node_id, name = key.split(".")
         workflow[node_id].inputs[name] = value
     # The same sampler settings on the base model (node 1) instead of the LoRA model (node 8).
