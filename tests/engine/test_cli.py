@@ -174,9 +174,15 @@ def test_ctrl_c_stops_at_next_step_exit_130(tmp_path, with_test_nodes, monkeypat
     api = {"1": {"class_type": "TestSlow", "inputs": {"steps": 50}},
            "2": {"class_type": "TestIntSink", "inputs": {"value": ["1", 0]}}}
     wf = _write(tmp_path, "wf.json", api)
-    assert cli.main(["run", wf, "--base-dir", str(tmp_path)]) == 130
-    assert steps_done == [1, 2]  # stopped at the step boundary, not killed mid-step
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The handler in place before (a background CI job may start with SIGINT ignored) must be
+    # the one in place after.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert cli.main(["run", wf, "--base-dir", str(tmp_path)]) == 130
+        assert steps_done == [1, 2]  # stopped at the step boundary, not killed mid-step
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_run_gives_nodes_the_prompt(tmp_path, with_test_nodes, monkeypatch):
