@@ -96,7 +96,8 @@ class TrainLoraNode(Node):
             Output("steps", INT),
         ),
         is_input_list=True,
-        not_idempotent=True,
+        # Not not_idempotent, as in ComfyUI: training is deterministic in its seed, so an
+        # unchanged training (fixed seed) is a cache hit and its LoRA is reused.
         experimental=True,
     )
 

@@ -33,11 +33,9 @@ def _lora_tensors(lora: Any, input_name: str = "lora") -> dict[str, Any]:
 
 def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
     """Write `lora` to output/<prefix>[_<steps>_steps]_<counter:05>_.safetensors."""
-    from safetensors.torch import save_file
-
     from .. import __version__
     from ..engine.context import write_atomic
-    from ..lora.weights import metadata_of
+    from ..lora.weights import metadata_of, save_safetensors_deterministic
     from ._images import expand_prefix, ui_entry
 
     tensors = _lora_tensors(lora)
@@ -47,7 +45,7 @@ def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
     if steps is not None:
         name = f"{name}_{int(steps)}_steps"
     path = ctx.save_path(name, ".safetensors", input_name="prefix")
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_atomic(path, lambda tmp: save_safetensors_deterministic(tensors, tmp, metadata))
     root = ctx.paths.folders("output")[0]
     return Result((), {"loras": [ui_entry(path, root, "output")]})
 
