@@ -101,11 +101,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 def apply_overrides(workflow, overrides: list[str]) -> None:
     """Write --set values into the loaded workflow (validation then checks them)."""
     for text in overrides:
-        node_id, name, value = parse_override(text)
-        if node_id not in workflow:
-            known = ", ".join(sorted(workflow)[:20])
-            raise UsageError(f"--set {text!r}: no node {node_id!r} in the workflow ({known})")
-        workflow[node_id].inputs[name] = value
+        set_input(workflow, *parse_override(text), source=f"--set {text!r}")
+
+
+def set_input(workflow, node_id: str, name: str, value: Any, *, source: str) -> None:
+    """Override one input; `source` names where the override came from, for the error."""
+    if node_id not in workflow:
+        known = ", ".join(sorted(workflow)[:20])
+        raise UsageError(f"{source}: no node {node_id!r} in the workflow ({known})")
+    workflow[node_id].inputs[name] = value
 
 
 class _TqdmProgress:

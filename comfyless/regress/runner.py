@@ -76,6 +76,7 @@ def _error_lines(exc: WorkflowInvalid) -> list[str]:
 
 def _run_and_collect(case: Case, base_dir: str | None,
                      registry=None) -> tuple[list[Artefact], dict[str, int]]:
+    from ..cli import UsageError, set_input
     from ..engine.execute import prepare, run_plan
     from ..engine.load import load_workflow
 
@@ -83,10 +84,11 @@ def _run_and_collect(case: Case, base_dir: str | None,
         from ..nodes import REGISTRY as registry  # noqa: N811
     workflow = load_workflow(case.workflow, registry)
     for node_id, name, value in case.overrides:
-        if node_id not in workflow:
-            raise ValueError(f"case {case.name}: `set` names node {node_id!r}, which is not in "
-                             f"{case.workflow.name} (nodes: {', '.join(sorted(workflow)[:20])})")
-        workflow[node_id].inputs[name] = value
+        try:
+            set_input(workflow, node_id, name, value,
+                      source=f"case {case.name}: `set` {node_id}.{name} ({case.workflow.name})")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
     ctx = RunContext.create(base_dir)
     plan = prepare(workflow, registry, ctx)
     result = run_plan(plan, ctx)

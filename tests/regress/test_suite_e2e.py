@@ -82,3 +82,11 @@ def test_k_selects_cases_and_unknown_pattern_is_usage_error(suite_dir, shipped_b
 def test_missing_golden_fails_with_a_hint(suite_dir, shipped_base, capsys):
     assert _test(suite_dir / "suite.toml", shipped_base, "-k", "txt2img", "--json") == 1
     assert "--update" in capsys.readouterr().out
+
+
+def test_override_of_a_missing_node_is_a_case_error(tmp_path, shipped_base, capsys):
+    manifest = tmp_path / "suite.toml"
+    manifest.write_text('[[case]]\nworkflow = "txt2img"\nset = { "99.seed" = 1 }\n')
+    assert _test(manifest, shipped_base, "--update") == 2
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "no node '99'" in out
