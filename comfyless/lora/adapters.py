@@ -130,11 +130,10 @@ class LoRAAdapter(Adapter):
         return cls(t["lora_up.weight"], t["lora_down.weight"], mid, alpha)
 
 
-class LoHaAdapter(Adapter):
-    """W + (alpha/r) (w1a @ w1b) * (w2a @ w2b); w2a starts at zero (LyCORIS init)."""
+class _NamedAdapter(Adapter):
+    """An adapter whose tensors are parameters named as in the file (`names`; some optional)."""
 
-    kind, algorithm = "loha", "LoHa"
-    names = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
+    names: ClassVar[tuple[str, ...]]
 
     def __init__(self, tensors: dict[str, Tensor], alpha: float | None) -> None:
         super().__init__(alpha)
@@ -144,6 +143,17 @@ class LoHaAdapter(Adapter):
 
     def _tensors(self) -> dict[str, Tensor]:
         return {n: getattr(self, n) for n in self.names if hasattr(self, n)}
+
+    @classmethod
+    def _from_present(cls, t: dict[str, Tensor]) -> Adapter:
+        return cls({n: t[n] for n in cls.names if n in t}, _alpha(t))
+
+
+class LoHaAdapter(_NamedAdapter):
+    """W + (alpha/r) (w1a @ w1b) * (w2a @ w2b); w2a starts at zero (LyCORIS init)."""
+
+    kind, algorithm = "loha", "LoHa"
+    names = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
 
     @classmethod
     def create(cls, shape, rank, generator):
@@ -160,23 +170,14 @@ class LoHaAdapter(Adapter):
     def from_tensors(cls, t):
         if not all(n in t for n in cls.names[:4]):
             return None
-        return cls({n: t[n] for n in cls.names if n in t}, _alpha(t))
+        return cls._from_present(t)
 
 
-class LoKrAdapter(Adapter):
+class LoKrAdapter(_NamedAdapter):
     """W + kron(w1, w2) with (out, in) factorised by `rank`; alpha stored, unused (full w1/w2)."""
 
     kind, algorithm = "lokr", "LoKr"
     names = ("lokr_w1", "lokr_w2", "lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
-
-    def __init__(self, tensors: dict[str, Tensor], alpha: float | None) -> None:
-        super().__init__(alpha)
-        for name in self.names:
-            if name in tensors:
-                self.register_parameter(name, nn.Parameter(tensors[name]))
-
-    def _tensors(self) -> dict[str, Tensor]:
-        return {n: getattr(self, n) for n in self.names if hasattr(self, n)}
 
     @classmethod
     def create(cls, shape, rank, generator):
@@ -192,7 +193,7 @@ class LoKrAdapter(Adapter):
         has2 = "lokr_w2" in t or ("lokr_w2_a" in t and "lokr_w2_b" in t)
         if not (has1 and has2):
             return None
-        return cls({n: t[n] for n in cls.names if n in t}, _alpha(t))
+        return cls._from_present(t)
 
 
 class OFTAdapter(Adapter):
