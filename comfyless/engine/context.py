@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..typesys.errors import Interrupted, InvalidValue
+from ..files import write_atomic  # noqa: F401  (re-exported: moved to comfyless.files)
 from .paths import BasePaths, check_relative_name, ensure_inside
 
 
@@ -108,21 +108,3 @@ class RunContext:
         used = [int(m.group(1)) for p in target_dir.iterdir() if (m := pattern.match(p.name))]
         counter = max(used, default=0) + 1
         return target_dir / f"{base}_{counter:05}_{ext}"
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file beside `path`, then rename it into place.
-
-    Nothing half-written is ever visible under `path`; on failure the temp file is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path

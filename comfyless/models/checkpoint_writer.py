@@ -165,7 +165,7 @@ def write_checkpoint(path: str | Path, arch: str = "sd15", size: str = "tiny", s
     """Write a random-weight checkpoint; dtype defaults to fp16 for "full", fp32 otherwise."""
     from safetensors.torch import save_file
 
-    from ..engine.context import write_atomic
+    from ..files import write_atomic
 
     path = Path(path)
     target = DTYPES[dtype or ("fp16" if size == "full" else "fp32")]
