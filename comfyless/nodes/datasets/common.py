@@ -1,0 +1,37 @@
+"""Schema and list helpers shared by the dataset node modules (torch-free, no NODES)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...typesys.schema import Input
+from ...typesys.types import COMBO, INT
+
+SEED_MAX = 2**64 - 1
+
+
+def _with_signature(execute, inputs: tuple[Input, ...]):
+    """Give a generic `execute(ctx, **kw)` the signature of its inputs (for introspection)."""
+    import inspect
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(i.name, inspect.Parameter.KEYWORD_ONLY) for i in inputs]
+    execute.__signature__ = inspect.Signature(params)
+    return staticmethod(execute)
+
+
+def _folder_input(tooltip: str = "a sub-folder of input/") -> Input:
+    return Input("folder", COMBO, choices_from="input", choices_dirs_only=True, tooltip=tooltip)
+
+
+def _seed_input() -> Input:
+    return Input("seed", INT, default=0, min=0, max=SEED_MAX, control_after_generate=True)
+
+
+
+def _first(values: list, name: str) -> Any:
+    """The single value of a widget/socket input of an input-list node."""
+    if not values:
+        raise ValueError(f"input '{name}': no value")
+    return values[0]
+

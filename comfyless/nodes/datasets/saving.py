@@ -1,0 +1,105 @@
+"""Saving image lists (and captions) as PNG folders under output/."""
+
+from __future__ import annotations
+
+from ...typesys.schema import Input, Node, NodeSchema
+from ...typesys.types import COMBO, IMAGE, STRING
+from .common import _first
+
+SAVE_MODES = ("overwrite", "increment")
+
+
+def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str, prefix: str,
+                         mode: str) -> dict:
+    """PNGs (and .txt captions) into output/<folder_name>/; UI entries of the images."""
+    import re
+
+    from ...engine.context import write_atomic
+    from ...engine.paths import check_relative_name, ensure_inside
+    from .. import _images
+
+    for value, name in ((folder_name, "folder_name"), (prefix, "filename_prefix")):
+        check_relative_name(value, node_id=ctx.node_id, input_name=name)
+    root = ctx.paths.folders("output")[0]
+    folder = root / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_inside(folder, root, node_id=ctx.node_id, input_name="folder_name")
+    pixels = [s for batch in images for s in _images.samples(batch)]
+    if texts is not None and len(texts) != len(pixels):
+        raise ValueError(f"inputs 'images' and 'texts': {len(pixels)} images but {len(texts)} "
+                         "texts; they must pair one to one")
+    stem = prefix
+    if mode == "increment":  # a new run number: `<prefix>_<run:05>_<index:05>.png`
+        pattern = re.compile(re.escape(prefix) + r"_(\d+)_\d+\.png$")
+        used = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
+        stem = f"{prefix}_{max(used, default=0) + 1:05d}"
+    entries = []
+    for i, sample in enumerate(pixels):
+        path = folder / f"{stem}_{i:05d}.png"
+        _images.save_png(path, _images.to_pil(sample), None, compress_level=4)
+        entries.append(_images.ui_entry(path, root, "output"))
+        if texts is not None:
+            text = str(texts[i])
+            write_atomic(path.with_suffix(".txt"),
+                         lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+    return {"images": entries}
+
+
+def _save_folder_inputs() -> tuple[Input, ...]:
+    return (
+        Input("folder_name", STRING, default="dataset", tooltip="sub-folder of output/"),
+        Input("filename_prefix", STRING, default="image"),
+        Input("mode", COMBO, default="overwrite", choices=SAVE_MODES,
+              tooltip="overwrite: <prefix>_<index>.png; increment: a new run number each save"),
+    )
+
+
+class SaveImageDataSetToFolder(Node):
+    """Save an image list as PNGs in output/<folder_name>/."""
+
+    schema = NodeSchema(
+        "SaveImageDataSetToFolder",
+        display_name="Save Image (to Folder)",
+        category="image",
+        inputs=(Input("images", IMAGE), *_save_folder_inputs()),
+        output_node=True,
+        is_input_list=True,
+        experimental=True,
+        deprecated=True,
+    )
+
+    @staticmethod
+    def execute(ctx, images: list, folder_name: list, filename_prefix: list, mode: list):
+        from ...typesys.schema import Result
+
+        ui = _save_dataset_images(ctx, images, None, _first(folder_name, "folder_name"),
+                                  _first(filename_prefix, "filename_prefix"), _first(mode, "mode"))
+        return Result((), ui)
+
+
+class SaveImageTextDataSetToFolder(Node):
+    """Save an image list as PNGs with `.txt` captions in output/<folder_name>/."""
+
+    schema = NodeSchema(
+        "SaveImageTextDataSetToFolder",
+        display_name="Save Image-Text (to Folder)",
+        category="image",
+        inputs=(Input("images", IMAGE),
+                Input("texts", STRING, optional=True, force_input=True),
+                *_save_folder_inputs()),
+        output_node=True,
+        is_input_list=True,
+        experimental=True,
+    )
+
+    @staticmethod
+    def execute(ctx, images: list, texts: list | None = None, *, folder_name: list,
+                filename_prefix: list, mode: list):
+        from ...typesys.schema import Result
+
+        ui = _save_dataset_images(ctx, images, texts, _first(folder_name, "folder_name"),
+                                  _first(filename_prefix, "filename_prefix"), _first(mode, "mode"))
+        return Result((), ui)
+
+
+NODES = [SaveImageDataSetToFolder, SaveImageTextDataSetToFolder]
