@@ -470,7 +470,7 @@ def _root_of(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def _read(path: str | Path) -> dict[str, Tensor]:
     """The encoder keys of a text-encoder file, in HF layout (safetensors read memory-mapped)."""
-    from .checkpoint import open_tensor_file
+    from .tensor_files import open_tensor_file
 
     with open_tensor_file(path) as tensors:
         return _root_of({k: tensors[k] for k in tensors})

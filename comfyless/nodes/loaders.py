@@ -109,7 +109,8 @@ class VAELoader(Node):
     @staticmethod
     def execute(ctx, vae_name: str):
         from ..models import vae as vae_mod
-        from ..models.checkpoint import VAE_PREFIX, default_vae_dtype, open_tensor_file
+        from ..models.checkpoint import VAE_PREFIX, default_vae_dtype
+        from ..models.tensor_files import open_tensor_file
         from ..typesys.errors import ModelLoadError
 
         path = ctx.find("vae", vae_name, input_name="vae_name")
