@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from comfyless.lora import ALGORITHMS, RankTooLarge, add_adapters
+from tests.floats import assert_close_scaled, magnitude
 from tests.lora.conftest import make_unet, unet_inputs
 
 ATTN_Q = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q"
@@ -79,7 +80,7 @@ def test_fresh_adapters_are_identity_seeded_and_trainable(sd15_unet, algorithm):
     aset = add_adapters(sd15_unet, algorithm, 4, generator=_gen(3))
     try:
         with torch.no_grad():
-            torch.testing.assert_close(sd15_unet(*x), y0, atol=1e-5, rtol=0)
+            assert_close_scaled(sd15_unet(*x), y0)  # through the adapters: another path
         a = aset.state_dict()
         assert all(float(v) == 1.0 for k, v in a.items() if k.endswith(".alpha"))
         # alpha is a fixed buffer, not a parameter; everything else trains
@@ -124,6 +125,7 @@ def test_resume_restores_every_tensor_and_merge_matches(arch, algorithm, bypass)
     sd = aset.state_dict()
     aset.remove()
     with torch.no_grad():
+        # weights restored bit for bit, same code path in one process: bitwise
         torch.testing.assert_close(tiny_unet(*x), y0, atol=0, rtol=0)
     assert (y1 - y0).abs().max() > 1e-3
     # resume (the other mode): same tensors, same outputs, alpha and diffs included
@@ -149,7 +151,7 @@ def test_merge_equals_parametrized_forward(sd15_unet):
         y1 = unet(*x)
     aset.merge()
     with torch.no_grad():
-        torch.testing.assert_close(unet(*x), y1, atol=1e-5, rtol=1e-5)
+        assert_close_scaled(unet(*x), y1)
     assert set(dict(unet.named_parameters())) == set(dict(sd15_unet.named_parameters()))
 
 
@@ -187,5 +189,8 @@ def test_bypass_adapters_train_like_weight_functions(sd15_unet, algorithm):
             grads.append([p.grad.clone() for p in aset.parameters()])
         finally:
             aset.remove()
+    # Two code paths; some parameters get gradients that are rounding noise (~1e-11), so the
+    # absolute tolerance scales with the largest gradient of all parameters.
+    scale = max(magnitude(*g) for g in grads)
     for a, b in zip(*grads, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+        assert_close_scaled(a, b, rtol=1e-3, scale=scale)

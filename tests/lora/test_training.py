@@ -20,6 +20,7 @@ from comfyless.lora.training import (
     train_lora,
 )
 from comfyless.models.unet import ResBlock, SpatialTransformer
+from tests.floats import assert_close_scaled
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,7 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_sd15_model):
     a = train_lora(tiny_sd15_model, lat, pos, cfg)
     b = train_lora(tiny_sd15_model, lat, pos, cfg)
     c = train_lora(tiny_sd15_model, lat, pos, fp32(steps=2, seed=8, learning_rate=0.01))
+    # determinism of one code path in one process is the point here: bitwise
     assert as_bytes(a.lora) == as_bytes(b.lora)
     assert a.losses == b.losses
     assert as_bytes(a.lora) != as_bytes(c.lora)
@@ -116,7 +118,7 @@ def test_gradient_checkpointing_gives_the_same_result(tiny_sd15_model):
         ckpt = train_lora(tiny_sd15_model, lat, pos, fp32(checkpoint_depth=depth))
         assert ckpt.losses == pytest.approx(plain.losses, rel=1e-5)
         for k, v in plain.lora.items():
-            torch.testing.assert_close(ckpt.lora[k], v, rtol=1e-4, atol=1e-6)
+            assert_close_scaled(ckpt.lora[k], v)  # recomputed activations: other kernels
 
 
 def test_checkpoint_depth_rule(tiny_sd15_model):

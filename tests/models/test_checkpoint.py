@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from comfyless.models.checkpoint import load_checkpoint, load_diffusion_model
 from comfyless.models.checkpoint_writer import cli_main, write_checkpoint
 from comfyless.typesys.errors import ModelLoadError
+from tests.floats import assert_close_scaled
 
 UNET = "model.diffusion_model."
 
@@ -24,7 +25,7 @@ def test_loaded_weights_are_the_file_tensors(tiny_sd15_checkpoint):
     for key in unet_keys:
         p = params[key[len(UNET):]]
         assert p.device.type == "cpu" and p.dtype == torch.float32 and not p.requires_grad
-        assert torch.equal(p, file_sd[key])
+        assert torch.equal(p, file_sd[key])  # a copy, no arithmetic: bitwise
     assert model.family == "sd15" and model.sampling.prediction == "eps"
     assert model.latent_format.scale_factor == 0.18215
 
@@ -92,6 +93,7 @@ def test_same_seed_same_file_other_seed_differs(tmp_path):
     b = load_file(write_checkpoint(tmp_path / "b.safetensors", "sd15", "tiny", seed=1))
     c = load_file(write_checkpoint(tmp_path / "c.safetensors", "sd15", "tiny", seed=2))
     key = f"{UNET}input_blocks.0.0.weight"
+    # the writer's determinism (one code path, one process): bitwise
     assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
 
 
@@ -112,7 +114,8 @@ def test_diffusion_model_file_with_and_without_prefix(tmp_path, tiny_sd15_checkp
     full = load_diffusion_model(tiny_sd15_checkpoint)
     x, s = torch.randn(1, 4, 8, 8), torch.tensor([1.0])
     c = torch.randn(1, 3, model.config.context_dim)
-    assert torch.equal(model.apply_model(x, s, c), full.apply_model(x, s, c))
+    # two loads of the same weights lie at different alignments -> different kernels
+    assert_close_scaled(model.apply_model(x, s, c), full.apply_model(x, s, c))
 
 
 # -- bad input ---------------------------------------------------------------------------

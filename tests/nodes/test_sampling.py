@@ -14,6 +14,7 @@ from comfyless.typesys.errors import Interrupted, InvalidValue
 from comfyless.typesys.schema import Input, Node, NodeSchema, Output, Result
 from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
 from tests.fixtures_models import install_model
+from tests.floats import assert_close_scaled
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,7 +89,7 @@ def test_ksampler_shape_determinism_no_nan(kctx, tiny_sd15_model):
     c = _ks(kctx, tiny_sd15_model, seed=43)["samples"]
     assert a.shape == (2, 4, 8, 8) and a.dtype == torch.float32
     assert torch.isfinite(a).all()
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # determinism of one code path in one process: bitwise
     assert not torch.allclose(a, c)
     assert not torch.allclose(a[0], a[1])  # each batch item gets its own noise
 
@@ -99,7 +100,7 @@ def test_ksampler_shape_determinism_no_nan(kctx, tiny_sd15_model):
 def test_every_required_sampler_runs_reproducibly(kctx, tiny_sd15_model, name):
     a = _ks(kctx, tiny_sd15_model, sampler_name=name, steps=3)["samples"]
     b = _ks(kctx, tiny_sd15_model, sampler_name=name, steps=3)["samples"]
-    assert torch.isfinite(a).all() and torch.equal(a, b)
+    assert torch.isfinite(a).all() and torch.equal(a, b)  # same path twice: bitwise
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
@@ -156,7 +157,7 @@ def test_two_stage_advanced_equals_one_run(kctx, tiny_sd15_model):
     full = _ksa(kctx, tiny_sd15_model)["samples"]
     first = _ksa(kctx, tiny_sd15_model, end=3, leftover="enable")
     second = _ksa(kctx, tiny_sd15_model, add_noise="disable", start=3, latent=first)["samples"]
-    assert torch.allclose(full, second, rtol=1e-4, atol=1e-4)
+    assert_close_scaled(second, full)
     # without leftover noise, the first stage is denoised to the end: a different latent
     forced = _ksa(kctx, tiny_sd15_model, end=3)["samples"]
     assert not torch.allclose(forced, first["samples"], atol=1e-3)
@@ -168,7 +169,7 @@ def test_denoise_equals_advanced_tail(kctx, tiny_sd15_model):
     part = _ks(kctx, tiny_sd15_model, steps=3, denoise=0.5, latent=latent, scheduler="normal",
                conds=(pos, neg))["samples"]
     tail = _ksa(kctx, tiny_sd15_model, steps=6, start=3, latent=latent)["samples"]
-    assert torch.allclose(part, tail, rtol=1e-5, atol=1e-5)
+    assert_close_scaled(part, tail)
     assert not torch.allclose(part, latent["samples"], atol=1e-2)
 
 
@@ -184,7 +185,8 @@ def test_batch_index_noise(kctx, tiny_sd15_model):
     both = _ks(kctx, tiny_sd15_model, latent={"samples": torch.zeros(2, 4, 8, 8)})["samples"]
     second = _ks(kctx, tiny_sd15_model,
                  latent={"samples": torch.zeros(1, 4, 8, 8), "batch_index": [1]})["samples"]
-    assert torch.allclose(second[0], both[1], atol=1e-5)
+    # batch of 1 vs batch of 2: other kernels; values near 340, so the tolerance scales
+    assert_close_scaled(second[0], both[1])
 
 
 def test_lora_patches_apply_during_sampling_only(kctx, tiny_sd15_model):
