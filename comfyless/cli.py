@@ -18,16 +18,29 @@ from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-# Subcommands owned by other packages: name -> (module file under comfyless/, "module:function",
-# help). Each function takes argv (list[str]) and returns an exit code; listed only if present.
-EXTERNAL: dict[str, tuple[str, str, str]] = {
-    "make-checkpoint": ("models/checkpoint_writer.py",
-                        "comfyless.models.checkpoint_writer:cli_main",
+# Subcommands whose code lives in a module of its own (comfyless/commands/, demo.py, regress/):
+# name -> ("module:function", help). Each function takes argv (list[str]) and returns an exit
+# code. A missing or misspelt module is an ImportError when this module is imported (below).
+EXTERNAL: dict[str, tuple[str, str]] = {
+    "make-checkpoint": ("comfyless.commands.make_checkpoint:cli_main",
                         "write a tiny/small/full random-weight SD checkpoint"),
-    "demo": ("demo.py", "comfyless.demo:cli_main", "train a small LoRA end to end on the CPU"),
-    "test": ("regress/cli.py", "comfyless.regress.cli:cli_main",
+    "demo": ("comfyless.demo:cli_main", "train a small LoRA end to end on the CPU"),
+    "test": ("comfyless.regress.cli:cli_main",
              "run a regression suite of workflows against golden outputs"),
 }
+
+
+def _check_external() -> None:
+    """Every EXTERNAL module exists (found, not imported: `validate` stays torch-free)."""
+    import importlib.util
+
+    for name, (target, _help) in EXTERNAL.items():
+        module = target.partition(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"comfyless command {name!r}: no module {module!r}", name=module)
+
+
+_check_external()
 
 
 class UsageError(Exception):
@@ -411,11 +424,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
 
 def _external(name: str) -> Callable[[list[str]], int] | None:
     entry = EXTERNAL.get(name)
-    if entry is None or not (Path(__file__).parent / entry[0]).is_file():
+    if entry is None:
         return None
     import importlib
 
-    module, _, func = entry[1].partition(":")
+    module, _, func = entry[0].partition(":")
     return getattr(importlib.import_module(module), func)
 
 
@@ -426,9 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_args, _func, help_text) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text, description=help_text))
-    for name, (file, _target, help_text) in EXTERNAL.items():
-        if (Path(__file__).parent / file).is_file():
-            sub.add_parser(name, help=help_text, add_help=False)
+    for name, (_target, help_text) in EXTERNAL.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from comfyless.models.checkpoint import load_checkpoint, load_diffusion_model
-from comfyless.models.checkpoint_writer import cli_main, write_checkpoint
+from comfyless.models.checkpoint_writer import write_checkpoint
 from comfyless.typesys.errors import ModelLoadError
 from tests.floats import assert_close_scaled
 
@@ -95,13 +95,6 @@ def test_same_seed_same_file_other_seed_differs(tmp_path):
     key = f"{UNET}input_blocks.0.0.weight"
     # the writer's determinism (one code path, one process): bitwise
     assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
-
-
-def test_cli_make_checkpoint(tmp_path, capsys):
-    out = tmp_path / "cli.safetensors"
-    assert cli_main(["--arch", "sdxl", "--size", "tiny", "--seed", "3", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
-    assert load_checkpoint(out, load_clip=False, load_vae=False)[0].family == "sdxl"
 
 
 def test_diffusion_model_file_with_and_without_prefix(tmp_path, tiny_sd15_checkpoint):

@@ -1,0 +1,34 @@
+"""cli.EXTERNAL: each command lives in a module of its own, and a missing one is an error."""
+
+import importlib
+
+import pytest
+
+from comfyless import cli
+from comfyless.models.checkpoint import load_checkpoint
+
+
+@pytest.mark.parametrize("name", sorted(cli.EXTERNAL))
+def test_every_external_command_imports_to_a_function(name):
+    module, _, func = cli.EXTERNAL[name][0].partition(":")
+    assert callable(getattr(importlib.import_module(module), func))
+    assert name in cli.build_parser().format_help()
+
+
+def test_missing_command_module_is_an_import_error(monkeypatch):
+    monkeypatch.setitem(cli.EXTERNAL, "nope", ("comfyless.commands.no_such_command:cli_main", ""))
+    with pytest.raises(ImportError, match="no_such_command"):
+        cli._check_external()
+
+
+def test_make_checkpoint_command_writes_a_loadable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    assert cli.main(["make-checkpoint", "--arch", "sdxl", "--size", "tiny", "--seed", "3",
+                     str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert load_checkpoint(out, load_clip=False, load_vae=False)[0].family == "sdxl"
+
+
+def test_models_package_owns_no_command():
+    writer = importlib.import_module("comfyless.models.checkpoint_writer")
+    assert not hasattr(writer, "cli_main")
