@@ -10,8 +10,8 @@ import importlib
 
 from ..typesys.schema import NodeRegistry
 
-# One module per family. A module listed here that does not exist yet is skipped, so families
-# can land one at a time.
+# One module per family, each exporting NODES. A listed module that does not exist is an
+# ImportError when the registry is built (at import), never a silently missing family.
 FAMILIES = (
     "primitives",
     "loaders",
@@ -34,12 +34,7 @@ def build_registry() -> NodeRegistry:
     """A fresh registry of every shipped node (duplicate class_type -> SchemaError)."""
     registry = NodeRegistry()
     for family in FAMILIES:
-        try:
-            module = importlib.import_module(f"{__name__}.{family}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{family}":
-                continue
-            raise
+        module = importlib.import_module(f"{__name__}.{family}")  # missing -> an error
         for node in module.NODES:
             registry.register(node)
     return registry
