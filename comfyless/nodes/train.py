@@ -115,11 +115,11 @@ class TrainLoraNode(Node):
         from ..lora.weights import LoraWeights
 
         node = ctx.node_id
-        values = {k: _first(v) for k, v in args.items() if k in _SCALARS}
-        values["existing_lora"] = _first(existing_lora)
+        values = {k: _unwrap_list(v) for k, v in args.items() if k in _SCALARS}
+        values["existing_lora"] = _unwrap_list(existing_lora)
         cfg = _config(values, node)
         existing, prior = _existing(ctx, values.get("existing_lora", NO_LORA))
-        model = _first(model)
+        model = _unwrap_list(model)
 
         def progress(step: int, total: int, loss: float) -> None:
             ctx.progress(step, total, loss=loss)
@@ -134,7 +134,7 @@ class TrainLoraNode(Node):
         return lora, {"loss": result.losses}, steps
 
 
-def _first(value: Any) -> Any:
+def _unwrap_list(value: Any) -> Any:
     return value[0] if isinstance(value, list | tuple) else value
 
 

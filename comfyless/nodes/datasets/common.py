@@ -10,7 +10,7 @@ from ...typesys.types import COMBO, INT
 SEED_MAX = 2**64 - 1
 
 
-def _with_signature(execute, inputs: tuple[Input, ...]):
+def with_signature(execute, inputs: tuple[Input, ...]):
     """Give a generic `execute(ctx, **kw)` the signature of its inputs (for introspection)."""
     import inspect
 
@@ -20,16 +20,16 @@ def _with_signature(execute, inputs: tuple[Input, ...]):
     return staticmethod(execute)
 
 
-def _folder_input(tooltip: str = "a sub-folder of input/") -> Input:
+def folder_input(tooltip: str = "a sub-folder of input/") -> Input:
     return Input("folder", COMBO, choices_from="input", choices_dirs_only=True, tooltip=tooltip)
 
 
-def _seed_input() -> Input:
+def seed_input() -> Input:
     return Input("seed", INT, default=0, min=0, max=SEED_MAX, control_after_generate=True)
 
 
 
-def _first(values: list, name: str) -> Any:
+def single_value(values: list, name: str) -> Any:
     """The single value of a widget/socket input of an input-list node."""
     if not values:
         raise ValueError(f"input '{name}': no value")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ...typesys.schema import Input, Node, NodeSchema, Output
 from ...typesys.types import CLIP, COMBO, CONDITIONING, IMAGE, INT, STRING
-from .common import _first, _folder_input
+from .common import folder_input, single_value
 from .training_data import encode_texts
 
 RESIZE_METHODS = ("None", "Stretch", "Crop", "Pad")
@@ -82,7 +82,7 @@ class LoadImageDataSetFromFolder(Node):
         "LoadImageDataSetFromFolder",
         display_name="Load Image (from Folder)",
         category="image",
-        inputs=(_folder_input(),),
+        inputs=(folder_input(),),
         outputs=(Output("images", IMAGE, is_list=True),),
         experimental=True,
     )
@@ -99,7 +99,7 @@ class LoadImageTextDataSetFromFolder(Node):
         "LoadImageTextDataSetFromFolder",
         display_name="Load Image-Text (from Folder)",
         category="image",
-        inputs=(_folder_input(),),
+        inputs=(folder_input(),),
         outputs=(Output("images", IMAGE, is_list=True), Output("texts", STRING, is_list=True)),
         experimental=True,
     )
@@ -161,7 +161,7 @@ class LoadImageSetNode(Node):
         if not images:
             raise ValueError("input 'images': no image files chosen")
         paths = [ctx.find("input", name, input_name="images") for name in images]
-        method = _first(resize_method or ["None"], "resize_method")
+        method = single_value(resize_method or ["None"], "resize_method")
         return (_legacy_batch(_load_all(ctx, paths), list(images), method),)
 
 
@@ -172,7 +172,7 @@ class LoadImageSetFromFolderNode(Node):
         "LoadImageSetFromFolderNode",
         display_name="Load Image Dataset from Folder",
         category="loaders",
-        inputs=(_folder_input("the folder to load images from"), _resize_method_input()),
+        inputs=(folder_input("the folder to load images from"), _resize_method_input()),
         outputs=(Output("IMAGE", IMAGE),),
         experimental=True,
     )
@@ -197,7 +197,7 @@ class LoadImageTextSetFromFolderNode(Node):
         display_name="Load Image and Text Dataset from Folder",
         category="loaders",
         inputs=(
-            _folder_input("the folder to load images from"),
+            folder_input("the folder to load images from"),
             Input("clip", CLIP, tooltip="the CLIP model used to encode the captions"),
             _resize_method_input(),
             Input("width", INT, default=-1, min=-1, max=10000, step=1, optional=True,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...typesys.schema import Input, Node, NodeSchema, Output
 from ...typesys.types import FLOAT, IMAGE, INT, STRING
-from .common import _first, _seed_input, _with_signature
+from .common import seed_input, single_value, with_signature
 
 
 def _permutation(seed: int, n: int) -> list[int]:
@@ -23,7 +23,7 @@ class ShuffleDataset(Node):
         "ShuffleDataset",
         display_name="Shuffle Images List",
         category="image/batch",
-        inputs=(Input("images", IMAGE), _seed_input()),
+        inputs=(Input("images", IMAGE), seed_input()),
         outputs=(Output("images", IMAGE, is_list=True),),
         is_input_list=True,
         experimental=True,
@@ -31,7 +31,7 @@ class ShuffleDataset(Node):
 
     @staticmethod
     def execute(ctx, images: list, seed: list):
-        order = _permutation(_first(seed, "seed"), len(images))
+        order = _permutation(single_value(seed, "seed"), len(images))
         return ([images[i] for i in order],)
 
 
@@ -42,7 +42,7 @@ class ShuffleImageTextDataset(Node):
         "ShuffleImageTextDataset",
         display_name="Shuffle Pairs of Image-Text",
         category="image/batch",
-        inputs=(Input("images", IMAGE), Input("texts", STRING, force_input=True), _seed_input()),
+        inputs=(Input("images", IMAGE), Input("texts", STRING, force_input=True), seed_input()),
         outputs=(Output("images", IMAGE, is_list=True), Output("texts", STRING, is_list=True)),
         is_input_list=True,
         experimental=True,
@@ -53,7 +53,7 @@ class ShuffleImageTextDataset(Node):
         if len(images) != len(texts):
             raise ValueError(f"inputs 'images' and 'texts': {len(images)} images but "
                              f"{len(texts)} texts; they must pair one to one")
-        order = _permutation(_first(seed, "seed"), len(images))
+        order = _permutation(single_value(seed, "seed"), len(images))
         return [images[i] for i in order], [texts[i] for i in order]
 
 
@@ -87,7 +87,7 @@ class ImageDeduplication(Node):
     def execute(ctx, images: list, similarity_threshold: list):
         from .. import _images
 
-        threshold = _first(similarity_threshold, "similarity_threshold")
+        threshold = single_value(similarity_threshold, "similarity_threshold")
         kept, hashes = [], []
         for batch in images:
             for sample in _images.samples(batch):
@@ -124,7 +124,7 @@ class ImageGrid(Node):
 
         from .. import _images
 
-        cols, cw, ch, pad = (_first(v, n) for v, n in (
+        cols, cw, ch, pad = (single_value(v, n) for v, n in (
             (columns, "columns"), (cell_width, "cell_width"), (cell_height, "cell_height"),
             (padding, "padding")))
         cells = [s for batch in images for s in _images.samples(batch)]
@@ -153,7 +153,7 @@ def _merge_node(class_type: str, display: str, io) -> type[Node]:
         def execute(ctx, **kw):
             return (list(kw[name]),)
 
-        execute = _with_signature(execute, schema.inputs)
+        execute = with_signature(execute, schema.inputs)
 
     Merge.__name__ = Merge.__qualname__ = class_type
     Merge.__doc__ = display

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...typesys.schema import Input, Node, NodeSchema
 from ...typesys.types import COMBO, IMAGE, STRING
-from .common import _first
+from .common import single_value
 
 SAVE_MODES = ("overwrite", "increment")
 
@@ -72,8 +72,9 @@ class SaveImageDataSetToFolder(Node):
     def execute(ctx, images: list, folder_name: list, filename_prefix: list, mode: list):
         from ...typesys.schema import Result
 
-        ui = _save_dataset_images(ctx, images, None, _first(folder_name, "folder_name"),
-                                  _first(filename_prefix, "filename_prefix"), _first(mode, "mode"))
+        ui = _save_dataset_images(
+            ctx, images, None, single_value(folder_name, "folder_name"),
+            single_value(filename_prefix, "filename_prefix"), single_value(mode, "mode"))
         return Result((), ui)
 
 
@@ -97,8 +98,9 @@ class SaveImageTextDataSetToFolder(Node):
                 filename_prefix: list, mode: list):
         from ...typesys.schema import Result
 
-        ui = _save_dataset_images(ctx, images, texts, _first(folder_name, "folder_name"),
-                                  _first(filename_prefix, "filename_prefix"), _first(mode, "mode"))
+        ui = _save_dataset_images(
+            ctx, images, texts, single_value(folder_name, "folder_name"),
+            single_value(filename_prefix, "filename_prefix"), single_value(mode, "mode"))
         return Result((), ui)
 
 

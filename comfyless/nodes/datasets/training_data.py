@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...typesys.schema import Input, Node, NodeSchema, Output
 from ...typesys.types import CLIP, COMBO, CONDITIONING, IMAGE, INT, LATENT, STRING, VAE
-from .common import _first
+from .common import single_value
 
 
 def encode_texts(ctx, clip, texts: list[str]) -> list[list]:
@@ -67,7 +67,7 @@ class MakeTrainingDataset(Node):
         if not pixels:
             raise ValueError("input 'images': the image list is empty")
         captions = _pair_texts(texts, len(pixels))
-        encoder = _first(vae, "vae")
+        encoder = single_value(vae, "vae")
         encoded: dict = {}
         latents = []
         with torch.no_grad():
@@ -76,7 +76,7 @@ class MakeTrainingDataset(Node):
                     encoded[key] = _encode_image(encoder, p[..., :3])
                 latents.append({"samples": encoded[key]})
                 ctx.progress(i + 1, len(pixels), stage="vae")
-            conditioning = encode_texts(ctx, _first(clip, "clip"), captions)
+            conditioning = encode_texts(ctx, single_value(clip, "clip"), captions)
         return latents, conditioning
 
 
@@ -171,8 +171,8 @@ class SaveTrainingDataset(Node):
         if len(latents) != len(conditioning):
             raise ValueError(f"inputs 'latents' and 'conditioning': {len(latents)} latents but "
                              f"{len(conditioning)} conditionings; they must pair one to one")
-        folder = _dataset_folder(ctx, _first(folder_name, "folder_name"))
-        _dataset_files.save_dataset(folder, latents, conditioning, _first(shard_size,
+        folder = _dataset_folder(ctx, single_value(folder_name, "folder_name"))
+        _dataset_files.save_dataset(folder, latents, conditioning, single_value(shard_size,
                                                                           "shard_size"))
         return ()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...typesys.schema import Input, Node, NodeSchema, Output
 from ...typesys.types import FLOAT, IMAGE, INT, STRING
-from .common import _seed_input, _with_signature
+from .common import seed_input, with_signature
 
 
 def _per_sample(images, transform) -> Any:
@@ -39,7 +39,7 @@ def _image_node(class_type: str, display: str, category: str, params: tuple[Inpu
         def execute(ctx, images, **kw):
             return (transform(images, **kw),)
 
-        execute = _with_signature(execute, schema.inputs)
+        execute = with_signature(execute, schema.inputs)
 
     ImageNode.__name__ = ImageNode.__qualname__ = class_type
     ImageNode.__doc__ = display
@@ -107,7 +107,7 @@ CenterCropImages = _image_node(
 )
 RandomCropImages = _image_node(
     "RandomCropImages", "Crop Image (Random)", "image/transform",
-    (_size("width", 512), _size("height", 512), _seed_input()), _random_crop,
+    (_size("width", 512), _size("height", 512), seed_input()), _random_crop,
 )
 NormalizeImages = _image_node(
     "NormalizeImages", "Normalize Image Colors", "image/color",
@@ -148,7 +148,7 @@ def _text_node(class_type: str, display: str, params: tuple[Input, ...], transfo
         def execute(ctx, texts: str, **kw):
             return (transform(texts, **kw),)
 
-        execute = _with_signature(execute, schema.inputs)
+        execute = with_signature(execute, schema.inputs)
 
     TextNode.__name__ = TextNode.__qualname__ = class_type
     TextNode.__doc__ = display
