@@ -34,9 +34,3 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, *, rtol: f
     atol = atol_rel * (magnitude(actual, expected) if scale is None else scale)
     torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=msg)
 
-
-def close_scaled(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4,
-                 atol_rel: float = 1e-5) -> bool:
-    """The boolean form of `assert_close_scaled` (shapes must broadcast)."""
-    atol = atol_rel * magnitude(actual, expected)
-    return bool(torch.allclose(actual, expected, rtol=rtol, atol=atol))
