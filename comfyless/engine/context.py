@@ -1,7 +1,8 @@
 """RunContext: everything a node may touch besides its inputs.
 
-Files (base dir folders), progress events, the interrupt flag and seeded RNG all go through
-the context, never module globals, so a test can hand a node a context over `tmp_path`.
+Files (base dir folders), progress events and the interrupt flag all go through the context,
+never module globals, so a test can hand a node a context over `tmp_path`. Randomness comes
+from each node's own seed input (a torch.Generator it seeds), never the global RNG.
 
 State: `paths` (folders), `listeners` (progress callbacks), `interrupt` (set by Ctrl-C; nodes
 call `check_interrupt()` at step boundaries), `node_id`/`class_type` of the node now running,
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..typesys.errors import Interrupted, InvalidValue
 from ..files import write_atomic  # noqa: F401  (re-exported: moved to comfyless.files)
+from ..typesys.errors import Interrupted, InvalidValue
 from .paths import BasePaths, check_relative_name, ensure_inside
 
 
@@ -72,16 +73,6 @@ class RunContext:
     def check_interrupt(self) -> None:
         if self.interrupt.is_set():
             raise Interrupted("interrupted by the user", node_id=self.node_id)
-
-    # -- randomness -----------------------------------------------------------------------
-    @staticmethod
-    def generator(seed: int, device: str = "cpu"):
-        """A torch.Generator seeded from a node's own seed input (never the global RNG)."""
-        import torch
-
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-        return gen
 
     # -- files ----------------------------------------------------------------------------
     def find(self, kind: str, name: str, input_name: str | None = None) -> Path:
