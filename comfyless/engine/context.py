@@ -21,7 +21,7 @@ from typing import Any
 
 from ..files import write_atomic  # noqa: F401  (re-exported: moved to comfyless.files)
 from ..typesys.errors import Interrupted, InvalidValue
-from .paths import BasePaths, check_relative_name, ensure_inside
+from .paths import BasePaths, check_write_target, ensure_inside
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,16 @@ class RunContext:
         The counter is 1 + the highest counter already used by that exact name pattern, so an
         earlier file is never overwritten (ComfyUI's SaveLoRA can overwrite; we do not).
         """
-        check_relative_name(prefix, node_id=self.node_id, input_name=input_name)
+        where = {"node_id": self.node_id, "input_name": input_name}
         root = self.paths.folders(folder)[0]
-        target_dir = (root / prefix).parent
-        base = Path(prefix).name
+        # Checked before mkdir: a sub-folder that is a link out of `root` is refused, never
+        # followed (validation did the same for constant prefixes; this covers linked ones).
+        target = check_write_target(root, prefix, **where)
+        target_dir, base = target.parent, target.name
         if not base:
-            raise InvalidValue("empty file name prefix", node_id=self.node_id,
-                               input_name=input_name)
+            raise InvalidValue("empty file name prefix", **where)
         target_dir.mkdir(parents=True, exist_ok=True)
-        ensure_inside(target_dir, root, node_id=self.node_id, input_name=input_name)
+        ensure_inside(target_dir, root, **where)  # a link swapped in meanwhile
         pattern = re.compile(re.escape(base) + r"_(\d+)_" + re.escape(ext) + "$")
         used = [int(m.group(1)) for p in target_dir.iterdir() if (m := pattern.match(p.name))]
         counter = max(used, default=0) + 1

@@ -1,8 +1,14 @@
 """Where files live: a base directory in ComfyUI's layout, plus extra_model_paths.yaml.
 
 Layout under the base dir: models/<kind>/, input/, output/, temp/. A name given by a workflow
-is always relative to one of a kind's folders and may never leave it (no `..`, no absolute
-paths, no symlinks pointing outside).
+is always relative to one of a kind's folders: no `..`, no absolute paths.
+
+Links, as ComfyUI treats them (DECISIONS.md "Files, links and older workflows"):
+- Reading: a file or folder the user linked into a model/input folder is part of that folder,
+  wherever the link points (shared model stores). Listings follow links; a link loop is
+  listed once, a dangling link not at all.
+- Writing (output/, temp/, datasets/): never through a link that leads out of the folder
+  (`check_write_target`), so a save can only ever create files under the folder itself.
 """
 
 from __future__ import annotations
@@ -81,42 +87,36 @@ class BasePaths:
         return found
 
     def list_files(self, kind: str, extensions: tuple[str, ...] | None = None) -> list[str]:
-        """Sorted, '/'-separated names of the files of `kind`, relative to their folder."""
+        """Sorted, '/'-separated names of the files of `kind`, relative to their folder.
+
+        Links are followed (a linked file or folder is listed under the link's name)."""
         if extensions is None:
             extensions = IMAGE_EXTENSIONS if kind == "input" else MODEL_EXTENSIONS
         names: set[str] = set()
         for folder in self.folders(kind):
-            if not folder.is_dir():
-                continue
-            for root, dirs, files in os.walk(folder, followlinks=True):
-                dirs.sort()
-                rel = Path(root).relative_to(folder)
-                for name in files:
-                    if name.lower().endswith(extensions):
-                        names.add((rel / name).as_posix())
+            for rel, entry, is_dir in _walk(folder):
+                if not is_dir and entry.name.lower().endswith(extensions):
+                    names.add(rel)
         return sorted(names)
 
     def list_dirs(self, kind: str) -> list[str]:
-        """Sorted, '/'-separated sub-folders (recursive) of the folders of `kind`."""
+        """Sorted, '/'-separated sub-folders (recursive, links followed) of `kind`'s folders."""
         names: set[str] = set()
         for folder in self.folders(kind):
-            if not folder.is_dir():
-                continue
-            for root, dirs, _files in os.walk(folder, followlinks=True):
-                dirs.sort()
-                for d in dirs:
-                    names.add((Path(root).relative_to(folder) / d).as_posix())
+            names.update(rel for rel, _entry, is_dir in _walk(folder) if is_dir)
         return sorted(names)
 
     def find(self, kind: str, name: str, *, node_id: str | None = None,
              input_name: str | None = None) -> Path:
-        """The existing file or folder `name` of `kind`; clear errors for escapes and misses."""
+        """The existing file or folder `name` of `kind`; clear errors for escapes and misses.
+
+        `name` may lead through links (that is how a shared store is linked in); it may not
+        be absolute or contain `..`, so it can only name what the folder's listing shows."""
         where = {"node_id": node_id, "input_name": input_name}
         check_relative_name(name, **where)
         for folder in self.folders(kind):
             candidate = folder / name
             if candidate.exists():
-                ensure_inside(candidate, folder, **where)
                 return candidate
         present = self.list_files(kind) if kind != "input" else self.list_files(kind)
         shown = ", ".join(present[:20]) or "nothing"
@@ -140,13 +140,64 @@ def check_relative_name(name: str, *, node_id: str | None = None,
 
 def ensure_inside(path: Path, folder: Path, *, node_id: str | None = None,
                   input_name: str | None = None) -> None:
-    """Refuse a path that resolves (through symlinks) outside `folder`."""
+    """Refuse a path that resolves (through symlinks) outside `folder`. For writes only:
+    reading follows links wherever they point."""
     real, root = path.resolve(), folder.resolve()
     if real != root and root not in real.parents:
         raise InvalidValue(
-            f"path {str(path)!r} resolves to {str(real)!r}, outside {str(root)!r}",
+            f"path {str(path)!r} resolves to {str(real)!r}, outside {str(root)!r}; files are "
+            f"only written inside that folder, never through a link out of it",
             node_id=node_id, input_name=input_name,
         )
+
+
+def check_write_target(root: Path, name: str, *, node_id: str | None = None,
+                       input_name: str | None = None) -> Path:
+    """`root / name` for a file or folder about to be written; nothing is created.
+
+    Refused (InvalidValue): an absolute name, a `..` part, and any existing part of the path
+    (a sub-folder, or a link, dangling or not) that resolves outside `root`, e.g. a prefix
+    `loras/x` when output/loras is a link to another disk. `root` itself may be a link (an
+    output folder kept elsewhere): the check is against where it resolves.
+    """
+    check_relative_name(name, node_id=node_id, input_name=input_name)
+    current = root
+    for part in Path(name).parts:
+        current = current / part
+        if not (current.is_symlink() or current.exists()):
+            break  # nothing below a missing part exists yet: mkdir will create real folders
+        ensure_inside(current, root, node_id=node_id, input_name=input_name)
+    return root / name
+
+
+def _walk(folder: Path, rel: str = "", ancestors: frozenset = frozenset()):
+    """(relative name, entry, is_dir) for everything under `folder`, links followed.
+
+    A folder that is one of its own ancestors (a link loop) is not entered again, so a loop
+    ends instead of repeating names until the OS refuses; dangling links are skipped (they
+    name nothing that could be read). The same store linked twice is listed under both names.
+    """
+    try:
+        st = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    inner = ancestors | {(st.st_dev, st.st_ino)}
+    for entry in entries:
+        name = f"{rel}{entry.name}"
+        try:
+            is_dir = entry.is_dir()  # follows links
+            if not is_dir and not entry.is_file():
+                continue  # dangling link, socket, ...
+            if is_dir:
+                target = entry.stat()  # follows links
+                if (target.st_dev, target.st_ino) in inner:
+                    continue  # a link back to a folder above: a loop
+        except OSError:
+            continue
+        yield name, entry, is_dir
+        if is_dir:
+            yield from _walk(Path(entry.path), name + "/", inner)
 
 
 def read_extra_model_paths(yaml_file: Path) -> dict[str, list[Path]]:

@@ -23,6 +23,7 @@ Workflows are duck-typed: a mapping id -> node with `.class_type`, `.inputs` and
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,9 @@ from ..typesys.errors import (
 from ..typesys.schema import Input, Node, NodeRegistry, NodeSchema
 from . import graph
 from .load import Link, remap_legacy_slot
-from .paths import BasePaths, check_relative_name
+from .paths import BasePaths, check_write_target
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -144,10 +147,7 @@ class _Checker:
         prefix = _where(node_id, schema.class_type)
         for inp in schema.inputs:
             if inp.name not in inputs:
-                if not inp.optional:
-                    self.errors.append(MissingInput(
-                        f"{prefix} input '{inp.name}': required input is missing "
-                        f"(expected {inp.type.name})", node_id=node_id, input_name=inp.name))
+                self._absent(prefix, planned, inp)
                 continue
             value = inputs[inp.name]
             link = link_of(value)
@@ -161,6 +161,20 @@ class _Checker:
                     planned.constants[inp.name] = converted
         self._custom_check(prefix, planned, inputs)
         return planned
+
+    def _absent(self, prefix: str, planned: PlannedNode, inp: Input) -> None:
+        """An input the workflow leaves out: fine if optional; the default if ComfyUI added
+        it after the workflow was saved (`added_in`); else required_input_missing."""
+        if inp.optional:
+            return
+        if inp.added_in is not None:
+            log.info("%s: input '%s' missing (added in ComfyUI on %s; the workflow is older), "
+                     "using default %r", prefix, inp.name, inp.added_in, inp.default)
+            planned.constants[inp.name] = inp.default
+            return
+        self.errors.append(MissingInput(
+            f"{prefix} input '{inp.name}': required input is missing "
+            f"(expected {inp.type.name})", node_id=planned.node_id, input_name=inp.name))
 
     def _check_link(self, prefix: str, node_id: str, inp: Input, link: tuple[str, int],
                     known: dict[str, type[Node]]) -> tuple[str, int] | None:
@@ -207,20 +221,16 @@ class _Checker:
         return self._check_one(prefix, node_id, inp, value)
 
     def _check_one(self, prefix: str, node_id: str, inp: Input, value: Any) -> tuple[bool, Any]:
+        # A file choice is a name from the folder's listing, which follows links but never
+        # holds `..` or an absolute path: those are simply not in the list (value_not_in_list).
         choices = None
         if inp.choices_from is not None:
-            if isinstance(value, str) and value not in inp.extra_choices:
-                try:
-                    check_relative_name(value, node_id=node_id, input_name=inp.name)
-                except WorkflowError as err:
-                    self.errors.append(_locate(err, prefix))
-                    return False, value
             choices = self._listing(inp) + inp.extra_choices
         converted, err = check_value(inp, value, node_id=node_id, choices=choices)
-        if err is None and inp.choices_from is not None and converted not in inp.extra_choices:
-            err = self._escapes(inp, converted, node_id)
         if isinstance(err, NotInChoices) and inp.choices_from is not None:
             err = self._missing_file(inp, converted, node_id, choices or ())
+        if err is None and inp.save_to is not None and isinstance(converted, str):
+            err = self._unwritable(inp, converted, node_id)
         if err is not None:
             self.errors.append(_locate(err, prefix))
             return False, converted
@@ -232,8 +242,12 @@ class _Checker:
         folders = ", ".join(str(f) for f in self.paths.folders(inp.choices_from))
         near = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.5)
         shown = ", ".join(near or choices[:10]) or "none"
+        text = str(name)
+        escapes = text.startswith(("/", "\\")) or ".." in text.replace("\\", "/").split("/") \
+            or (len(text) > 1 and text[1] == ":")
+        why = (" (names are relative to the folder: no '..', not absolute)" if escapes else "")
         return NotInChoices(
-            f"input '{inp.name}': {what} {name!r} not found in {folders} "
+            f"input '{inp.name}': {what} {name!r} not found in {folders}{why} "
             f"({'nearest' if near else 'present'}: {shown})",
             node_id=node_id, input_name=inp.name, received_value=name)
 
@@ -248,11 +262,16 @@ class _Checker:
             self.listings[key] = tuple(found)
         return self.listings[key]
 
-    def _escapes(self, inp: Input, name: str, node_id: str) -> WorkflowError | None:
-        """A listed name may still be a symlink out of its folder: refuse that too."""
+    def _unwritable(self, inp: Input, name: str, node_id: str) -> WorkflowError | None:
+        """A save prefix/folder that would leave its folder (`..`, absolute, a link out) is
+        refused now, not after the training it would have saved."""
+        root = self.paths.folders(inp.save_to)[0]
         try:
-            self.paths.find(inp.choices_from, name, node_id=node_id, input_name=inp.name)
+            check_write_target(root, name, node_id=node_id, input_name=inp.name)
         except WorkflowError as err:
+            err.message = (f"input '{inp.name}': {err.message} (checked before running, so "
+                           f"nothing is computed only to be refused when saving)")
+            err.args = (err.message,)
             return err
         return None
 

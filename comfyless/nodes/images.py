@@ -36,7 +36,7 @@ class SaveImage(Node):
         category="image",
         inputs=(
             Input("images", IMAGE),
-            Input("filename_prefix", STRING, default="ComfyUI",
+            Input("filename_prefix", STRING, default="ComfyUI", save_to="output",
                   tooltip="relative to output/; may hold %batch_num%, %year%, %width%, ..."),
         ),
         # Since 2026-06 SaveImage also passes its images on.

@@ -111,7 +111,7 @@ class LoraModelLoader(Node):
             Input("model", MODEL, tooltip="The diffusion model the LoRA will be applied to."),
             Input("lora", LORA_MODEL, tooltip="The LoRA model to apply to the diffusion model."),
             _strength("strength_model", step=None),
-            Input("bypass", BOOLEAN, default=False,
+            Input("bypass", BOOLEAN, default=False, added_in="2026-01-25",
                   tooltip="Run the adapters as forward hooks instead of merging them."),
         ),
         outputs=(Output("model", MODEL),),

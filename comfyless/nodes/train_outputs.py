@@ -59,7 +59,7 @@ class SaveLoRA(Node):
         category="model/merging",
         inputs=(
             Input("lora", LORA_MODEL, tooltip="the LoRA weights to save"),
-            Input("prefix", STRING, default=LORA_PREFIX,
+            Input("prefix", STRING, default=LORA_PREFIX, save_to="output",
                   tooltip="file name prefix, relative to output/"),
             Input("steps", INT, optional=True, tooltip="training steps, used in the file name"),
         ),
@@ -81,7 +81,7 @@ class SaveLoRANode(Node):
         category="loaders",
         inputs=(
             Input("lora", LORA_MODEL),
-            Input("prefix", STRING, default=LORA_PREFIX),
+            Input("prefix", STRING, default=LORA_PREFIX, save_to="output"),
             Input("steps", INT, optional=True, force_input=True),
         ),
         output_node=True,
@@ -110,7 +110,7 @@ class LossGraphNode(Node):
         category="model/training",
         inputs=(
             Input("loss", LOSS_MAP),
-            Input("filename_prefix", STRING, default="loss_graph"),
+            Input("filename_prefix", STRING, default="loss_graph", save_to="output"),
         ),
         output_node=True,
         experimental=True,

@@ -6,6 +6,7 @@ validator, the cache, the UI-format converter and `comfyless nodes` everything t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
@@ -21,6 +22,10 @@ class _NoDefault:
 
 NO_DEFAULT: Any = _NoDefault()
 
+# The folder kinds files are written to (engine/paths.py); `Input.save_to` names one.
+SAVE_FOLDERS = ("output", "temp", "datasets")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 @dataclass(frozen=True)
 class Input:
@@ -30,6 +35,12 @@ class Input:
     choices are the files found there, resolved at validation time; `extra_choices` are fixed
     values added after them (e.g. "[None]"). `control_after_generate` marks INT inputs after
     which the UI stores an extra control value in widgets_values (seed inputs always have it).
+
+    `added_in`: when ComfyUI gave the node this input (the date of the change in the spec's
+    history tables, e.g. "2026-01-25"). A workflow saved before then leaves it out; it then
+    takes `default` (required), with one log line, instead of failing as a missing input.
+    `save_to`: this STRING names a file prefix or folder to be written under that folder kind
+    ("output", "temp", "datasets"); validation refuses one that would leave the folder.
     """
 
     name: str
@@ -51,6 +62,8 @@ class Input:
     image_upload: bool = False
     display_name: str | None = None
     tooltip: str = ""
+    added_in: str | None = None
+    save_to: str | None = None
 
     @property
     def is_widget(self) -> bool:
@@ -127,6 +140,14 @@ def _schema_problems(schema: NodeSchema):
     for inp in schema.inputs:
         if inp.type.name == "COMBO" and inp.choices is None and inp.choices_from is None:
             yield f"input {inp.name}: COMBO needs choices or choices_from"
+        if inp.added_in is not None and inp.default is NO_DEFAULT:
+            yield f"input {inp.name}: added_in needs a default (what older workflows get)"
+        if inp.added_in is not None and not _DATE.fullmatch(inp.added_in):
+            yield f"input {inp.name}: added_in {inp.added_in!r} is not a YYYY-MM-DD date"
+        if inp.save_to is not None and (inp.type.name != "STRING"
+                                        or inp.save_to not in SAVE_FOLDERS):
+            yield (f"input {inp.name}: save_to needs a STRING input and one of "
+                   f"{', '.join(SAVE_FOLDERS)}")
         if inp.default is NO_DEFAULT:
             continue
         if inp.min is not None and inp.default < inp.min:

@@ -47,8 +47,10 @@ def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str
 
 def _save_folder_inputs() -> tuple[Input, ...]:
     return (
-        Input("folder_name", STRING, default="dataset", tooltip="sub-folder of output/"),
-        Input("filename_prefix", STRING, default="image"),
+        Input("folder_name", STRING, default="dataset", save_to="output",
+              tooltip="sub-folder of output/"),
+        # relative to output/<folder_name>/; checked as under output/ (no '..', no absolute)
+        Input("filename_prefix", STRING, default="image", save_to="output"),
         Input("mode", COMBO, default="overwrite", choices=SAVE_MODES,
               tooltip="overwrite: <prefix>_<index>.png; increment: a new run number each save"),
     )

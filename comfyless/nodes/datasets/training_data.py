@@ -155,7 +155,7 @@ class SaveTrainingDataset(Node):
         inputs=(
             Input("latents", LATENT),
             Input("conditioning", CONDITIONING),
-            Input("folder_name", STRING, default="training_dataset",
+            Input("folder_name", STRING, default="training_dataset", save_to="datasets",
                   tooltip="sub-folder of datasets/"),
             Input("shard_size", INT, default=1000, min=1, max=100000),
         ),
