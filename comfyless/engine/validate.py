@@ -10,7 +10,8 @@ every node's class_type is known (else the nearest known names); there is an out
 then, for the output nodes and their ancestors only (nothing else ever runs): required inputs
 present, links point at an existing node and output slot (legacy output layouts resolved by the
 consumer's type), linked types compatible, constants convertible and within min/max/choices
-(file choices listed from the base dir, and no path may escape its folder), the node's own
+(file choices listed from the base dir, links followed; save prefixes may not leave their folder;
+inputs ComfyUI added later take their default), the node's own
 `check` hook, and no dependency cycle. Inputs present in the workflow but not declared by the
 schema are ignored, as in ComfyUI. One deliberate difference: ComfyUI runs the valid outputs
 of a partly invalid prompt; comfyless refuses the whole workflow (pass `targets` to run a
