@@ -19,12 +19,12 @@ class LoadImage(Node):
 
     @staticmethod
     def execute(ctx, image: str):
-        from . import _images
+        from .impl import image_files
 
         path = ctx.find("input", image, input_name="image")
         if not path.is_file():
             raise ValueError(f"input 'image': {image!r} is a folder, expected an image file")
-        return _images.load_image_with_mask(path)
+        return image_files.load_image_with_mask(path)
 
 
 class SaveImage(Node):
@@ -46,10 +46,10 @@ class SaveImage(Node):
 
     @staticmethod
     def execute(ctx, images, filename_prefix: str = "ComfyUI"):
-        from . import _images
+        from .impl import image_files
 
-        saved = _images.save_images(ctx, images, filename_prefix, folder="output",
-                                    compress_level=4)
+        saved = image_files.save_images(ctx, images, filename_prefix, folder="output",
+                                        compress_level=4)
         return Result((images,), {"images": saved})
 
 
@@ -67,10 +67,10 @@ class PreviewImage(Node):
 
     @staticmethod
     def execute(ctx, images):
-        from . import _images
+        from .impl import image_files
 
-        saved = _images.save_images(ctx, images, _images.temp_prefix(), folder="temp",
-                                    compress_level=1)
+        saved = image_files.save_images(ctx, images, image_files.temp_prefix(), folder="temp",
+                                        compress_level=1)
         return Result((), {"images": saved})
 
 

@@ -36,7 +36,7 @@ def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
     from .. import __version__
     from ..engine.context import write_atomic
     from ..lora.weights import metadata_of, save_safetensors_deterministic
-    from ._images import expand_prefix, ui_entry
+    from .impl.image_files import expand_prefix, ui_entry
 
     tensors = _lora_tensors(lora)
     metadata = {str(k): str(v) for k, v in metadata_of(lora).items()}
@@ -119,19 +119,19 @@ class LossGraphNode(Node):
     @staticmethod
     def execute(ctx, loss, filename_prefix: str = "loss_graph"):
         from ..engine.context import write_atomic
-        from . import _images
+        from .impl import image_files, loss_graph
 
-        values = _images.loss_values(loss)
-        smoothed = _images.smooth(values)
-        image = _images.render_loss_graph(values, smoothed)
-        name = _images.expand_prefix(filename_prefix, image.width, image.height)
+        values = loss_graph.loss_values(loss)
+        smoothed = loss_graph.smooth(values)
+        image = loss_graph.render_loss_graph(values, smoothed)
+        name = image_files.expand_prefix(filename_prefix, image.width, image.height)
         png, csv = _paired_paths(ctx, name)
-        info = _images.png_info(ctx.prompt, ctx.extra_pnginfo)
-        _images.save_png(png, image, info, compress_level=4)
-        text = _images.loss_csv(values, smoothed)
+        info = image_files.png_info(ctx.prompt, ctx.extra_pnginfo)
+        image_files.save_png(png, image, info, compress_level=4)
+        text = loss_graph.loss_csv(values, smoothed)
         write_atomic(csv, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         root = ctx.paths.folders("output")[0]
-        return Result((), {"images": [_images.ui_entry(png, root, "output")]})
+        return Result((), {"images": [image_files.ui_entry(png, root, "output")]})
 
 
 NODES = [SaveLoRA, SaveLoRANode, LossGraphNode]

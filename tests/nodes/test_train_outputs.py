@@ -178,7 +178,7 @@ def test_training_outputs_through_the_engine(tmp_path, builder):
 
 @pytest.mark.parametrize("lo, hi", [(1, 300), (0.0615, 0.4176), (0.45, 0.55), (1, 7), (3, 3)])
 def test_loss_graph_ticks_are_round_and_inside(lo, hi):
-    from comfyless.nodes._images import _ticks
+    from comfyless.nodes.impl.loss_graph import _ticks
 
     ticks = _ticks(lo, hi)
     assert 1 <= len(ticks) <= 13

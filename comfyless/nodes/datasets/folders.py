@@ -26,12 +26,12 @@ def _resolve_folder(ctx, folder: str, input_name: str = "folder"):
 
 def _image_files(ctx, folder: str) -> list:
     """Image files directly in the folder, sorted; an empty folder is an error naming it."""
-    from .. import _images
+    from ..impl import image_files
 
     path = _resolve_folder(ctx, folder)
-    files = _images.list_images(path)
+    files = image_files.list_images(path)
     if not files:
-        raise ValueError(f"input 'folder': no images ({', '.join(_images.DATASET_EXTENSIONS)}) "
+        raise ValueError(f"input 'folder': no images ({', '.join(image_files.DATASET_EXTENSIONS)}) "
                          f"in {str(path)!r}")
     return files
 
@@ -42,17 +42,17 @@ def _image_text_files(ctx, folder: str) -> list:
     Entries are visited in sorted name order; a repeat folder contributes its whole sorted
     list n times (a, b, a, b), so a shuffle later sees every repeat.
     """
-    from .. import _images
+    from ..impl import image_files
 
     path = _resolve_folder(ctx, folder)
     files = []
     for entry in sorted(path.iterdir(), key=lambda p: p.name):
         if entry.is_dir():
-            files += _images.list_images(entry) * _images.repeat_count(entry.name)
-        elif _images.is_dataset_image(entry):
+            files += image_files.list_images(entry) * image_files.repeat_count(entry.name)
+        elif image_files.is_dataset_image(entry):
             files.append(entry)
     if not files:
-        raise ValueError(f"input 'folder': no images ({', '.join(_images.DATASET_EXTENSIONS)}) "
+        raise ValueError(f"input 'folder': no images ({', '.join(image_files.DATASET_EXTENSIONS)}) "
                          f"in {str(path)!r} or its repeat sub-folders")
     return files
 
@@ -60,13 +60,13 @@ def _image_text_files(ctx, folder: str) -> list:
 def _load_all(ctx, files: list) -> list:
     """Each file as IMAGE [1, H, W, 3]; a repeated file is read once and its tensor shared
     (kohya repeats), so MakeTrainingDataset can encode it once too."""
-    from .. import _images
+    from ..impl import image_files
 
     loaded: dict = {}
     images = []
     for i, file in enumerate(files):
         if file not in loaded:
-            loaded[file] = _images.load_image(file)
+            loaded[file] = image_files.load_image(file)
         images.append(loaded[file])
         ctx.progress(i + 1, len(files))
     return images
@@ -106,10 +106,10 @@ class LoadImageTextDataSetFromFolder(Node):
 
     @staticmethod
     def execute(ctx, folder: str):
-        from .. import _images
+        from ..impl import image_files
 
         files = _image_text_files(ctx, folder)
-        return _load_all(ctx, files), [_images.read_caption(f) for f in files]
+        return _load_all(ctx, files), [image_files.read_caption(f) for f in files]
 
 
 # -- legacy (V1) nodes --------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def _legacy_batch(images: list, names: list[str], method: str, width: int = -1,
     """Stack into one IMAGE batch at a common size (the first image's, unless given)."""
     import torch
 
-    from .. import _images
+    from ..impl import image_ops
 
     first = images[0][0]
     w = width if width != -1 else first.shape[1]
@@ -133,7 +133,7 @@ def _legacy_batch(images: list, names: list[str], method: str, width: int = -1,
                 raise ValueError(
                     f"input 'resize_method': image {name!r} is {sample.shape[1]}x"
                     f"{sample.shape[0]}, expected {w}x{h}; choose Stretch, Crop or Pad")
-            sample = _images.fit(sample, w, h, method)
+            sample = image_ops.fit(sample, w, h, method)
         out.append(sample)
     return torch.stack(out)
 
@@ -214,14 +214,14 @@ class LoadImageTextSetFromFolderNode(Node):
                 height: int = -1):
         import torch
 
-        from .. import _images
+        from ..impl import image_files
 
         files = _image_text_files(ctx, folder)
         width, height = _legacy_size(width, "width"), _legacy_size(height, "height")
         names = [f.relative_to(_resolve_folder(ctx, folder)).as_posix() for f in files]
         batch = _legacy_batch(_load_all(ctx, files), names, resize_method, width, height)
         with torch.no_grad():
-            conds = encode_texts(ctx, clip, [_images.read_caption(f) for f in files])
+            conds = encode_texts(ctx, clip, [image_files.read_caption(f) for f in files])
         return batch, [entry for cond in conds for entry in cond]
 
 

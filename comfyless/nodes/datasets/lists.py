@@ -62,9 +62,9 @@ def _average_hash(sample) -> int:
     import numpy as np
     from PIL import Image
 
-    from .. import _images
+    from ..impl import image_ops
 
-    small = _images.to_pil(sample).convert("L").resize((8, 8), Image.Resampling.LANCZOS)
+    small = image_ops.to_pil(sample).convert("L").resize((8, 8), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.float32).ravel()
     return sum(1 << i for i, bit in enumerate(pixels > pixels.mean()) if bit)
 
@@ -85,12 +85,12 @@ class ImageDeduplication(Node):
 
     @staticmethod
     def execute(ctx, images: list, similarity_threshold: list):
-        from .. import _images
+        from ..impl import image_ops
 
         threshold = single_value(similarity_threshold, "similarity_threshold")
         kept, hashes = [], []
         for batch in images:
-            for sample in _images.samples(batch):
+            for sample in image_ops.samples(batch):
                 h = _average_hash(sample)
                 if all(1 - bin(h ^ k).count("1") / 64 < threshold for k in hashes):
                     kept.append(sample.unsqueeze(0))
@@ -122,19 +122,19 @@ class ImageGrid(Node):
                 padding: list):
         import torch
 
-        from .. import _images
+        from ..impl import image_ops
 
         cols, cw, ch, pad = (single_value(v, n) for v, n in (
             (columns, "columns"), (cell_width, "cell_width"), (cell_height, "cell_height"),
             (padding, "padding")))
-        cells = [s for batch in images for s in _images.samples(batch)]
+        cells = [s for batch in images for s in image_ops.samples(batch)]
         if not cells:
             raise ValueError("input 'images': no images to put in a grid")
         rows = -(-len(cells) // cols)
         grid = torch.zeros(rows * ch + (rows - 1) * pad, cols * cw + (cols - 1) * pad, 3)
         for i, cell in enumerate(cells):
             top, left = (i // cols) * (ch + pad), (i % cols) * (cw + pad)
-            grid[top:top + ch, left:left + cw] = _images.resize(cell[..., :3], cw, ch)
+            grid[top:top + ch, left:left + cw] = image_ops.resize(cell[..., :3], cw, ch)
         return (grid.unsqueeze(0),)
 
 

@@ -16,7 +16,7 @@ def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str
 
     from ...engine.context import write_atomic
     from ...engine.paths import check_relative_name, ensure_inside
-    from .. import _images
+    from ..impl import image_files, image_ops
 
     for value, name in ((folder_name, "folder_name"), (prefix, "filename_prefix")):
         check_relative_name(value, node_id=ctx.node_id, input_name=name)
@@ -24,7 +24,7 @@ def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str
     folder = root / folder_name
     folder.mkdir(parents=True, exist_ok=True)
     ensure_inside(folder, root, node_id=ctx.node_id, input_name="folder_name")
-    pixels = [s for batch in images for s in _images.samples(batch)]
+    pixels = [s for batch in images for s in image_ops.samples(batch)]
     if texts is not None and len(texts) != len(pixels):
         raise ValueError(f"inputs 'images' and 'texts': {len(pixels)} images but {len(texts)} "
                          "texts; they must pair one to one")
@@ -36,8 +36,8 @@ def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str
     entries = []
     for i, sample in enumerate(pixels):
         path = folder / f"{stem}_{i:05d}.png"
-        _images.save_png(path, _images.to_pil(sample), None, compress_level=4)
-        entries.append(_images.ui_entry(path, root, "output"))
+        image_files.save_png(path, image_ops.to_pil(sample), None, compress_level=4)
+        entries.append(image_files.ui_entry(path, root, "output"))
         if texts is not None:
             text = str(texts[i])
             write_atomic(path.with_suffix(".txt"),

@@ -59,11 +59,11 @@ class MakeTrainingDataset(Node):
     def execute(ctx, images: list, vae: list, clip: list, texts: list | None = None):
         import torch
 
-        from .. import _images
+        from ..impl import image_ops
 
         # (id of the list item, sample index): a repeated image (same tensor) is encoded once
         pixels = [((id(batch), k), s.unsqueeze(0)) for batch in images
-                  for k, s in enumerate(_images.samples(batch))]
+                  for k, s in enumerate(image_ops.samples(batch))]
         if not pixels:
             raise ValueError("input 'images': the image list is empty")
         captions = _pair_texts(texts, len(pixels))
@@ -166,14 +166,14 @@ class SaveTrainingDataset(Node):
 
     @staticmethod
     def execute(ctx, latents: list, conditioning: list, folder_name: list, shard_size: list):
-        from .. import _dataset_files
+        from ..impl import dataset_files
 
         if len(latents) != len(conditioning):
             raise ValueError(f"inputs 'latents' and 'conditioning': {len(latents)} latents but "
                              f"{len(conditioning)} conditionings; they must pair one to one")
         folder = _dataset_folder(ctx, single_value(folder_name, "folder_name"))
-        _dataset_files.save_dataset(folder, latents, conditioning, single_value(shard_size,
-                                                                          "shard_size"))
+        dataset_files.save_dataset(folder, latents, conditioning,
+                                   single_value(shard_size, "shard_size"))
         return ()
 
 
@@ -192,12 +192,12 @@ class LoadTrainingDataset(Node):
 
     @staticmethod
     def execute(ctx, folder_name: str):
-        from .. import _dataset_files
+        from ..impl import dataset_files
 
         folder = ctx.find("datasets", folder_name, input_name="folder_name")
         if not folder.is_dir():
             raise ValueError(f"input 'folder_name': {folder_name!r} is not a folder")
-        return _dataset_files.load_dataset(folder)
+        return dataset_files.load_dataset(folder)
 
 
 NODES = [MakeTrainingDataset, ResolutionBucket, SaveTrainingDataset, LoadTrainingDataset]

@@ -16,9 +16,9 @@ def _per_sample(images, transform) -> Any:
     """Apply `transform([H, W, C]) -> [h, w, C]` to every sample of an IMAGE batch."""
     import torch
 
-    from .. import _images
+    from ..impl import image_ops
 
-    return torch.stack([transform(s) for s in _images.samples(images)])
+    return torch.stack([transform(s) for s in image_ops.samples(images)])
 
 
 def _image_node(class_type: str, display: str, category: str, params: tuple[Input, ...],
@@ -47,23 +47,23 @@ def _image_node(class_type: str, display: str, category: str, params: tuple[Inpu
 
 
 def _resize_edge(images, edge: int, longer: bool):
-    from .. import _images
+    from ..impl import image_ops
 
     def one(s):
         h, w = s.shape[:2]
         scale = edge / (max(h, w) if longer else min(h, w))
-        return _images.resize(s, max(1, int(w * scale)), max(1, int(h * scale)))
+        return image_ops.resize(s, max(1, int(w * scale)), max(1, int(h * scale)))
 
     return _per_sample(images, one)
 
 
 def _center_crop(images, width: int, height: int):
-    from .. import _images
+    from ..impl import image_ops
 
     def one(s):
         h, w = s.shape[:2]
         cw, ch = min(width, w), min(height, h)
-        return _images.crop(s, (w - cw) // 2, (h - ch) // 2, cw, ch)
+        return image_ops.crop(s, (w - cw) // 2, (h - ch) // 2, cw, ch)
 
     return _per_sample(images, one)
 
@@ -72,7 +72,7 @@ def _random_crop(images, width: int, height: int, seed: int):
     """The RNG restarts from `seed` for every image, so equal-size images share offsets."""
     import numpy as np
 
-    from .. import _images
+    from ..impl import image_ops
 
     def one(s):
         h, w = s.shape[:2]
@@ -80,7 +80,7 @@ def _random_crop(images, width: int, height: int, seed: int):
         rng = np.random.RandomState(seed % (2**32 - 1))
         left = int(rng.randint(0, w - cw + 1))
         top = int(rng.randint(0, h - ch + 1))
-        return _images.crop(s, left, top, cw, ch)
+        return image_ops.crop(s, left, top, cw, ch)
 
     return _per_sample(images, one)
 

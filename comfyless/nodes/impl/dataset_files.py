@@ -5,7 +5,7 @@ A shard `shard_0000.safetensors` holds the tensors of its samples under generate
 `{"latents": [...], "conditioning": [...]}` in which each tensor is `{"__tensor__": "t<n>"}`.
 Plain JSON values (ints, strings, lists, dicts: e.g. SDXL size hints) are kept inline.
 `metadata.json` beside the shards: num_samples, num_shards, shard_size, format.
-Imported only inside `execute` (imports torch at the top).
+Runtime helper (nodes/impl/): imported only inside `execute`, it imports torch at the top.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..engine.context import write_atomic
+from ...files import write_atomic
 
 META_KEY = "comfyless.dataset"
 TENSOR = "__tensor__"
