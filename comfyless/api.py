@@ -16,13 +16,13 @@ added.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .typesys.check import nearest
 from .typesys.errors import InvalidValue, UnknownNodeType, WorkflowError
 from .typesys.schema import NO_DEFAULT, NodeRegistry
 
@@ -98,7 +98,7 @@ class Graph:
     def _schema(self, class_type: str, node_id: str | None = None):
         cls = self.registry.get(class_type)
         if cls is None:
-            near = difflib.get_close_matches(class_type, list(self.registry), n=3)
+            near = nearest(class_type, self.registry)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             raise UnknownNodeType(f"unknown class_type {class_type!r}{hint}", node_id=node_id,
                                   class_type=class_type, suggestions=near)
@@ -109,9 +109,9 @@ class Graph:
         result = {}
         for name, value in inputs.items():
             if name not in schema.input_map:
-                known = ", ".join(i.name for i in schema.inputs)
-                raise InvalidValue(f"node {node_id} ({class_type}) has no input {name!r} "
-                                   f"(inputs: {known})", node_id=node_id, input_name=name)
+                raise InvalidValue(f"node {node_id} ({class_type}) has no input {name!r}"
+                                   f"{unknown_input_hint(name, schema)}",
+                                   node_id=node_id, input_name=name)
             if isinstance(value, NodeHandle):
                 value = self._single_output(value, node_id, name)
             result[name] = value
@@ -188,6 +188,15 @@ class Graph:
             graph.nodes[node_id] = NodeHandle(node_id, api_node.class_type, inputs,
                                               getattr(api_node, "title", None), graph)
         return graph
+
+
+def unknown_input_hint(name: str, schema) -> str:
+    """"; did you mean ...? (inputs: ...)" for an input name `schema` does not have (shared by
+    the Graph API and `--set`)."""
+    names = [i.name for i in schema.inputs]
+    near = nearest(name, names)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return f"{hint} (inputs: {', '.join(names) or 'none'})"
 
 
 def _plain(value: Any) -> Any:

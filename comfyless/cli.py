@@ -4,7 +4,8 @@ Each subcommand is one small function registered in COMMANDS. Imports are lazy: 
 `nodes` and `convert` never import torch (CI lints hundreds of workflows in well under a
 second); only `run` may, through the nodes it executes.
 
-Exit codes: 0 ok, 1 workflow invalid, 2 usage or I/O error, 3 a node failed, 130 interrupted.
+Exit codes: 0 ok, 1 workflow invalid, 2 usage or I/O error, 3 a node failed, 130 interrupted,
+141 the output pipe was closed by its reader.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ _check_external()
 
 
 class UsageError(Exception):
-    """Bad command-line arguments (exit 2)."""
+    """Bad command-line arguments (exit 2); `info` goes into the JSON error's extra_info."""
+
+    def __init__(self, message: str, **info: Any) -> None:
+        super().__init__(message)
+        self.info = info
 
 
 def _print_json(data: Any) -> None:
@@ -52,22 +57,24 @@ def _print_json(data: Any) -> None:
 
 
 def _load_full(path: str, registry):
-    """(workflow, UI JSON or None) from a file or a shipped workflow's name."""
-    from .engine.load import load_workflow_full
+    """LoadedWorkflow (workflow, UI JSON or None, notes) from a file or a shipped workflow."""
+    from .engine.load import load_workflow_info
     from .workflows import find_shipped, shipped_workflows
 
     source = Path(path)
+    if source.is_dir():
+        raise OSError(f"{path}: is a directory, not a workflow file")
     if not source.is_file():
         source = find_shipped(path)
     if source is None:
         names = ", ".join(shipped_workflows()) or "none"
         raise OSError(f"{path}: no such file, and no shipped workflow of that name "
                       f"(shipped: {names})")
-    return load_workflow_full(source, registry)
+    return load_workflow_info(source, registry)
 
 
 def _load(path: str, registry):
-    return _load_full(path, registry)[0]
+    return _load_full(path, registry).workflow
 
 
 def api_json(workflow) -> dict[str, Any]:
@@ -111,18 +118,60 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return node_id, name, value
 
 
-def apply_overrides(workflow, overrides: list[str]) -> None:
-    """Write --set values into the loaded workflow (validation then checks them)."""
+def apply_overrides(workflow, overrides: list[str], registry=None, primitives=None) -> None:
+    """Write --set values into the loaded workflow (validation then checks the values)."""
     for text in overrides:
-        set_input(workflow, *parse_override(text), source=f"--set {text!r}")
+        set_input(workflow, *parse_override(text), source=f"--set {text!r}",
+                  registry=registry, primitives=primitives)
 
 
-def set_input(workflow, node_id: str, name: str, value: Any, *, source: str) -> None:
-    """Override one input; `source` names where the override came from, for the error."""
+def set_input(workflow, node_id: str, name: str, value: Any, *, source: str, registry=None,
+              primitives: dict[str, list[tuple[str, str]]] | None = None) -> None:
+    """Override one input; `source` names where the override came from, for the error.
+
+    The node must exist and have an input of that name (else UsageError with the nearest
+    names). A UI workflow's PrimitiveNode id (`primitives`, from LoadNotes) sets its `value`
+    in every input it feeds. `registry` defaults to comfyless.nodes.REGISTRY.
+    """
+    if node_id not in workflow and node_id in (primitives or {}):
+        if name != "value":
+            raise UsageError(f"{source}: node {node_id} is a PrimitiveNode; its one input is "
+                             f"'value'", node_id=node_id, input_name=name, suggestions=["value"])
+        for target, input_name in primitives[node_id]:
+            workflow[target].inputs[input_name] = value
+        return
     if node_id not in workflow:
-        known = ", ".join(sorted(workflow)[:20])
-        raise UsageError(f"{source}: no node {node_id!r} in the workflow ({known})")
-    workflow[node_id].inputs[name] = value
+        from .typesys.check import nearest
+
+        ids = list(workflow) + list(primitives or ())
+        near = nearest(node_id, ids)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        shown = ", ".join(sorted(ids, key=_id_order)[:20]) or "none"
+        raise UsageError(f"{source}: no node {node_id!r} in the workflow{hint} (nodes: {shown})",
+                         node_id=node_id, suggestions=near)
+    node = workflow[node_id]
+    schema = _schema_of(node.class_type, registry)
+    if schema is not None and name not in schema.input_map:
+        from .api import unknown_input_hint
+        from .typesys.check import nearest
+
+        raise UsageError(
+            f"{source}: node {node_id} ({node.class_type}) has no input {name!r}"
+            f"{unknown_input_hint(name, schema)}", node_id=node_id, input_name=name,
+            suggestions=nearest(name, schema.input_map))
+    # an unknown class_type cannot be checked here; validation reports the node itself
+    node.inputs[name] = value
+
+
+def _schema_of(class_type: str, registry):
+    if registry is None:
+        from .nodes import REGISTRY as registry  # noqa: N811
+    cls = registry.get(class_type) if isinstance(class_type, str) else None
+    return cls.schema if cls is not None else None
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
 
 
 class _TqdmProgress:
@@ -179,8 +228,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        workflow, ui_json = _load_full(args.workflow, REGISTRY)
-        apply_overrides(workflow, args.overrides)
+        loaded = _load_full(args.workflow, REGISTRY)
+        workflow, ui_json = loaded.workflow, loaded.ui_json
+        apply_overrides(workflow, args.overrides, REGISTRY, loaded.notes.primitives)
         ctx.prompt = api_json(workflow)  # what SaveImage embeds in PNGs
         ctx.extra_pnginfo = {"workflow": ui_json} if ui_json is not None else None
         result = run_workflow(workflow, ctx, REGISTRY)
@@ -224,7 +274,8 @@ def _fail(args: argparse.Namespace, body: dict[str, Any], text: str, code: int) 
 
 # -- validate -------------------------------------------------------------------------------
 def _add_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workflows", nargs="+", help="workflow JSON files (API or UI format)")
+    p.add_argument("workflows", nargs="+", help="workflow JSON files (API or UI format), or "
+                   "directories: every *.json directly in them")
     p.add_argument("--base-dir", help="checks file choices against this base dir")
     p.add_argument("--json", action="store_true", help="one report per file, as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
@@ -253,7 +304,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .nodes import REGISTRY
 
     paths = BasePaths.resolve(args.base_dir)
-    reports = {path: _validate_one(path, REGISTRY, paths) for path in args.workflows}
+    reports = {path: _validate_one(path, REGISTRY, paths) for path in _workflow_files(args)}
     if args.junit:
         _write_junit(Path(args.junit), reports)
     if args.json:
@@ -263,8 +314,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{'ok' if status == 'ok' else 'FAIL'}  {path}")
             for line in _error_lines(report):
                 print(f"    {line}")
+        print(_summary(reports))
     statuses = {s for s, _ in reports.values()}
     return EXIT_USAGE if "io" in statuses else EXIT_INVALID if "invalid" in statuses else EXIT_OK
+
+
+def _workflow_files(args: argparse.Namespace) -> list[str]:
+    """The files named, with each directory replaced by the *.json files directly in it."""
+    files: list[str] = []
+    for given in args.workflows:
+        folder = Path(given)
+        if not folder.is_dir():
+            files.append(given)
+            continue
+        found = sorted(str(p) for p in folder.glob("*.json") if p.is_file())
+        if not found:
+            raise UsageError(f"{given}: a directory with no *.json workflow files in it")
+        files += found
+    return files
+
+
+def _summary(reports: dict[str, tuple[str, dict[str, Any]]]) -> str:
+    """`N valid, M invalid` (files that could not be read count as invalid, and are named)."""
+    valid = sum(1 for s, _ in reports.values() if s == "ok")
+    unreadable = sum(1 for s, _ in reports.values() if s == "io")
+    text = f"{valid} valid, {len(reports) - valid} invalid"
+    return text + (f" ({unreadable} unreadable)" if unreadable else "")
 
 
 def _error_lines(report: dict[str, Any]) -> list[str]:
@@ -394,21 +469,33 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 # -- convert --------------------------------------------------------------------------------
 def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", help="workflow JSON (UI or API format)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"status", "prompt": <API form>, "warnings": [...]} instead of '
+                        "the bare API form (warnings then stay off stderr)")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Print the API form of a workflow."""
-    from .engine.load import convert_to_api_json
+    """Print the API form of a workflow; warn about node types whose widgets were dropped."""
+    from .engine.load import load_workflow_info, to_api_json
     from .nodes import REGISTRY
     from .typesys.errors import WorkflowError
 
-    if not Path(args.workflow).is_file():
+    source = Path(args.workflow)
+    if source.is_dir():
+        raise OSError(f"{args.workflow}: is a directory, not a workflow file")
+    if not source.is_file():
         raise OSError(f"{args.workflow}: no such file")
     try:
-        _print_json(convert_to_api_json(Path(args.workflow), REGISTRY))
+        loaded = load_workflow_info(source, REGISTRY)
     except WorkflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INVALID)
+    prompt = to_api_json(loaded.workflow)
+    if args.json:
+        _print_json({"status": "success", "prompt": prompt, "warnings": loaded.notes.warnings})
+        return EXIT_OK
+    for warning in loaded.notes.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _print_json(prompt)
     return EXIT_OK
 
 
@@ -463,15 +550,44 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command][1](args)
+        code = COMMANDS[args.command][1](args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _pipe_closed()
     except UsageError as exc:
-        print(f"comfyless {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_failure(args, "usage_error", exc, exc.info)
     except OSError as exc:
-        print(f"comfyless {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_failure(args, "io_error", exc, {})
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return _fail(args, {"error": {"type": "execution_interrupted"}}, "interrupted",
+                     EXIT_INTERRUPTED)
+
+
+EXIT_PIPE_CLOSED = 128 + 13  # as a process killed by SIGPIPE (`yes | head -1`)
+
+
+def _pipe_closed() -> int:
+    """The reader went away (`comfyless nodes | head -1`): stop quietly, as Unix tools do."""
+    import os
+
+    try:  # later flushes (at exit) must not raise again: send stdout to /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout has no file descriptor (captured): nothing is flushed at exit
+    return EXIT_PIPE_CLOSED
+
+
+def _usage_failure(args: argparse.Namespace, kind: str, exc: Exception,
+                   info: dict[str, Any]) -> int:
+    """Exit 2; in --json mode the error is a JSON body like every other failure's."""
+    message = f"comfyless {args.command}: {exc}"
+    if getattr(args, "json", False):
+        body = {"type": kind, "message": str(exc), "details": "", "extra_info": info}
+        return _fail(args, {"error": body, "node_errors": {}}, message, EXIT_USAGE)
+    print(message, file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -7,15 +7,20 @@ Accepted shapes (detected, never declared):
   `ui_format.convert_ui` exactly as the frontend's graphToPrompt does.
 
 In an ApiNode a link is a `Link(node_id, slot)`; every other input value is a constant, with
-ComfyUI's `{"__value__": [...]}` list wrapper already removed (so a list is never a link).
-Every shape error is an `InvalidWorkflow` whose `path` is the JSONPath of the bad value
-(`$["3"].inputs.seed`, `$.nodes[4].widgets_values`).
+ComfyUI's `{"__value__": [...]}` list wrapper already removed (so a list is never a link). Two
+mistakes are left for validation to report with all the others, under ComfyUI's codes: a list
+that is not `[id, slot]` (kept as a `BadLink`: bad_linked_input) and a node without class_type
+(`class_type` "": missing_node_type). Every other shape error is an `InvalidWorkflow` whose
+`path` is the JSONPath of the bad value (`$["3"].inputs.seed`, `$.nodes[4].widgets_values`),
+its message starting with the file's name when the source is a file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +38,21 @@ class Link(msgspec.Struct, frozen=True):
     slot: int
 
 
+class BadLink(msgspec.Struct, frozen=True):
+    """An input value that is a list but not `[node id, output index]`, kept as read.
+
+    Validation reports it as ComfyUI's `bad_linked_input` on its node and input, together with
+    every other error, instead of the load stopping at the first one.
+    """
+
+    value: Any
+
+
 class ApiNode(msgspec.Struct):
-    """One node of an API-format workflow; `inputs` hold constants and `Link`s."""
+    """One node of an API-format workflow; `inputs` hold constants and `Link`s.
+
+    `class_type` is "" when the file gives none (validation reports it as missing_node_type).
+    """
 
     class_type: str
     inputs: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -50,7 +68,7 @@ class _Meta(msgspec.Struct):
 
 
 class _ApiNodeIn(msgspec.Struct):
-    class_type: str
+    class_type: str = ""  # absent: reported by validation (missing_node_type), with the rest
     inputs: dict[str, Any] = {}
     meta: _Meta | None = msgspec.field(default=None, name="_meta")
 
@@ -151,10 +169,7 @@ def _api_value(value: Any, where: str, node_id: str, name: str) -> Any:
             slot = value[1]
             if type(slot) is int or slot.is_integer():
                 return Link(str(value[0]), int(slot))
-        raise InvalidWorkflow(
-            f"node {node_id} input '{name}': a list is a link and must be "
-            f"[\"<node id>\", <output index>], got {value!r}; wrap a list constant as "
-            f"{{\"__value__\": [...]}}", path=where, node_id=node_id, input_name=name)
+        return BadLink(value)  # validation reports it (bad_linked_input) with the rest
     if kind is dict and "__value__" in value:
         return value["__value__"]
     return value
@@ -189,51 +204,134 @@ def _fast_bare_api(data: bytes) -> ApiWorkflow | None:
         nodes = _BARE_API.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None  # the general path finds the format, or the error and its path
+    if nodes and all(not node.class_type for node in nodes.values()):
+        return None  # no node says what it is: the general path decides if it is a workflow
     return {node_id: _api_node(node_id, node, f'$["{node_id}"]')
             for node_id, node in nodes.items()}
 
 
 # -- public API --------------------------------------------------------------------------------
+@dataclass
+class LoadNotes:
+    """What a UI conversion learnt besides the nodes.
+
+    `primitives`: PrimitiveNode id -> the (node id, input) pairs its value was copied into
+    (`--set <primitive id>.value=...` sets them all); `warnings`: one line per node type the
+    registry has no schema for (its widget values could not be mapped and were dropped).
+    """
+
+    primitives: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedWorkflow:
+    """`load_workflow_info`'s answer: the API workflow, the UI JSON (or None), the notes."""
+
+    workflow: ApiWorkflow
+    ui_json: dict | None
+    notes: LoadNotes
+
+
+_NODE_ID = re.compile(r"\d+(:\d+)*")  # "3", "5:3": the ids ComfyUI writes
+
+
+def _not_a_workflow(doc: dict) -> bool:
+    """True for JSON objects that are plainly something else (package.json, {"foo": 1}).
+
+    An API workflow's values are node objects with `class_type` or `inputs`, under ids; `{}` is
+    an empty workflow (validation says it has no outputs), and `{"3": 5}` a malformed one.
+    """
+    if not doc or any(isinstance(v, dict) and ("class_type" in v or "inputs" in v)
+                      for v in doc.values()):
+        return False
+    return not all(_NODE_ID.fullmatch(str(key)) for key in doc)
+
+
+def _what_it_is(doc: Any) -> str:
+    if isinstance(doc, dict):
+        keys = ", ".join(list(map(str, doc))[:6]) + (", ..." if len(doc) > 6 else "")
+        return f"a JSON object with the keys {keys}"
+    return f"a JSON {type(doc).__name__}"
+
+
+def _not_workflow_error(doc: Any) -> InvalidWorkflow:
+    return InvalidWorkflow(
+        f"not a ComfyUI workflow: found {_what_it_is(doc)}; expected an API-format object "
+        f'of nodes ({{"<id>": {{"class_type": ..., "inputs": {{...}}}}}}) or a UI workflow '
+        f'with a "nodes" list', path="$")
+
+
 def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep_ui: bool
-          ) -> tuple[ApiWorkflow, dict | None]:
+          ) -> LoadedWorkflow:
+    notes = LoadNotes()
     data = _read(source)
     if isinstance(data, bytes):  # typed one-pass decodes for well-formed files, API first
+        if not data.strip():
+            raise InvalidWorkflow("the file is empty (not valid JSON)", path="$")
         fast = _fast_bare_api(data)
         if fast is not None:
-            return _fill_older_inputs(fast, registry), None
+            return LoadedWorkflow(_fill_older_inputs(fast, registry), None, notes)
         from .ui_format import convert_ui, decode_ui
 
         ui = decode_ui(data)
         if ui is not None:
-            return convert_ui(ui, registry), _decode(data) if keep_ui else None
+            return LoadedWorkflow(convert_ui(ui, registry, notes),
+                                  _decode(data) if keep_ui else None, notes)
     doc = _decode(data) if isinstance(data, bytes) else data
     if not isinstance(doc, dict):
-        raise InvalidWorkflow(f"a workflow is a JSON object, got {type(doc).__name__}", path="$")
+        raise _not_workflow_error(doc)
     if _is_ui(doc):
         from .ui_format import convert_ui
 
-        return convert_ui(doc, registry), doc
+        return LoadedWorkflow(convert_ui(doc, registry, notes), doc, notes)
     wrapped = _envelope(doc)
     if wrapped is not None:
-        return _fill_older_inputs(_api_nodes(wrapped[0], "$.prompt"), registry), wrapped[1]
-    return _fill_older_inputs(_api_nodes(doc, "$"), registry), None
+        return LoadedWorkflow(_fill_older_inputs(_api_nodes(wrapped[0], "$.prompt"), registry),
+                              wrapped[1], notes)
+    if _not_a_workflow(doc):
+        raise _not_workflow_error(doc)
+    return LoadedWorkflow(_fill_older_inputs(_api_nodes(doc, "$"), registry), None, notes)
+
+
+def _load_named(source: str | bytes | os.PathLike | dict, registry: NodeRegistry,
+                keep_ui: bool) -> LoadedWorkflow:
+    """`_load`, with the file's name in front of every shape error when the source is a file."""
+    is_file = isinstance(source, os.PathLike) or (
+        isinstance(source, str) and not source.lstrip().startswith(("{", "[")))
+    try:
+        return _load(source, registry, keep_ui)
+    except InvalidWorkflow as err:
+        if is_file:
+            err.message = f"{os.fspath(source)}: {err.message}"
+            err.args = (err.message,)
+        raise
+
+
+def load_workflow_info(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
+                       ) -> LoadedWorkflow:
+    """The API workflow, the UI JSON (or None) and what the conversion noted (LoadNotes)."""
+    return _load_named(source, registry, keep_ui=True)
 
 
 def load_workflow_full(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
                        ) -> tuple[ApiWorkflow, dict | None]:
     """(API workflow, UI workflow JSON or None): the UI JSON is what SaveImage embeds in PNGs."""
-    return _load(source, registry, keep_ui=True)
+    loaded = _load_named(source, registry, keep_ui=True)
+    return loaded.workflow, loaded.ui_json
 
 
 def load_workflow(source: str | bytes | os.PathLike | dict, registry: NodeRegistry
                   ) -> ApiWorkflow:
     """An API workflow from JSON text, bytes, a path or a decoded dict, in any format."""
-    return _load(source, registry, keep_ui=False)[0]
+    return _load_named(source, registry, keep_ui=False).workflow
 
 
 def _api_json_value(value: Any) -> Any:
     if isinstance(value, Link):
         return [value.node_id, value.slot]
+    if isinstance(value, BadLink):
+        return value.value  # written back as it was read
     if isinstance(value, (list, tuple)):
         return {"__value__": list(value)}  # a bare list would read as a link
     return value

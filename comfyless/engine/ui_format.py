@@ -12,7 +12,10 @@ Restated from workflow-formats.md §3-§6:
 - muted (mode 2) and bypassed nodes, Reroute, PrimitiveNode, Note and MarkdownNote are not
   emitted; subgraph instances are flattened, inner ids joined with ':' (`"5:3"`, `"5:7:2"`);
 - node types we do not know are emitted with their linked inputs only, so validation reports
-  them as `missing_node_type` with the nearest known names;
+  them as `missing_node_type` with the nearest known names; their widget values cannot be
+  mapped without a schema, so each such type gets a warning in `LoadNotes.warnings`;
+- each PrimitiveNode whose value reaches an input is recorded in `LoadNotes.primitives`
+  (primitive id -> the (node id, input) pairs it fed), so `--set` can address it;
 - links from a node whose saved outputs are its schema's `legacy_outputs` are moved onto the
   current layout.
 
@@ -36,6 +39,7 @@ from .load import (
     ApiNode,
     ApiWorkflow,
     Link,
+    LoadNotes,
     current_slot_of_legacy,
     invalid_from,
 )
@@ -294,12 +298,15 @@ def _bypass_input(node: _UiNode, slot: int, want: str) -> int | None:
 class _Converter:
     """One UI -> API conversion (state described in the module docstring)."""
 
-    def __init__(self, registry: NodeRegistry, subgraphs: dict[str, tuple[_Subgraph, str]]
-                 ) -> None:
+    def __init__(self, registry: NodeRegistry, subgraphs: dict[str, tuple[_Subgraph, str]],
+                 notes: LoadNotes) -> None:
         self.registry = registry
         self.subgraphs = subgraphs
         self.children: dict[str, _Scope] = {}
         self.out: ApiWorkflow = {}
+        self.notes = notes
+        self.primitive: str | None = None  # the PrimitiveNode the latest resolve() ended at
+        self.unknown: dict[str, list[str]] = {}  # node type without schema -> node ids
 
     def schema(self, class_type: str) -> NodeSchema | None:
         cls = self.registry.get(class_type)
@@ -333,18 +340,31 @@ class _Converter:
         inputs: dict[str, Any] = {}
         if schema is not None:
             inputs = widget_values(schema, node.widgets_values, node_id, scope.node_paths[key])
+        else:
+            self.unknown.setdefault(node.type, []).append(node_id)
         for slot in node.inputs or ():
             if slot.link is None:
                 continue
             name = slot.widget.name if slot.widget is not None and slot.widget.name else slot.name
             if not name:
                 continue
+            self.primitive = None
             found = self.resolve(scope, slot.link, _type_name(slot.type))
             if found is not None:
                 inputs[name] = found[0]
+                if self.primitive is not None:
+                    self.notes.primitives.setdefault(self.primitive, []).append((node_id, name))
         title = node.title if node.title is not None else (
             schema.display_name if schema is not None and schema.display_name else node.type)
         return ApiNode(node.type, inputs, title)
+
+    def warn_unknown(self) -> None:
+        """One warning per node type without a schema: its widget values were not mapped."""
+        for class_type, ids in self.unknown.items():
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            self.notes.warnings.append(
+                f"node type {class_type!r} (node{'s' if len(ids) > 1 else ''} {shown}) is not "
+                f"known to comfyless: its widget values were dropped, only its links were kept")
 
     # -- link resolution -------------------------------------------------------------------
     def resolve(self, scope: _Scope, link_id: int, want: str) -> tuple[Any] | None:
@@ -382,7 +402,10 @@ class _Converter:
             return (scope, inputs[0].link) if inputs else None
         if node.type == "PrimitiveNode":
             values = node.widgets_values
-            return (values[0],) if isinstance(values, list) and values else None
+            if not (isinstance(values, list) and values):
+                return None
+            self.primitive = scope.prefix + key
+            return (values[0],)
         if node.type in VIRTUAL_TYPES or node.mode == MUTED:
             return None
         if node.mode == BYPASS:
@@ -480,8 +503,12 @@ def decode_ui(data: bytes) -> _UiDoc | None:
         return None  # the general path finds the format, or the error and its path
 
 
-def convert_ui(doc: dict | _UiDoc, registry: NodeRegistry) -> ApiWorkflow:
-    """The API workflow of a UI-format (litegraph 0.4 or 1.0) workflow."""
+def convert_ui(doc: dict | _UiDoc, registry: NodeRegistry, notes: LoadNotes | None = None
+               ) -> ApiWorkflow:
+    """The API workflow of a UI-format (litegraph 0.4 or 1.0) workflow.
+
+    `notes`, if given, receives the primitive-node targets and the warnings (LoadNotes).
+    """
     if isinstance(doc, _UiDoc):
         ui = doc
     else:
@@ -491,8 +518,9 @@ def convert_ui(doc: dict | _UiDoc, registry: NodeRegistry) -> ApiWorkflow:
             raise _name_node(invalid_from(exc, "$"), doc) from None
     subgraphs: dict[str, tuple[_Subgraph, str]] = {}
     _collect_subgraphs(ui.definitions, "$.definitions", subgraphs)
-    converter = _Converter(registry, subgraphs)
+    converter = _Converter(registry, subgraphs, notes if notes is not None else LoadNotes())
     converter.emit(_scope("", "$", ui.nodes, ui.links))
+    converter.warn_unknown()
     workflow = converter.out
     for node in workflow.values():  # §6 step 5: links to nodes not emitted are dropped
         for name in [n for n, v in node.inputs.items()

@@ -5,17 +5,20 @@ will run, its converted constants and resolved links, and the execution order. `
 the errors alone; `raise_if_invalid` turns a non-empty list into one `WorkflowInvalid` with
 ComfyUI's `class_type`/`dependent_outputs` fields filled in.
 
-What is checked (as ComfyUI's validate_prompt, but reporting all problems, not the first):
-every node's class_type is known (else the nearest known names); there is an output node;
-then, for the output nodes and their ancestors only (nothing else ever runs): required inputs
-present, links point at an existing node and output slot (legacy output layouts resolved by the
-consumer's type), linked types compatible, constants convertible and within min/max/choices
-(file choices listed from the base dir, links followed; save prefixes may not leave their folder;
-inputs ComfyUI added later take their default), the node's own
-`check` hook, and no dependency cycle. Inputs present in the workflow but not declared by the
-schema are ignored, as in ComfyUI. One deliberate difference: ComfyUI runs the valid outputs
-of a partly invalid prompt; comfyless refuses the whole workflow (pass `targets` to run a
-subset), so a half-run training job never looks like a success.
+What is checked (as ComfyUI's validate_prompt, but reporting all problems, not the first): every
+node's class_type is known (else the nearest known names); there is an output node; then, for
+the output nodes and their ancestors only (nothing else ever runs): required inputs present,
+links are `[id, slot]` and point at an existing node and output slot (legacy output layouts
+resolved by the consumer's type), linked types compatible, constants convertible and within
+min/max/choices (file choices listed from the base dir, links followed; save prefixes may not
+leave their folder; inputs ComfyUI added later take their default), the node's own `check` hook,
+and no dependency cycle. Inputs present in the workflow but not declared by the schema are
+ignored, as in ComfyUI. When a class_type is unknown, or there is no output node, the workflow
+cannot run anyway and which nodes would run is unknowable (the unknown node may be the output):
+then every node is checked, so that all mistakes come out in one pass. One deliberate
+difference: ComfyUI runs the valid outputs of a partly invalid prompt; comfyless refuses the
+whole workflow (pass `targets` to run a subset), so a half-run training job never looks like a
+success.
 
 Workflows are duck-typed: a mapping id -> node with `.class_type`, `.inputs` and optional
 `.title`; a link is any value with `.node_id` and `.slot` (load.py's `Link`).
@@ -29,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..typesys.check import check_value, compatible
+from ..typesys.check import check_value, compatible, nearest
 from ..typesys.errors import (
     BadLink,
     CustomValidationFailed,
@@ -45,6 +48,7 @@ from ..typesys.errors import (
 )
 from ..typesys.schema import Input, Node, NodeRegistry, NodeSchema
 from . import graph
+from .load import BadLink as BadLinkValue
 from .load import Link, remap_legacy_slot
 from .paths import BasePaths, check_write_target
 
@@ -111,6 +115,7 @@ class _Checker:
 
     # -- class types --------------------------------------------------------------------
     def known_nodes(self) -> dict[str, type[Node]]:
+        """Node id -> class of every node whose class_type is known; the others are errors."""
         known: dict[str, type[Node]] = {}
         names: list[str] | None = None
         for node_id in sorted(self.workflow, key=graph.node_order):
@@ -131,7 +136,7 @@ class _Checker:
         if not isinstance(class_type, str) or not class_type:
             return UnknownNodeType(f"node {node_id} has no class_type", node_id=node_id,
                                    class_type=None, node_title=title)
-        near = difflib.get_close_matches(class_type, names, n=3, cutoff=0.6)
+        near = nearest(class_type, names)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         return UnknownNodeType(
             f"node {node_id}: unknown class_type {class_type!r} (the node may not be supported "
@@ -151,6 +156,13 @@ class _Checker:
                 self._absent(prefix, planned, inp)
                 continue
             value = inputs[inp.name]
+            if isinstance(value, BadLinkValue):
+                self.errors.append(BadLink(
+                    f"{prefix} input '{inp.name}': a list is a link and must be "
+                    f"[\"<node id>\", <output index>], got {value.value!r}; wrap a list "
+                    f"constant as {{\"__value__\": [...]}}", node_id=node_id,
+                    input_name=inp.name, received_value=value.value))
+                continue
             link = link_of(value)
             if link is not None:
                 resolved = self._check_link(prefix, node_id, inp, link, known)
@@ -343,11 +355,15 @@ def check_workflow(workflow: Mapping[str, Any], registry: NodeRegistry,
     deps = _deps(workflow)
     outputs = _output_nodes(checker, known, targets)
     needed = graph.ancestors_of(outputs, deps)
+    # Unknown class_type or no output: nothing runs, so check every node (see the docstring).
+    checked = set(workflow) if checker.errors else needed
     nodes: dict[str, PlannedNode] = {}
-    for node_id in sorted(needed, key=graph.node_order):
+    for node_id in sorted(checked, key=graph.node_order):
         if node_id in known:
-            nodes[node_id] = checker.check_node(node_id, known[node_id], known)
-    order, leftover = graph.topological_order(needed, deps)
+            planned = checker.check_node(node_id, known[node_id], known)
+            if node_id in needed:
+                nodes[node_id] = planned
+    order, leftover = graph.topological_order(checked, deps)
     for cycle in graph.find_cycles(leftover, deps) if leftover else ():
         text = " -> ".join(f"{n} ({_class_type(workflow, n)})" for n in cycle)
         for member in sorted(set(cycle), key=graph.node_order):

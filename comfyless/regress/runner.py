@@ -78,15 +78,17 @@ def _run_and_collect(case: Case, base_dir: str | None,
                      registry=None) -> tuple[list[Artefact], dict[str, int]]:
     from ..cli import UsageError, set_input
     from ..engine.execute import prepare, run_plan
-    from ..engine.load import load_workflow
+    from ..engine.load import load_workflow_info
 
     if registry is None:
         from ..nodes import REGISTRY as registry  # noqa: N811
-    workflow = load_workflow(case.workflow, registry)
+    loaded = load_workflow_info(case.workflow, registry)
+    workflow = loaded.workflow
     for node_id, name, value in case.overrides:
         try:
             set_input(workflow, node_id, name, value,
-                      source=f"case {case.name}: `set` {node_id}.{name} ({case.workflow.name})")
+                      source=f"case {case.name}: `set` {node_id}.{name} ({case.workflow.name})",
+                      registry=registry, primitives=loaded.notes.primitives)
         except UsageError as exc:
             raise ValueError(str(exc)) from exc
     ctx = RunContext.create(base_dir)

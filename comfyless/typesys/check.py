@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import InvalidValue, NotInChoices, ValueOutOfRange, WorkflowError
 from .schema import Input
 
 MATCH_TYPE = "COMFY_MATCHTYPE_V3"
+
+
+def nearest(name: Any, names: Iterable[Any], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The names closest to a misspelt `name`, best first (the one helper for every
+    "did you mean" hint: class types, input names, combo choices). Case is ignored when
+    comparing, so `adamw` finds `AdamW` first."""
+    by_lower: dict[str, list[str]] = {}
+    for candidate in map(str, names):
+        by_lower.setdefault(candidate.lower(), []).append(candidate)
+    found: list[str] = []
+    for lower in difflib.get_close_matches(str(name).lower(), by_lower, n=n, cutoff=cutoff):
+        found += by_lower[lower]
+    return found[:n]
 
 
 def compatible(received: str, expected: str) -> bool:
@@ -107,8 +122,10 @@ def check_value(
     options = choices if choices is not None else inp.choices
     if options is not None and converted not in options:
         shown = list(options) if len(options) <= 20 else f"(list of length {len(options)})"
+        near = nearest(converted, options)
+        hint = f"; nearest: {', '.join(near)}" if near else ""
         return converted, NotInChoices(
-            f"input '{inp.name}': {converted!r} not in {shown}",
+            f"input '{inp.name}': {converted!r} not in {shown}{hint}",
             received_value=converted, **where,
         )
     return converted, None
