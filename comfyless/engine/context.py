@@ -49,6 +49,8 @@ class RunContext:
     prompt: dict[str, Any] | None = None
     extra_pnginfo: dict[str, Any] | None = None
     device: str = field(default_factory=lambda: os.environ.get("COMFYLESS_DEVICE", "cpu"))
+    # `run --save-every N`: TrainLoraNode writes what it has trained every N steps
+    save_every: int | None = None
 
     @classmethod
     def create(cls, base_dir: str | os.PathLike | None = None, **kw: Any) -> RunContext:

@@ -13,6 +13,11 @@ State of one run, all derived from `seed` (same seed, same file):
 Iteration i of `steps * grad_accumulation_steps` does forward + backward of loss / grad_acc; the
 optimizer steps after every grad_acc iterations; `losses` gets one float per iteration.
 
+Stopping and snapshots: when the `progress` callback raises (the user pressed Ctrl-C, say), the
+loop stops at that iteration boundary and raises `TrainingStopped` carrying the adapters' state
+as of the last optimizer step, so the caller can keep what was trained. `on_snapshot` receives
+the same kind of partial result every `snapshot_every` optimizer steps (`--save-every`).
+
 Modes (train-nodes.md §4.4): standard (one batched forward), multi-resolution (one forward and
 backward per sample; gradients identical to summing the losses first, but only one sample's
 activations live at a time), bucket (a bucket ∝ its size, then a batched forward in it).
@@ -110,6 +115,20 @@ class TrainConfig:
 class TrainResult:
     lora: dict[str, Tensor]  # SaveLoRA layout, lora_dtype
     losses: list[float]  # one per iteration (steps * grad_accumulation_steps)
+    steps: int = 0  # optimizer steps done in this run (cfg.steps unless stopped early)
+
+
+class TrainingStopped(Exception):
+    """Training stopped early because the progress callback raised (`__cause__`, e.g. the
+    user's interrupt). `.partial` is what was trained up to the last optimizer step: the
+    gradients of an unfinished accumulation are dropped, so `.partial.steps` whole steps."""
+
+    def __init__(self, partial: TrainResult, total_steps: int) -> None:
+        super().__init__(f"training stopped after {partial.steps} of {total_steps} steps")
+        self.partial, self.total_steps = partial, total_steps
+
+
+Snapshot = Callable[[TrainResult], None]
 
 
 @dataclass
@@ -286,11 +305,16 @@ class _Step:
 
 def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Sequence[Any],
                cfg: TrainConfig, *, existing: dict[str, Tensor] | None = None,
-               progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+               progress: Callable[[int, int, float], None] | None = None,
+               snapshot_every: int | None = None,
+               on_snapshot: Snapshot | None = None) -> TrainResult:
     """Train adapters on `model` (a ModelPatcher) and return their state dict and losses.
 
     The UNet is shared with other MODEL values, so every change (adapters, frozen flags,
     checkpoint wrappers, pending patches merged) is undone before returning, also on error.
+    If `progress` raises, `TrainingStopped` (from that exception) carries the partial result.
+    `on_snapshot(partial)` runs after every `snapshot_every`-th optimizer step except the last
+    (the last one is the return value).
     """
     data = make_dataset(latents, positive, model.latent_format.process_in, cfg.bucket_mode)
     unet = model.diffusion_model
@@ -319,14 +343,43 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
         optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.learning_rate, foreach=True)
         step = _Step(model, LOSSES[cfg.loss_function](), dtype, cfg.grad_accumulation_steps,
                      device, scaler)
-        losses = _loop(data, cfg, step, optimizer, params, scaler, progress)
-        lora = {k: v.to(lora_dtype) for k, v in adapters.state_dict().items()}
-    return TrainResult(lora, losses)
+
+        def state() -> dict[str, Tensor]:  # copies: training goes on after a snapshot
+            return {k: v.to(lora_dtype) for k, v in adapters.state_dict().items()}
+
+        hooks = _Hooks(progress, snapshot_every if on_snapshot else None, on_snapshot, state)
+        losses = _loop(data, cfg, step, optimizer, params, scaler, hooks)
+        lora = state()
+    return TrainResult(lora, losses, cfg.steps)
+
+
+@dataclass
+class _Hooks:
+    """What the loop calls between iterations: progress (may raise to stop) and snapshots."""
+
+    progress: Callable[[int, int, float], None] | None
+    every: int | None
+    on_snapshot: Snapshot | None
+    state: Callable[[], dict[str, Tensor]]
+
+    def after(self, i: int, cfg: TrainConfig, losses: list[float]) -> None:
+        """After iteration i (0-based): maybe a snapshot, then progress (which may stop us)."""
+        grad_acc = cfg.grad_accumulation_steps
+        done = (i + 1) // grad_acc  # whole optimizer steps so far
+        stepped = (i + 1) % grad_acc == 0
+        if stepped and self.every and done % self.every == 0 and done < cfg.steps:
+            self.on_snapshot(TrainResult(self.state(), list(losses), done))
+        if self.progress is None:
+            return
+        try:
+            self.progress(i + 1, cfg.steps * grad_acc, losses[-1])
+        except Exception as exc:  # the caller asked to stop: hand back what was trained
+            partial = TrainResult(self.state(), list(losses), done)
+            raise TrainingStopped(partial, cfg.steps) from exc
 
 
 def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.Optimizer,
-          params: list[Tensor], scaler: Any,
-          progress: Callable[[int, int, float], None] | None) -> list[float]:
+          params: list[Tensor], scaler: Any, hooks: _Hooks) -> list[float]:
     total = cfg.steps * cfg.grad_accumulation_steps
     pick = _generator(cfg.seed)
     sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
@@ -346,8 +399,7 @@ def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.O
         losses.append(value)
         if (i + 1) % cfg.grad_accumulation_steps == 0:
             _optimizer_step(optimizer, params, scaler)
-        if progress is not None:
-            progress(i + 1, total, value)
+        hooks.after(i, cfg, losses)
     return losses
 
 

@@ -7,6 +7,14 @@ steps)` are mapped by the engine through `legacy_outputs`. The loop is comfyless
 
 On CPU `offloading` and `quantized_backward` have no effect (they manage GPU memory and FP8
 matmuls); they are accepted so every ComfyUI workflow validates and runs.
+
+Nothing lost: when the run is interrupted (Ctrl-C / SIGTERM, `ctx.interrupt`) the node writes
+what was trained so far as `output/<prefix>_<steps>_steps_<counter:05>_.safetensors` (steps =
+all steps, a resumed file's included), the name `existing_lora` resumes from, and raises
+Interrupted naming it. With `ctx.save_every = N` it writes such a file every N steps and keeps
+the newest SNAPSHOTS_KEPT of this run. `<prefix>` is the prefix of the SaveLoRA fed by this
+trainer (moved under `loras/` if it is elsewhere, so the LoRA pickers list it), else
+`loras/ComfyUI_trained_lora`. Files go through SaveLoRA's writer (train_outputs.write_lora).
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ TRAINING_DTYPE_CHOICES = ("bf16", "fp32", "none")
 LORA_DTYPE_CHOICES = ("bf16", "fp32")
 ALGORITHM_CHOICES = ("LoRA", "LoHa", "LoKr", "OFT")
 NO_LORA = "[None]"
+DEFAULT_PREFIX = "loras/ComfyUI_trained_lora"  # SaveLoRA's default prefix
+# --save-every keeps the newest 2 files of a run: the latest state plus the one before it, in
+# case the run went bad late (a loss spike), while a long run does not fill the disk. Only files
+# this run wrote are ever deleted.
+SNAPSHOTS_KEPT = 2
 
 _SCALARS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank",
             "optimizer", "loss_function", "seed", "training_dtype", "lora_dtype", "algorithm",
@@ -113,7 +126,7 @@ class TrainLoraNode(Node):
                 bypass_mode=(False,)) -> tuple:
         # every input is a list (is_input_list); offloading / quantized_backward: GPU only
         args = dict(locals())
-        from ..lora.training import train_lora
+        from ..lora.training import TrainingStopped, train_lora
         from ..lora.weights import LoraWeights
 
         node = ctx.node_id
@@ -124,16 +137,102 @@ class TrainLoraNode(Node):
         model = _unwrap_list(model)
 
         def progress(step: int, total: int, loss: float) -> None:
-            ctx.progress(step, total, loss=loss)
+            ctx.progress(step, total, loss=loss)  # raises Interrupted when asked to stop
 
+        keeper = _Keeper(ctx, model, cfg, prior)
         try:
             result = train_lora(model, latents, positive, cfg, existing=existing,
-                                progress=progress)
+                                progress=progress, snapshot_every=ctx.save_every,
+                                on_snapshot=keeper.snapshot)
+        except TrainingStopped as stop:
+            raise keeper.stopped(stop) from stop.__cause__
         except ValueError as exc:
             raise _with_input(exc, node) from exc
         steps = cfg.steps + prior
         lora = LoraWeights(result.lora, _metadata(model, cfg, steps))
         return lora, {"loss": result.losses}, steps
+
+
+class _Keeper:
+    """Writes the adapters trained so far as LoRA files named as SaveLoRA names them."""
+
+    def __init__(self, ctx, model: Any, cfg, prior: int) -> None:
+        self.ctx, self.model, self.cfg, self.prior = ctx, model, cfg, prior
+        self.prefix = lora_prefix(ctx.prompt, ctx.node_id)
+        self.written: list[tuple[int, Any]] = []  # (steps, Path) of this run's snapshots
+
+    def snapshot(self, partial) -> None:
+        """--save-every: one more file; this run's older ones beyond SNAPSHOTS_KEPT go."""
+        steps = self.prior + partial.steps
+        self.written.append((steps, self._write(partial.lora, steps)))
+        while len(self.written) > SNAPSHOTS_KEPT:
+            self.written.pop(0)[1].unlink(missing_ok=True)
+
+    def stopped(self, stop) -> Exception:
+        """The exception to raise for a stopped loop: Interrupted naming the file kept."""
+        from ..typesys.errors import Interrupted
+
+        cause = stop.__cause__
+        if not isinstance(cause, Interrupted):
+            return cause if isinstance(cause, Exception) else stop
+        done = stop.partial.steps
+        if done == 0:  # nothing new since existing_lora (or since the start)
+            return Interrupted(f"interrupted before the first of {self.cfg.steps} training "
+                               "steps finished; nothing to save", node_id=self.ctx.node_id)
+        steps = self.prior + done
+        if self.written and self.written[-1][0] == steps:
+            path = self.written[-1][1]  # a snapshot of this very state exists already
+        else:
+            path = self._write(stop.partial.lora, steps)
+        loras = self.ctx.paths.folders("output")[0] / "loras"
+        name = path.relative_to(loras).as_posix()
+        remaining = self.cfg.steps - done
+        return Interrupted(
+            f"interrupted after {done} of {self.cfg.steps} training steps; the LoRA trained "
+            f"so far ({steps} steps in all) is saved as output/loras/{name}; to resume: "
+            f"--set {self.ctx.node_id}.existing_lora={name} "
+            f"--set {self.ctx.node_id}.steps={remaining}",
+            node_id=self.ctx.node_id, saved_lora=f"loras/{name}", existing_lora=name,
+            steps=steps, steps_remaining=remaining)
+
+    def _write(self, tensors: dict, steps: int):
+        from ..engine.context import ProgressEvent
+        from ..lora.weights import LoraWeights
+        from .train_outputs import write_lora
+
+        lora = LoraWeights(tensors, _metadata(self.model, self.cfg, steps))
+        path = write_lora(self.ctx, lora, self.prefix, steps)
+        rel = path.relative_to(self.ctx.paths.folders("output")[0]).as_posix()
+        self.ctx.emit(ProgressEvent("message", self.ctx.node_id, self.ctx.class_type,
+                                    info={"saved": f"output/{rel}", "steps": steps}))
+        return path
+
+
+def lora_prefix(prompt: dict | None, node_id: str | None) -> str:
+    """Prefix for files the trainer writes itself: that of the first SaveLoRA (or legacy
+    SaveLoRANode) whose `lora` comes from this trainer, kept under `loras/` so that
+    `existing_lora` lists the file; else SaveLoRA's default. `prompt` is the API JSON."""
+    from .impl.image_files import expand_prefix
+
+    for nid in sorted(prompt or {}, key=_id_order):
+        node = prompt[nid]
+        inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
+        link = inputs.get("lora")
+        if node.get("class_type") not in ("SaveLoRA", "SaveLoRANode") or not (
+                isinstance(link, list) and len(link) == 2 and str(link[0]) == str(node_id)):
+            continue
+        prefix = inputs.get("prefix", DEFAULT_PREFIX)
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            return DEFAULT_PREFIX  # linked from another node, or empty
+        parts = expand_prefix(prefix).strip("/").split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            return DEFAULT_PREFIX  # not a plain relative name (validation reports it)
+        return "/".join(parts) if parts[0] == "loras" and len(parts) > 1 else "loras/" + parts[-1]
+    return DEFAULT_PREFIX
+
+
+def _id_order(node_id: str) -> tuple:
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 def _unwrap_list(value: Any) -> Any:

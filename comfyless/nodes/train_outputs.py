@@ -31,12 +31,16 @@ def _lora_tensors(lora: Any, input_name: str = "lora") -> dict[str, Any]:
     return out
 
 
-def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
-    """Write `lora` to output/<prefix>[_<steps>_steps]_<counter:05>_.safetensors."""
+def write_lora(ctx, lora: Any, prefix: str, steps: int | None):
+    """Write `lora` to output/<prefix>[_<steps>_steps]_<counter:05>_.safetensors; its Path.
+
+    The one writer of LoRA files: SaveLoRA, and TrainLoraNode's snapshots and interrupted
+    runs, so names and metadata agree and `existing_lora` resumes from any of them.
+    """
     from .. import __version__
     from ..engine.context import write_atomic
     from ..lora.weights import metadata_of, save_safetensors_deterministic
-    from .impl.image_files import expand_prefix, ui_entry
+    from .impl.image_files import expand_prefix
 
     tensors = _lora_tensors(lora)
     metadata = {str(k): str(v) for k, v in metadata_of(lora).items()}
@@ -46,6 +50,14 @@ def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
         name = f"{name}_{int(steps)}_steps"
     path = ctx.save_path(name, ".safetensors", input_name="prefix")
     write_atomic(path, lambda tmp: save_safetensors_deterministic(tensors, tmp, metadata))
+    return path
+
+
+def save_lora(ctx, lora: Any, prefix: str, steps: int | None) -> Result:
+    """SaveLoRA: write the file and report it in the UI payload."""
+    from .impl.image_files import ui_entry
+
+    path = write_lora(ctx, lora, prefix, steps)
     root = ctx.paths.folders("output")[0]
     return Result((), {"loras": [ui_entry(path, root, "output")]})
 
