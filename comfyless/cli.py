@@ -562,6 +562,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args; with --json, argparse's own usage errors come out as JSON too."""
+    if "--json" not in argv:
+        return parser.parse_args(argv)
+    import contextlib
+    import io
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == EXIT_USAGE:
+            lines = said.getvalue().strip().splitlines()
+            _print_json({"status": "error", "node_errors": {}, "error": {
+                "type": "usage_error", "message": lines[-1] if lines else "bad arguments",
+                "details": "\n".join(lines[:-1]), "extra_info": {}}})
+        else:
+            sys.stderr.write(said.getvalue())
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `comfyless` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -569,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(external(argv[1:]) or 0)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse: --help is 0, bad usage 2
         return int(exc.code or 0)
     if args.version:

@@ -253,3 +253,11 @@ def test_convert_known_nodes_no_warning(tmp_path, capsys, with_test_nodes):
     wf = _write(tmp_path, "ui.json", _ui_with_primitive())
     assert cli.main(["convert", wf, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
+def test_run_json_bad_argument_is_json(tmp_path, capsys, with_test_nodes):
+    wf = _write(tmp_path, "wf.json", _good())
+    assert cli.main(["run", wf, "--json", "--no-such-flag"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "error" and out["error"]["type"] == "usage_error"
+    assert "--no-such-flag" in out["error"]["message"]
