@@ -92,7 +92,7 @@ def prepare_base_dir(base: Path) -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """`comfyless demo [--base-dir D] [--steps N]`."""
+    """`comfyless demo [--base-dir D] [--steps N] [--threads N]`."""
     parser = argparse.ArgumentParser(
         prog="comfyless demo",
         description="Train a small LoRA on a synthetic image set and sample with it (CPU).")
@@ -101,9 +101,20 @@ def cli_main(argv: list[str] | None = None) -> int:
                              "or ./comfyless-data)")
     parser.add_argument("--steps", type=int, default=DEMO_OVERRIDES["5.steps"],
                         help="training steps (default: %(default)s)")
+    from .threads import argparse_threads
+
+    parser.add_argument("--threads", type=argparse_threads, default=None, metavar="N|auto",
+                        help="CPU threads for torch (default: $COMFYLESS_THREADS, else 1)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    from .cli import UsageError, apply_threads
+
+    try:  # before prepare_base_dir imports torch
+        apply_threads(args.threads)
+    except UsageError as exc:
+        print(f"comfyless demo: {exc}", file=sys.stderr)
+        return 2
 
     from .cli import main as comfyless_main
     from .engine.paths import BasePaths
@@ -114,6 +125,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     prepare_base_dir(base)
     overrides = {**DEMO_OVERRIDES, "5.steps": args.steps}
     run_args = ["run", DEMO_WORKFLOW, "--base-dir", str(base)]
+    if args.threads is not None:
+        run_args += ["--threads", str(args.threads)]
     for key, value in overrides.items():
         run_args += ["--set", f"{key}={_as_json(value)}"]
     code = comfyless_main(run_args)

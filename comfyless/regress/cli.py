@@ -1,4 +1,5 @@
-"""`comfyless test SUITE [--update] [--junit FILE] [--json] [--base-dir D] [-k PATTERN]`.
+"""`comfyless test SUITE [--update] [--junit FILE] [--json] [--base-dir D] [-k PATTERN]
+[--deterministic] [--threads N]`.
 
 Exit codes: 0 every case passed (or was recorded), 1 a case failed or changed, 2 usage or I/O
 error (including a malformed suite).
@@ -8,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from .suite import SuiteError, load_suite
+from ..threads import ENV_THREADS, argparse_threads
+
+# Nothing here imports torch at module level: `comfyless test` first applies --threads /
+# COMFYLESS_THREADS, which must happen before torch is loaded (see comfyless/threads.py).
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -29,21 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="comfyless-test-report",
                    help="where diff images of failing cases go (default: %(default)s)")
     p.add_argument("--deterministic", action="store_true",
-                   help="torch deterministic algorithms and a fixed thread count")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default with --deterministic: 1)")
+                   help="torch deterministic algorithms and a fixed thread count "
+                        f"(--threads, else ${ENV_THREADS}, else 1)")
+    p.add_argument("--threads", type=argparse_threads, default=None, metavar="N|auto",
+                   help=f"CPU threads for torch (default: ${ENV_THREADS}, else 1; the golden "
+                        "records the count it was made with)")
     return p
 
 
-def make_deterministic(threads: int | None) -> None:
-    """Same inputs, same bits: deterministic kernels, fixed thread count, no TF32."""
-    import os
+def thread_flag(args: argparse.Namespace):
+    """--threads; with --deterministic and no choice anywhere, a fixed 1 (never `auto`)."""
+    if args.deterministic and args.threads is None and not os.environ.get(ENV_THREADS):
+        return 1
+    return args.threads
 
+
+def make_deterministic() -> None:
+    """Same inputs, same bits: deterministic kernels, no TF32 (threads: `thread_flag`)."""
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads or 1)
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -54,6 +65,15 @@ def cli_main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    from ..cli import UsageError, apply_threads
+
+    try:
+        apply_threads(thread_flag(args))  # before the imports below load torch
+    except UsageError as exc:
+        print(f"comfyless test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from .suite import SuiteError, load_suite
+
     try:
         suite = load_suite(args.suite)
     except SuiteError as exc:
@@ -66,11 +86,7 @@ def cli_main(argv: list[str]) -> int:
         print(f"comfyless test: no case matches -k {args.pattern!r}", file=sys.stderr)
         return EXIT_USAGE
     if args.deterministic:
-        make_deterministic(args.threads)
-    elif args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        make_deterministic()
     results = []
     for case in cases:
         result = run_case(case, suite, base_dir=args.base_dir, update=args.update,
