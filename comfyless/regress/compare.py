@@ -237,34 +237,61 @@ def _close(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: float) -> d
             "ok": float(ok)}
 
 
+# A failing LoRA comparison shows this many tensors, the largest differences first.
+LORA_TENSORS_SHOWN = 5
+
+
 def _compare_lora(art: Artefact, folder: Path, tol: Tolerance, diff_dir: Path):
+    """Metadata changes first, then key/shape changes, then the largest tensor differences
+    (at most LORA_TENSORS_SHOWN, and a count of the rest): one line per tensor of a LoRA with
+    hundreds of them would bury the cause."""
     path = folder / f"{art.name}.safetensors"
     if not path.is_file():
         return _missing(art, "LoRA file")
     want, want_meta = _read_safetensors(path)
     got = art.value
-    problems = []
+    problems = _metadata_changes(art.name, want_meta, dict(getattr(got, "metadata", {}) or {}))
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
-        problems.append(Mismatch(art.name, f"key set changed: missing {missing[:5]}"
-                                           f"{'…' if len(missing) > 5 else ''}, new {extra[:5]}"
-                                           f"{'…' if len(extra) > 5 else ''}"))
-    for key in sorted(set(want) & set(got)):
+        problems.append(Mismatch(art.name, f"key set changed: {len(missing)} missing "
+                                           f"{_first(missing)}, {len(extra)} new {_first(extra)}"))
+    reshaped, differing = [], []
+    common = sorted(set(want) & set(got))
+    for key in common:
         if tuple(want[key].shape) != tuple(got[key].shape):
-            problems.append(Mismatch(art.name, f"{key}: shape {tuple(want[key].shape)} -> "
-                                               f"{tuple(got[key].shape)}"))
+            reshaped.append(f"{key}: shape {tuple(want[key].shape)} -> {tuple(got[key].shape)}")
             continue
         numbers = _close(got[key].detach().cpu(), want[key], tol.lora_atol, tol.lora_rtol)
         if not numbers["ok"]:
-            problems.append(Mismatch(art.name, f"{key}: max abs diff {numbers['max_abs']:.3g}, "
-                                               f"max rel diff {numbers['max_rel']:.3g}",
-                                     numbers=numbers))
-    got_meta = dict(getattr(got, "metadata", {}) or {})
-    for key in sorted((set(want_meta) | set(got_meta)) - set(VOLATILE_METADATA)):
-        if want_meta.get(key) != got_meta.get(key):
-            problems.append(Mismatch(art.name, f"metadata {key!r}: {want_meta.get(key)!r} -> "
-                                               f"{got_meta.get(key)!r}"))
+            differing.append((key, numbers))
+    if reshaped:
+        problems.append(Mismatch(art.name, f"{len(reshaped)} tensor(s) changed shape: "
+                                           + "; ".join(reshaped[:LORA_TENSORS_SHOWN])
+                                           + ("; …" if len(reshaped) > LORA_TENSORS_SHOWN else "")))
+    differing.sort(key=lambda item: item[1]["max_abs"], reverse=True)
+    if differing:
+        problems.append(Mismatch(art.name, f"{len(differing)} of {len(common)} tensors differ "
+                                           f"beyond atol {tol.lora_atol:g} + rtol "
+                                           f"{tol.lora_rtol:g}; largest:"))
+    for key, numbers in differing[:LORA_TENSORS_SHOWN]:
+        problems.append(Mismatch(art.name, f"  {key}: max abs diff {numbers['max_abs']:.3g}, "
+                                           f"max rel diff {numbers['max_rel']:.3g}",
+                                 numbers=numbers))
+    rest = len(differing) - LORA_TENSORS_SHOWN
+    if rest > 0:
+        problems.append(Mismatch(art.name, f"  and {rest} more tensor{'s' if rest > 1 else ''} "
+                                           "differ"))
     return problems
+
+
+def _metadata_changes(name: str, want: dict[str, str], got: dict[str, str]) -> list[Mismatch]:
+    keys = sorted((set(want) | set(got)) - set(VOLATILE_METADATA))
+    return [Mismatch(name, f"metadata {key!r}: {want.get(key)!r} -> {got.get(key)!r}")
+            for key in keys if want.get(key) != got.get(key)]
+
+
+def _first(keys: list[str]) -> str:
+    return f"{keys[:3]}{'…' if len(keys) > 3 else ''}" if keys else ""
 
 
 def _compare_loss(art: Artefact, folder: Path, tol: Tolerance, diff_dir: Path):

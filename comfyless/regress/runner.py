@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.context import RunContext, write_atomic
+from ..engine.paths import BasePaths
 from ..typesys.errors import WorkflowError, WorkflowInvalid
 from .compare import Artefact, Mismatch, classify, compare, record
 from .suite import Case, Suite
@@ -91,10 +93,32 @@ def _run_and_collect(case: Case, base_dir: str | None,
                       registry=registry, primitives=loaded.notes.primitives)
         except UsageError as exc:
             raise ValueError(str(exc)) from exc
-    ctx = RunContext.create(base_dir)
-    plan = prepare(workflow, registry, ctx)
-    result = run_plan(plan, ctx)
-    return _artefacts(plan, result, registry), _seeds(plan)
+    # Outputs go to a folder of their own, removed after the case: a suite run must not pile
+    # files up in the base dir's output/ (the artefacts are compared from memory).
+    with tempfile.TemporaryDirectory(prefix=f"comfyless-test-{case.name}-") as scratch:
+        ctx = RunContext(ScratchPaths.over(BasePaths.resolve(base_dir), Path(scratch)))
+        plan = prepare(workflow, registry, ctx)
+        result = run_plan(plan, ctx)
+        return _artefacts(plan, result, registry), _seeds(plan)
+
+
+@dataclass
+class ScratchPaths(BasePaths):
+    """The base dir's folders for reading (models, input), a scratch folder for output/temp."""
+
+    scratch: Path = Path()
+
+    @classmethod
+    def over(cls, paths: BasePaths, scratch: Path) -> ScratchPaths:
+        return cls(paths.base, paths.extra, scratch=scratch)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.scratch / "output"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.scratch / "temp"
 
 
 def _seeds(plan) -> dict[str, int]:
@@ -127,7 +151,8 @@ def _record_all(artefacts: list[Artefact], golden: Path, result: CaseResult) -> 
             stale.unlink()
     for artefact in artefacts:
         record(artefact, golden)
-    summary = {"artefacts": {a.name: a.kind for a in artefacts}, "seeds": result.seeds}
+    summary = {"artefacts": {a.name: a.kind for a in artefacts}, "seeds": result.seeds,
+               "environment": environment()}
     write_atomic(golden / CASE_FILE,
                  lambda tmp: tmp.write_text(json.dumps(summary, indent=1, sort_keys=True)))
     result.status = "recorded"
@@ -141,7 +166,8 @@ def _compare_all(artefacts: list[Artefact], golden: Path, case: Case, diff_dir: 
         result.status = "failed"
         result.messages.append(f"no golden outputs in {golden}; run with --update first")
         return
-    expected = json.loads(summary_file.read_text())["artefacts"]
+    summary = json.loads(summary_file.read_text())
+    expected = summary["artefacts"]
     got = {a.name: a for a in artefacts}
     problems: list[Mismatch] = []
     for name in sorted(set(expected) - set(got)):
@@ -155,8 +181,35 @@ def _compare_all(artefacts: list[Artefact], golden: Path, case: Case, diff_dir: 
         problems += compare(got[name], golden, case.tolerance, diff_dir)
     if problems:
         result.status = "failed"
+        note = environment_note(summary.get("environment"), environment())
+        result.messages += [note] if note else []
         result.messages += [f"{p.artefact}: {p.message}" for p in problems]
         result.diff_images += [str(p.diff_image) for p in problems if p.diff_image]
+
+
+def environment() -> dict[str, Any]:
+    """What a golden depends on besides the workflow: float results change with these."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def environment_note(recorded: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
+    """A line saying how the golden's environment differs from this run's (None: same)."""
+    if not recorded:
+        return ("note: the golden does not record its thread count and torch version; "
+                f"this run: {_describe_env(current)} (re-record with --update to keep them)")
+    keys = ("threads", "torch")
+    if all(recorded.get(k) == current.get(k) for k in keys):
+        return None
+    return (f"note: golden recorded with {_describe_env(recorded)}, this run uses "
+            f"{_describe_env(current)}; floating-point results differ between thread counts "
+            "and torch versions: run with the golden's --threads, or re-record with --update")
+
+
+def _describe_env(env: dict[str, Any]) -> str:
+    threads = env.get("threads")
+    return f"{threads} thread{'s' if threads != 1 else ''}, torch {env.get('torch')}"
 
 
 # -- reports --------------------------------------------------------------------------------
