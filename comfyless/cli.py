@@ -103,7 +103,20 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-dir", help="models/, input/, output/ live here "
                    "(default: $COMFYLESS_BASE_DIR or ./comfyless-data)")
     p.add_argument("--json", action="store_true", help="print the result (or errors) as JSON")
+    p.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                   help="TrainLoraNode saves what it has trained every N steps "
+                   "(the newest 2 of the run are kept; see README)")
     _add_threads(p)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps >= 1, got {text!r}")
+    return value
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -198,8 +211,11 @@ class _TqdmProgress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar = None
+        self.saved: list[str] = []  # files a node wrote along the way (training snapshots)
 
     def __call__(self, event) -> None:
+        if event.kind == "message" and "saved" in event.info:
+            self._saved(event)  # shown with --json too: a file appeared in output/
         if self.quiet:
             return
         if event.kind == "progress":
@@ -222,6 +238,14 @@ class _TqdmProgress:
             self.bar.set_postfix(event.info, refresh=False)
         self.bar.update((event.value or 0) - self.bar.n)  # tqdm rate-limits the redraws
 
+    def _saved(self, event) -> None:
+        self.saved.append(event.info["saved"])
+        line = f"node {event.node_id} saved {event.info['saved']}"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -239,13 +263,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .typesys.errors import Interrupted, NodeExecutionError, WorkflowError, WorkflowInvalid
 
     progress = _TqdmProgress(quiet=args.json)
-    ctx = RunContext.create(args.base_dir, listeners=[progress])
+    ctx = RunContext.create(args.base_dir, listeners=[progress], save_every=args.save_every)
 
-    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step; second: at once
+    # First Ctrl-C or SIGTERM: stop at the next step boundary (TrainLoraNode then keeps what it
+    # trained); a second Ctrl-C stops at once, a second SIGTERM kills as usual.
+    def on_signal(signum, frame):
         ctx.interrupt.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         loaded = _load_full(args.workflow, REGISTRY)
         workflow, ui_json = loaded.workflow, loaded.ui_json
@@ -255,7 +282,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_workflow(workflow, ctx, REGISTRY)
     except WorkflowInvalid as exc:
         return _fail(args, exc.to_dict(), str(exc), EXIT_INVALID)
-    except (Interrupted, KeyboardInterrupt):
+    except Interrupted as exc:  # its message names a LoRA file kept, if any
+        return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
         return _fail(args, {"error": {"type": "execution_interrupted"}}, "interrupted",
                      EXIT_INTERRUPTED)
     except NodeExecutionError as exc:
@@ -264,10 +293,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(args, {"error": exc.to_dict(), "node_errors": {}}, str(exc), EXIT_INVALID)
     finally:
         progress.close()
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if args.json:
         _print_json({"status": "success", "outputs": result.ui, "executed": result.executed,
-                     "cached": result.cached})
+                     "cached": result.cached,
+                     **({"saved": progress.saved} if progress.saved else {})})
     else:
         for node_id, ui in result.ui.items():
             for key, values in ui.items():
@@ -550,6 +581,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args; with --json, argparse's own usage errors come out as JSON too."""
+    if "--json" not in argv:
+        return parser.parse_args(argv)
+    import contextlib
+    import io
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == EXIT_USAGE:
+            lines = said.getvalue().strip().splitlines()
+            _print_json({"status": "error", "node_errors": {}, "error": {
+                "type": "usage_error", "message": lines[-1] if lines else "bad arguments",
+                "details": "\n".join(lines[:-1]), "extra_info": {}}})
+        else:
+            sys.stderr.write(said.getvalue())
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `comfyless` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -557,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(external(argv[1:]) or 0)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse: --help is 0, bad usage 2
         return int(exc.code or 0)
     if args.version:
