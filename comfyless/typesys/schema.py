@@ -6,6 +6,8 @@ validator, the cache, the UI-format converter and `comfyless nodes` everything t
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -170,6 +172,9 @@ class Result:
 class Node:
     """Base of every node: a schema and a static `execute(ctx, **inputs) -> tuple | Result`.
 
+    Shipped nodes name their execute instead (`execute = implemented_by("module:function")`),
+    so the module declaring the schema never imports torch.
+
     Optional hooks:
       check(**constants) -> dict[input_name, message]: cross-input validation on constants
         (linked inputs arrive as None), run before anything executes.
@@ -180,6 +185,60 @@ class Node:
     execute: ClassVar[Callable[..., Any]]
     check: ClassVar[Callable[..., dict[str, str]] | None] = None
     fingerprint: ClassVar[Callable[..., Any] | None] = None
+
+
+class Implementation:
+    """A node's `execute` that lives in another module, imported on its first call.
+
+    Node modules declare schemas only; the code that needs torch sits in the module named
+    here, so importing the node catalogue (and validating a workflow) never loads it.
+    Callable as `Node.execute(ctx, **inputs)`; `inspect.signature` gives the target's.
+    """
+
+    __slots__ = ("target", "_function")
+
+    def __init__(self, target: str) -> None:
+        module, _, name = target.partition(":")
+        if not module or not name.isidentifier() or module.startswith("."):
+            raise SchemaError(f"implementation {target!r}: expected 'package.module:function'")
+        self.target = target
+        self._function: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import the target module (once) and return the function."""
+        if self._function is None:
+            module, _, name = self.target.partition(":")
+            function = getattr(importlib.import_module(module), name, None)
+            if not callable(function):
+                raise SchemaError(f"implementation {self.target!r}: {module} has no "
+                                  f"function {name!r}")
+            self._function = function
+        return self._function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # imports the target
+        return inspect.signature(self.resolve())
+
+    def __repr__(self) -> str:
+        return f"implemented_by({self.target!r})"
+
+
+def implemented_by(target: str, package: str | None = None) -> Implementation:
+    """`execute = implemented_by("comfyless.nodes.impl.latent:vae_encode")`: the node's code,
+    loaded at execute time. A target starting with "." is relative to `package`
+    (importlib's rule), e.g. `implemented_by(".latent:vae_encode", "comfyless.nodes.impl")`.
+    """
+    module, sep, name = target.partition(":")
+    if module.startswith("."):
+        if not package:
+            raise SchemaError(f"implementation {target!r}: a relative module needs a package")
+        dots = len(module) - len(module.lstrip("."))
+        base = package.rsplit(".", dots - 1)[0] if dots > 1 else package
+        module = f"{base}.{module[dots:]}" if module[dots:] else base
+    return Implementation(f"{module}{sep}{name}")
 
 
 class NodeRegistry:

@@ -13,7 +13,7 @@ import pytest
 from comfyless.cli import object_info
 from comfyless.nodes import REGISTRY
 from comfyless.typesys.check import check_value
-from comfyless.typesys.schema import NO_DEFAULT
+from comfyless.typesys.schema import NO_DEFAULT, Implementation
 from tests.testnodes import test_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,10 @@ ALL = test_registry()
 @pytest.mark.parametrize("class_type", list(ALL))
 def test_execute_signature_matches_inputs(class_type):
     node = ALL[class_type]
-    assert isinstance(inspect.getattr_static(node, "execute"), staticmethod), \
-        f"{class_type}.execute must be a staticmethod"
+    execute = inspect.getattr_static(node, "execute")
+    assert isinstance(execute, staticmethod | Implementation), \
+        f"{class_type}.execute must be a staticmethod or implemented_by(...)"
+    # For implemented_by this imports the implementation and reads its function's signature.
     params = list(inspect.signature(node.execute).parameters.values())
     assert params and params[0].name == "ctx"
     by_name = {p.name: p for p in params[1:] if p.kind is not p.VAR_KEYWORD}
