@@ -5,18 +5,8 @@ CONDITIONING is ComfyUI's `[[cond Tensor[1, 77k, D], {"pooled_output": Tensor[1,
 
 from __future__ import annotations
 
-from ..typesys.schema import Input, Node, NodeSchema, Output
+from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ..typesys.types import CLIP, CONDITIONING, INT, STRING
-
-
-def _require_clip(ctx, clip, input_name: str = "clip"):
-    """ComfyUI's 'clip input is invalid: None' check, naming the node and input."""
-    if clip is None:
-        raise ValueError(
-            f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': expected a CLIP text "
-            "encoder, got None; if it comes from a checkpoint loader, the checkpoint holds no "
-            "text encoder (load one with CLIPLoader / DualCLIPLoader)")
-    return clip
 
 
 class CLIPTextEncode(Node):
@@ -33,11 +23,7 @@ class CLIPTextEncode(Node):
         outputs=(Output("CONDITIONING", CONDITIONING),),
     )
 
-    @staticmethod
-    def execute(ctx, text: str, clip):
-        clip = _require_clip(ctx, clip)
-        cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
-        return ([[cond, {"pooled_output": pooled}]],)
+    execute = implemented_by("comfyless.nodes.impl.conditioning:clip_text_encode")
 
 
 class CLIPSetLastLayer(Node):
@@ -54,9 +40,7 @@ class CLIPSetLastLayer(Node):
         outputs=(Output("CLIP", CLIP),),
     )
 
-    @staticmethod
-    def execute(ctx, clip, stop_at_clip_layer: int = -1):
-        return (_require_clip(ctx, clip).clip_layer(stop_at_clip_layer),)
+    execute = implemented_by("comfyless.nodes.impl.conditioning:clip_set_last_layer")
 
 
 NODES = [CLIPTextEncode, CLIPSetLastLayer]

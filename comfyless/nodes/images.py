@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..typesys.schema import Input, Node, NodeSchema, Output, Result
+from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ..typesys.types import COMBO, IMAGE, MASK, STRING
 
 
@@ -17,14 +17,7 @@ class LoadImage(Node):
         outputs=(Output("IMAGE", IMAGE), Output("MASK", MASK)),
     )
 
-    @staticmethod
-    def execute(ctx, image: str):
-        from .impl import image_files
-
-        path = ctx.find("input", image, input_name="image")
-        if not path.is_file():
-            raise ValueError(f"input 'image': {image!r} is a folder, expected an image file")
-        return image_files.load_image_with_mask(path)
+    execute = implemented_by("comfyless.nodes.impl.images:load_image")
 
 
 class SaveImage(Node):
@@ -44,13 +37,7 @@ class SaveImage(Node):
         output_node=True,
     )
 
-    @staticmethod
-    def execute(ctx, images, filename_prefix: str = "ComfyUI"):
-        from .impl import image_files
-
-        saved = image_files.save_images(ctx, images, filename_prefix, folder="output",
-                                        compress_level=4)
-        return Result((images,), {"images": saved})
+    execute = implemented_by("comfyless.nodes.impl.images:save_image")
 
 
 class PreviewImage(Node):
@@ -65,13 +52,7 @@ class PreviewImage(Node):
         output_node=True,
     )
 
-    @staticmethod
-    def execute(ctx, images):
-        from .impl import image_files
-
-        saved = image_files.save_images(ctx, images, image_files.temp_prefix(), folder="temp",
-                                        compress_level=1)
-        return Result((), {"images": saved})
+    execute = implemented_by("comfyless.nodes.impl.images:preview_image")
 
 
 NODES = [LoadImage, SaveImage, PreviewImage]

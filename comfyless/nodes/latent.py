@@ -6,24 +6,10 @@ format scales it inside sampling/training, as in ComfyUI).
 
 from __future__ import annotations
 
-from ..typesys.schema import Input, Node, NodeSchema, Output
+from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ..typesys.types import IMAGE, INT, LATENT, VAE
 
 MAX_RESOLUTION = 16384
-
-
-def _require(ctx, value, input_name: str, expected: str):
-    if value is None:
-        raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': "
-                         f"expected {expected}, got None")
-    return value
-
-
-def _samples(ctx, samples) -> object:
-    if not isinstance(samples, dict) or "samples" not in samples:
-        raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input 'samples': expected a "
-                         f"LATENT dict with a 'samples' tensor, got {type(samples).__name__}")
-    return samples["samples"]
 
 
 class VAEEncode(Node):
@@ -37,16 +23,7 @@ class VAEEncode(Node):
         outputs=(Output("LATENT", LATENT),),
     )
 
-    @staticmethod
-    def execute(ctx, pixels, vae):
-        vae = _require(ctx, vae, "vae", "a VAE")
-        if getattr(pixels, "ndim", 0) != 4 or pixels.shape[-1] < 3:
-            raise ValueError(f"node {ctx.node_id} (VAEEncode) input 'pixels': expected an "
-                             f"IMAGE [B, H, W, 3], got shape {tuple(getattr(pixels, 'shape', ()))}")
-        try:
-            return ({"samples": vae.encode(pixels[..., :3])},)
-        except ValueError as exc:
-            raise ValueError(f"node {ctx.node_id} (VAEEncode) input 'pixels': {exc}") from exc
+    execute = implemented_by("comfyless.nodes.impl.latent:vae_encode")
 
 
 class VAEDecode(Node):
@@ -60,14 +37,7 @@ class VAEDecode(Node):
         outputs=(Output("IMAGE", IMAGE),),
     )
 
-    @staticmethod
-    def execute(ctx, samples, vae):
-        vae = _require(ctx, vae, "vae", "a VAE")
-        latent = _samples(ctx, samples)
-        try:
-            return (vae.decode(latent),)
-        except ValueError as exc:
-            raise ValueError(f"node {ctx.node_id} (VAEDecode) input 'samples': {exc}") from exc
+    execute = implemented_by("comfyless.nodes.impl.latent:vae_decode")
 
 
 class EmptyLatentImage(Node):
@@ -85,12 +55,7 @@ class EmptyLatentImage(Node):
         outputs=(Output("LATENT", LATENT),),
     )
 
-    @staticmethod
-    def execute(ctx, width: int = 512, height: int = 512, batch_size: int = 1):
-        import torch
-
-        latent = torch.zeros([batch_size, 4, height // 8, width // 8])
-        return ({"samples": latent, "downscale_ratio_spacial": 8},)
+    execute = implemented_by("comfyless.nodes.impl.latent:empty_latent_image")
 
 
 NODES = [VAEEncode, VAEDecode, EmptyLatentImage]

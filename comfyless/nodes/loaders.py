@@ -2,12 +2,12 @@
 
 Schemas follow ComfyUI (workflow-formats.md §8 and ComfyUI's node definitions). File combos come
 from the model folders (`choices_from`), so a missing file is a validation error. Loading code
-lives in comfyless.models; it is imported inside `execute` to keep validation torch-free.
+lives in comfyless.models, called from nodes/impl/loaders.py (imported at execute time).
 """
 
 from __future__ import annotations
 
-from ..typesys.schema import Input, Node, NodeSchema, Output
+from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ..typesys.types import BOOLEAN, CLIP, COMBO, MODEL, VAE
 
 # UNETLoader weight_dtype -> torch dtype name the weights are rounded through ("default": the
@@ -42,17 +42,7 @@ class CheckpointLoaderSimple(Node):
         outputs=(Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE)),
     )
 
-    @staticmethod
-    def execute(ctx, ckpt_name: str):
-        from ..models.checkpoint import load_checkpoint
-
-        path = ctx.find("checkpoints", ckpt_name, input_name="ckpt_name")
-        # As in ComfyUI, a file without text-encoder or VAE weights gives None for that output
-        # (a consumer then reports the missing input).
-        model, clip, vae = load_checkpoint(path, device=ctx.device, node_id=ctx.node_id,
-                                           input_name="ckpt_name")
-        model.source["name"] = ckpt_name
-        return (model, clip, vae)
+    execute = implemented_by("comfyless.nodes.impl.loaders:checkpoint_loader_simple")
 
 
 class UNETLoader(Node):
@@ -69,30 +59,7 @@ class UNETLoader(Node):
         outputs=(Output("MODEL", MODEL),),
     )
 
-    @staticmethod
-    def execute(ctx, unet_name: str, weight_dtype: str = "default"):
-        import torch
-
-        from ..models.checkpoint import load_diffusion_model
-
-        path = ctx.find("diffusion_models", unet_name, input_name="unet_name")
-        model = load_diffusion_model(path, device=ctx.device, node_id=ctx.node_id,
-                                     input_name="unet_name")
-        storage = WEIGHT_DTYPES[weight_dtype]
-        if storage is not None:
-            _round_weights(model.diffusion_model, getattr(torch, storage))
-        model.source["name"] = unet_name
-        return (model,)
-
-
-def _round_weights(module, storage_dtype) -> None:
-    """Round every floating weight through `storage_dtype` (fp8), keeping the compute dtype."""
-    import torch
-
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.ndim >= 2:  # ComfyUI keeps norms and biases in the compute dtype
-                p.copy_(p.to(storage_dtype).to(p.dtype))
+    execute = implemented_by("comfyless.nodes.impl.loaders:unet_loader")
 
 
 class VAELoader(Node):
@@ -106,42 +73,7 @@ class VAELoader(Node):
         outputs=(Output("VAE", VAE),),
     )
 
-    @staticmethod
-    def execute(ctx, vae_name: str):
-        from ..models import vae as vae_mod
-        from ..models.checkpoint import VAE_PREFIX, default_vae_dtype
-        from ..models.tensor_files import open_tensor_file
-        from ..typesys.errors import ModelLoadError
-
-        path = ctx.find("vae", vae_name, input_name="vae_name")
-        with open_tensor_file(path, node_id=ctx.node_id, input_name="vae_name") as tensors:
-            sd = {k[len(VAE_PREFIX):] if k.startswith(VAE_PREFIX) else k: tensors[k]
-                  for k in tensors if not k.startswith(("model.", "cond_stage_model."))}
-        try:
-            vae = vae_mod.load_vae(sd, dtype=default_vae_dtype(ctx.device), device=ctx.device)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{vae_name}: not a supported VAE file: {exc}",
-                                 node_id=ctx.node_id, input_name="vae_name") from exc
-        return (vae,)
-
-
-def _load_text_encoders(ctx, names: dict[str, str], clip_type: str, device: str):
-    """Resolve text-encoder file inputs and load them through models/clip.py."""
-    from ..models import clip as clip_mod
-    from ..typesys.errors import ModelLoadError
-
-    paths = [ctx.find("text_encoders", name, input_name=inp) for inp, name in names.items()]
-    import inspect
-
-    target = "cpu" if device == "cpu" else ctx.device
-    load = clip_mod.load_clip_files
-    kw = {"device": target} if "device" in inspect.signature(load).parameters else {}
-    try:
-        return load(paths, clip_type, **kw)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        first = next(iter(names))
-        raise ModelLoadError(f"cannot load {', '.join(names.values())} as {clip_type!r}: {exc}",
-                             node_id=ctx.node_id, input_name=first) from exc
+    execute = implemented_by("comfyless.nodes.impl.loaders:vae_loader")
 
 
 class CLIPLoader(Node):
@@ -159,9 +91,7 @@ class CLIPLoader(Node):
         outputs=(Output("CLIP", CLIP),),
     )
 
-    @staticmethod
-    def execute(ctx, clip_name: str, type: str = "stable_diffusion", device: str = "default"):
-        return (_load_text_encoders(ctx, {"clip_name": clip_name}, type, device),)
+    execute = implemented_by("comfyless.nodes.impl.loaders:clip_loader")
 
 
 class DualCLIPLoader(Node):
@@ -180,11 +110,7 @@ class DualCLIPLoader(Node):
         outputs=(Output("CLIP", CLIP),),
     )
 
-    @staticmethod
-    def execute(ctx, clip_name1: str, clip_name2: str, type: str = "sdxl",
-                device: str = "default"):
-        names = {"clip_name1": clip_name1, "clip_name2": clip_name2}
-        return (_load_text_encoders(ctx, names, type, device),)
+    execute = implemented_by("comfyless.nodes.impl.loaders:dual_clip_loader")
 
 
 # ModelSamplingDiscrete `sampling` option -> ModelSampling prediction (None: not implemented).
@@ -205,16 +131,7 @@ class ModelSamplingDiscrete(Node):
         outputs=(Output("MODEL", MODEL),),
     )
 
-    @staticmethod
-    def execute(ctx, model, sampling: str = "eps", zsnr: bool = False):
-        from ..models.sampling import ModelSampling
-
-        prediction = SAMPLING_TYPES[sampling]
-        if prediction is None:
-            supported = ", ".join(k for k, v in SAMPLING_TYPES.items() if v)
-            raise ValueError(f"input 'sampling': {sampling!r} is not implemented; "
-                             f"supported: {supported}")
-        return (model.with_sampling(ModelSampling(prediction, zsnr=zsnr)),)
+    execute = implemented_by("comfyless.nodes.impl.loaders:model_sampling_discrete")
 
 
 NODES = [CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader,

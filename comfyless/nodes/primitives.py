@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..typesys.schema import Input, Node, NodeSchema, Output
+from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ..typesys.types import BOOLEAN, FLOAT, INT, STRING
 
 INT64_MAX = 2**63 - 1
@@ -19,10 +19,7 @@ def _primitive(class_type: str, io, widget: Input) -> type[Node]:
             inputs=(widget,),
             outputs=(Output(io.name, io),),
         )
-
-        @staticmethod
-        def execute(ctx, value):
-            return (value,)
+        execute = implemented_by("comfyless.nodes.impl.primitives:passthrough")
 
     Primitive.__name__ = Primitive.__qualname__ = class_type
     Primitive.__doc__ = f"A constant {io.name} value, passed straight through."
