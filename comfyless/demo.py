@@ -60,7 +60,7 @@ def write_demo_dataset(folder: Path, count: int = DEMO_IMAGES, size: int = DEMO_
     import numpy as np
     from PIL import Image
 
-    from .engine.context import write_atomic
+    from .files import write_atomic
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files import write_atomic  # noqa: F401  (re-exported: moved to comfyless.files)
+from ..files import UnsafePath, check_write_target, ensure_inside, next_counter
 from ..typesys.errors import Interrupted, InvalidValue
-from .paths import BasePaths, check_write_target, ensure_inside
+from .paths import BasePaths, invalid_value
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,27 @@ class RunContext:
         """An existing file of `kind` ('checkpoints', 'loras', 'input', ...) named by an input."""
         return self.paths.find(kind, name, node_id=self.node_id, input_name=input_name)
 
+    def output_dir(self, name: str, *, folder: str = "output", input_name: str = "folder_name",
+                   create: bool = True, within: Path | None = None) -> Path:
+        """The sub-folder `name` of `folder` ("output", "temp", "datasets") new files go in.
+
+        The one place a node's write location is checked: `name` is relative (no `..`, not
+        absolute) and no existing part of it leads out of the folder through a link; with
+        `create` it is made (and checked again, for a link swapped in meanwhile). `within`:
+        a folder this returned before, `name` then being relative to (and kept inside) it."""
+        where = {"node_id": self.node_id, "input_name": input_name}
+        root = self.paths.folders(folder)[0] if within is None else within
+        # Checked before mkdir: a sub-folder that is a link out of `root` is refused, never
+        # followed (validation did the same for constant names; this covers linked ones).
+        try:
+            target = check_write_target(root, name, **where)
+            if create:
+                target.mkdir(parents=True, exist_ok=True)
+                ensure_inside(target, root, **where)
+        except UnsafePath as exc:
+            raise invalid_value(exc) from None
+        return target
+
     def save_path(self, prefix: str, ext: str, *, folder: str = "output",
                   input_name: str = "filename_prefix") -> Path:
         """A new, unused `<folder>/<sub>/<base>_<counter:05>_<ext>` path for `prefix`.
@@ -90,15 +111,13 @@ class RunContext:
         """
         where = {"node_id": self.node_id, "input_name": input_name}
         root = self.paths.folders(folder)[0]
-        # Checked before mkdir: a sub-folder that is a link out of `root` is refused, never
-        # followed (validation did the same for constant prefixes; this covers linked ones).
-        target = check_write_target(root, prefix, **where)
-        target_dir, base = target.parent, target.name
-        if not base:
+        try:
+            target = check_write_target(root, prefix, **where)
+        except UnsafePath as exc:
+            raise invalid_value(exc) from None
+        if not target.name:
             raise InvalidValue("empty file name prefix", **where)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        ensure_inside(target_dir, root, **where)  # a link swapped in meanwhile
-        pattern = re.compile(re.escape(base) + r"_(\d+)_" + re.escape(ext) + "$")
-        used = [int(m.group(1)) for p in target_dir.iterdir() if (m := pattern.match(p.name))]
-        counter = max(used, default=0) + 1
-        return target_dir / f"{base}_{counter:05}_{ext}"
+        sub = target.parent.relative_to(root).as_posix()
+        target_dir = self.output_dir(sub, folder=folder, input_name=input_name)
+        counter = next_counter(target_dir, target.name, re.escape(ext))
+        return target_dir / f"{target.name}_{counter:05}_{ext}"

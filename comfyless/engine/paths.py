@@ -8,7 +8,8 @@ Links, as ComfyUI treats them (DECISIONS.md "Files, links and older workflows"):
   wherever the link points (shared model stores). Listings follow links; a link loop is
   listed once, a dangling link not at all.
 - Writing (output/, temp/, datasets/): never through a link that leads out of the folder
-  (`check_write_target`), so a save can only ever create files under the folder itself.
+  (`comfyless.files.check_write_target`), so a save can only ever create files under the
+  folder itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import UnsafePath, check_relative_name
 from ..typesys.errors import InvalidValue, WorkflowError
 
 ENV_BASE_DIR = "COMFYLESS_BASE_DIR"
@@ -113,7 +115,10 @@ class BasePaths:
         `name` may lead through links (that is how a shared store is linked in); it may not
         be absolute or contain `..`, so it can only name what the folder's listing shows."""
         where = {"node_id": node_id, "input_name": input_name}
-        check_relative_name(name, **where)
+        try:
+            check_relative_name(name, **where)
+        except UnsafePath as exc:
+            raise invalid_value(exc) from None
         for folder in self.folders(kind):
             candidate = folder / name
             if candidate.exists():
@@ -126,48 +131,9 @@ class BasePaths:
         )
 
 
-def check_relative_name(name: str, *, node_id: str | None = None,
-                        input_name: str | None = None) -> None:
-    """Refuse absolute names and `..` parts: a workflow may not point outside its folders."""
-    path = Path(name)
-    if not name or path.is_absolute() or name.startswith(("/", "\\")) or ".." in path.parts \
-            or "\\.." in name or (len(name) > 1 and name[1] == ":"):
-        raise InvalidValue(
-            f"path {name!r} must be a name relative to its folder (no '..', not absolute)",
-            node_id=node_id, input_name=input_name,
-        )
-
-
-def ensure_inside(path: Path, folder: Path, *, node_id: str | None = None,
-                  input_name: str | None = None) -> None:
-    """Refuse a path that resolves (through symlinks) outside `folder`. For writes only:
-    reading follows links wherever they point."""
-    real, root = path.resolve(), folder.resolve()
-    if real != root and root not in real.parents:
-        raise InvalidValue(
-            f"path {str(path)!r} resolves to {str(real)!r}, outside {str(root)!r}; files are "
-            f"only written inside that folder, never through a link out of it",
-            node_id=node_id, input_name=input_name,
-        )
-
-
-def check_write_target(root: Path, name: str, *, node_id: str | None = None,
-                       input_name: str | None = None) -> Path:
-    """`root / name` for a file or folder about to be written; nothing is created.
-
-    Refused (InvalidValue): an absolute name, a `..` part, and any existing part of the path
-    (a sub-folder, or a link, dangling or not) that resolves outside `root`, e.g. a prefix
-    `loras/x` when output/loras is a link to another disk. `root` itself may be a link (an
-    output folder kept elsewhere): the check is against where it resolves.
-    """
-    check_relative_name(name, node_id=node_id, input_name=input_name)
-    current = root
-    for part in Path(name).parts:
-        current = current / part
-        if not (current.is_symlink() or current.exists()):
-            break  # nothing below a missing part exists yet: mkdir will create real folders
-        ensure_inside(current, root, node_id=node_id, input_name=input_name)
-    return root / name
+def invalid_value(exc: UnsafePath) -> InvalidValue:
+    """comfyless.files' refusal as the hierarchy's error (same message, node and input)."""
+    return InvalidValue(str(exc), node_id=exc.node_id, input_name=exc.input_name)
 
 
 def _walk(folder: Path, rel: str = "", ancestors: frozenset = frozenset()):

@@ -38,7 +38,7 @@ def write_lora(ctx, lora: Any, prefix: str, steps: int | None):
     runs, so names and metadata agree and `existing_lora` resumes from any of them.
     """
     from .. import __version__
-    from ..engine.context import write_atomic
+    from ..files import write_atomic
     from ..lora.weights import metadata_of, save_safetensors_deterministic
     from .impl.image_files import expand_prefix
 
@@ -130,7 +130,7 @@ class LossGraphNode(Node):
 
     @staticmethod
     def execute(ctx, loss, filename_prefix: str = "loss_graph"):
-        from ..engine.context import write_atomic
+        from ..files import write_atomic
         from .impl import image_files, loss_graph
 
         values = loss_graph.loss_values(loss)

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..engine.context import write_atomic
+from ..files import write_atomic
 
 # Metadata that legitimately changes between runs of the same recipe.
 VOLATILE_METADATA = ("comfyless.version",)

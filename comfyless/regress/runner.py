@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.context import RunContext, write_atomic
+from ..engine.context import RunContext
 from ..engine.paths import BasePaths
+from ..files import write_atomic
 from ..typesys.errors import WorkflowError, WorkflowInvalid
 from .compare import Artefact, Mismatch, classify, compare, record
 from .suite import Case, Suite

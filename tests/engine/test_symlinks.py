@@ -25,8 +25,9 @@ from comfyless.engine.cache import OutputCache
 from comfyless.engine.context import RunContext
 from comfyless.engine.execute import run_workflow
 from comfyless.engine.load import load_workflow
-from comfyless.engine.paths import BasePaths, check_write_target
+from comfyless.engine.paths import BasePaths
 from comfyless.engine.validate import check_workflow
+from comfyless.files import check_write_target
 from comfyless.nodes import REGISTRY
 from comfyless.typesys.errors import InvalidValue, SchemaError, WorkflowInvalid
 from comfyless.typesys.schema import Input, NodeSchema

@@ -7,32 +7,26 @@ from ...typesys.types import COMBO, IMAGE, STRING
 from .common import single_value
 
 SAVE_MODES = ("overwrite", "increment")
+RUN_FILE_TAIL = r"\d+\.png"  # after `<prefix>_<run>_`: one run is a numbered series of PNGs
 
 
 def _save_dataset_images(ctx, images: list, texts: list | None, folder_name: str, prefix: str,
                          mode: str) -> dict:
     """PNGs (and .txt captions) into output/<folder_name>/; UI entries of the images."""
-    import re
-
-    from ...engine.context import write_atomic
-    from ...engine.paths import check_relative_name, ensure_inside
+    from ...files import next_counter, write_atomic
     from ..impl import image_files, image_ops
 
-    for value, name in ((folder_name, "folder_name"), (prefix, "filename_prefix")):
-        check_relative_name(value, node_id=ctx.node_id, input_name=name)
+    folder = ctx.output_dir(folder_name, input_name="folder_name")
     root = ctx.paths.folders("output")[0]
-    folder = root / folder_name
-    folder.mkdir(parents=True, exist_ok=True)
-    ensure_inside(folder, root, node_id=ctx.node_id, input_name="folder_name")
+    # relative to output/<folder_name>/ and kept inside it (write_atomic makes sub-folders)
+    ctx.output_dir(prefix, within=folder, input_name="filename_prefix", create=False)
     pixels = [s for batch in images for s in image_ops.samples(batch)]
     if texts is not None and len(texts) != len(pixels):
         raise ValueError(f"inputs 'images' and 'texts': {len(pixels)} images but {len(texts)} "
                          "texts; they must pair one to one")
     stem = prefix
     if mode == "increment":  # a new run number: `<prefix>_<run:05>_<index:05>.png`
-        pattern = re.compile(re.escape(prefix) + r"_(\d+)_\d+\.png$")
-        used = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
-        stem = f"{prefix}_{max(used, default=0) + 1:05d}"
+        stem = f"{prefix}_{next_counter(folder, prefix, RUN_FILE_TAIL):05d}"
     entries = []
     for i, sample in enumerate(pixels):
         path = folder / f"{stem}_{i:05d}.png"

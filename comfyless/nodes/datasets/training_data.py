@@ -130,18 +130,10 @@ def _cond_for_sample(cond: list, k: int, batch: int, index: int):
 
 
 def _dataset_folder(ctx, folder_name: str):
-    """A sub-folder of datasets/ (never the root itself, never outside it)."""
-    from ...engine.paths import check_relative_name, ensure_inside
-
-    where = {"node_id": ctx.node_id, "input_name": "folder_name"}
-    check_relative_name(folder_name, **where)
-    root = ctx.paths.folders("datasets")[0]
-    folder = root / folder_name
-    if folder.resolve() == root.resolve():
+    """A sub-folder of datasets/ (never the root itself, never outside it); not created yet."""
+    folder = ctx.output_dir(folder_name, folder="datasets", create=False)
+    if folder.resolve() == ctx.paths.folders("datasets")[0].resolve():
         raise ValueError("input 'folder_name': give a sub-folder of datasets/, not the root")
-    root.mkdir(parents=True, exist_ok=True)
-    if folder.exists():
-        ensure_inside(folder, root, **where)
     return folder
 
 
