@@ -10,16 +10,6 @@ from ...typesys.types import COMBO, INT
 SEED_MAX = 2**64 - 1
 
 
-def with_signature(execute, inputs: tuple[Input, ...]):
-    """Give a generic `execute(ctx, **kw)` the signature of its inputs (for introspection)."""
-    import inspect
-
-    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(i.name, inspect.Parameter.KEYWORD_ONLY) for i in inputs]
-    execute.__signature__ = inspect.Signature(params)
-    return staticmethod(execute)
-
-
 def folder_input(tooltip: str = "a sub-folder of input/") -> Input:
     return Input("folder", COMBO, choices_from="input", choices_dirs_only=True, tooltip=tooltip)
 

@@ -5,15 +5,9 @@
 
 from __future__ import annotations
 
-from ...typesys.schema import Input, Node, NodeSchema, Output
+from ...typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ...typesys.types import FLOAT, IMAGE, INT, STRING
-from .common import seed_input, single_value, with_signature
-
-
-def _permutation(seed: int, n: int) -> list[int]:
-    import numpy as np
-
-    return [int(i) for i in np.random.RandomState(seed % (2**32 - 1)).permutation(n)]
+from .common import seed_input
 
 
 class ShuffleDataset(Node):
@@ -29,10 +23,7 @@ class ShuffleDataset(Node):
         experimental=True,
     )
 
-    @staticmethod
-    def execute(ctx, images: list, seed: list):
-        order = _permutation(single_value(seed, "seed"), len(images))
-        return ([images[i] for i in order],)
+    execute = implemented_by("comfyless.nodes.impl.datasets.lists:shuffle_dataset")
 
 
 class ShuffleImageTextDataset(Node):
@@ -48,25 +39,7 @@ class ShuffleImageTextDataset(Node):
         experimental=True,
     )
 
-    @staticmethod
-    def execute(ctx, images: list, texts: list, seed: list):
-        if len(images) != len(texts):
-            raise ValueError(f"inputs 'images' and 'texts': {len(images)} images but "
-                             f"{len(texts)} texts; they must pair one to one")
-        order = _permutation(single_value(seed, "seed"), len(images))
-        return [images[i] for i in order], [texts[i] for i in order]
-
-
-def _average_hash(sample) -> int:
-    """64-bit average hash of one sample: 8x8 greyscale, bit = pixel above the mean."""
-    import numpy as np
-    from PIL import Image
-
-    from ..impl import image_ops
-
-    small = image_ops.to_pil(sample).convert("L").resize((8, 8), Image.Resampling.LANCZOS)
-    pixels = np.asarray(small, dtype=np.float32).ravel()
-    return sum(1 << i for i, bit in enumerate(pixels > pixels.mean()) if bit)
+    execute = implemented_by("comfyless.nodes.impl.datasets.lists:shuffle_image_text_dataset")
 
 
 class ImageDeduplication(Node):
@@ -83,19 +56,7 @@ class ImageDeduplication(Node):
         experimental=True,
     )
 
-    @staticmethod
-    def execute(ctx, images: list, similarity_threshold: list):
-        from ..impl import image_ops
-
-        threshold = single_value(similarity_threshold, "similarity_threshold")
-        kept, hashes = [], []
-        for batch in images:
-            for sample in image_ops.samples(batch):
-                h = _average_hash(sample)
-                if all(1 - bin(h ^ k).count("1") / 64 < threshold for k in hashes):
-                    kept.append(sample.unsqueeze(0))
-                    hashes.append(h)
-        return (kept,)
+    execute = implemented_by("comfyless.nodes.impl.datasets.lists:image_deduplication")
 
 
 class ImageGrid(Node):
@@ -117,30 +78,13 @@ class ImageGrid(Node):
         experimental=True,
     )
 
-    @staticmethod
-    def execute(ctx, images: list, columns: list, cell_width: list, cell_height: list,
-                padding: list):
-        import torch
-
-        from ..impl import image_ops
-
-        cols, cw, ch, pad = (single_value(v, n) for v, n in (
-            (columns, "columns"), (cell_width, "cell_width"), (cell_height, "cell_height"),
-            (padding, "padding")))
-        cells = [s for batch in images for s in image_ops.samples(batch)]
-        if not cells:
-            raise ValueError("input 'images': no images to put in a grid")
-        rows = -(-len(cells) // cols)
-        grid = torch.zeros(rows * ch + (rows - 1) * pad, cols * cw + (cols - 1) * pad, 3)
-        for i, cell in enumerate(cells):
-            top, left = (i // cols) * (ch + pad), (i % cols) * (cw + pad)
-            grid[top:top + ch, left:left + cw] = image_ops.resize(cell[..., :3], cw, ch)
-        return (grid.unsqueeze(0),)
+    execute = implemented_by("comfyless.nodes.impl.datasets.lists:image_grid")
 
 
 def _merge_node(class_type: str, display: str, io) -> type[Node]:
     """A pass-through list node (the executor already concatenated the inputs' lists)."""
     name = "images" if io is IMAGE else "texts"
+    function = "merge_image_lists" if io is IMAGE else "merge_text_lists"
 
     class Merge(Node):
         schema = NodeSchema(
@@ -150,10 +94,7 @@ def _merge_node(class_type: str, display: str, io) -> type[Node]:
             is_input_list=True, experimental=True, deprecated=True,
         )
 
-        def execute(ctx, **kw):
-            return (list(kw[name]),)
-
-        execute = with_signature(execute, schema.inputs)
+        execute = implemented_by("comfyless.nodes.impl.datasets.lists:" + function)
 
     Merge.__name__ = Merge.__qualname__ = class_type
     Merge.__doc__ = display

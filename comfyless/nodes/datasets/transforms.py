@@ -5,25 +5,17 @@ These nodes run once per list item (execution-semantics.md §3.2): a list in giv
 
 from __future__ import annotations
 
-from typing import Any
-
-from ...typesys.schema import Input, Node, NodeSchema, Output
+from ...typesys.schema import Input, Node, NodeSchema, Output, implemented_by
 from ...typesys.types import FLOAT, IMAGE, INT, STRING
-from .common import seed_input, with_signature
+from .common import seed_input
 
-
-def _per_sample(images, transform) -> Any:
-    """Apply `transform([H, W, C]) -> [h, w, C]` to every sample of an IMAGE batch."""
-    import torch
-
-    from ..impl import image_ops
-
-    return torch.stack([transform(s) for s in image_ops.samples(images)])
+IMPL = "comfyless.nodes.impl.datasets.transforms"
 
 
 def _image_node(class_type: str, display: str, category: str, params: tuple[Input, ...],
-                transform, *, deprecated: bool = False) -> type[Node]:
-    """A per-item image node: `images` plus `params` in, transformed `images` out."""
+                function: str, *, deprecated: bool = False) -> type[Node]:
+    """A per-item image node: `images` plus `params` in, transformed `images` out; `function`
+    names its execute in nodes/impl/datasets/transforms.py."""
 
     class ImageNode(Node):
         schema = NodeSchema(
@@ -36,53 +28,11 @@ def _image_node(class_type: str, display: str, category: str, params: tuple[Inpu
             deprecated=deprecated,
         )
 
-        def execute(ctx, images, **kw):
-            return (transform(images, **kw),)
-
-        execute = with_signature(execute, schema.inputs)
+        execute = implemented_by(f"{IMPL}:{function}")
 
     ImageNode.__name__ = ImageNode.__qualname__ = class_type
     ImageNode.__doc__ = display
     return ImageNode
-
-
-def _resize_edge(images, edge: int, longer: bool):
-    from ..impl import image_ops
-
-    def one(s):
-        h, w = s.shape[:2]
-        scale = edge / (max(h, w) if longer else min(h, w))
-        return image_ops.resize(s, max(1, int(w * scale)), max(1, int(h * scale)))
-
-    return _per_sample(images, one)
-
-
-def _center_crop(images, width: int, height: int):
-    from ..impl import image_ops
-
-    def one(s):
-        h, w = s.shape[:2]
-        cw, ch = min(width, w), min(height, h)
-        return image_ops.crop(s, (w - cw) // 2, (h - ch) // 2, cw, ch)
-
-    return _per_sample(images, one)
-
-
-def _random_crop(images, width: int, height: int, seed: int):
-    """The RNG restarts from `seed` for every image, so equal-size images share offsets."""
-    import numpy as np
-
-    from ..impl import image_ops
-
-    def one(s):
-        h, w = s.shape[:2]
-        cw, ch = min(width, w), min(height, h)
-        rng = np.random.RandomState(seed % (2**32 - 1))
-        left = int(rng.randint(0, w - cw + 1))
-        top = int(rng.randint(0, h - ch + 1))
-        return image_ops.crop(s, left, top, cw, ch)
-
-    return _per_sample(images, one)
 
 
 def _size(name: str, default: int) -> Input:
@@ -92,47 +42,48 @@ def _size(name: str, default: int) -> Input:
 ResizeImagesByShorterEdge = _image_node(
     "ResizeImagesByShorterEdge", "Resize Images by Shorter Edge", "image/transform",
     (_size("shorter_edge", 512),),
-    lambda images, shorter_edge: _resize_edge(images, shorter_edge, longer=False),
+    "resize_images_by_shorter_edge",
     deprecated=True,
 )
 ResizeImagesByLongerEdge = _image_node(
     "ResizeImagesByLongerEdge", "Resize Images by Longer Edge", "image/transform",
     (_size("longer_edge", 1024),),
-    lambda images, longer_edge: _resize_edge(images, longer_edge, longer=True),
+    "resize_images_by_longer_edge",
     deprecated=True,
 )
 CenterCropImages = _image_node(
     "CenterCropImages", "Crop Image (Center)", "image/transform",
-    (_size("width", 512), _size("height", 512)), _center_crop,
+    (_size("width", 512), _size("height", 512)), "center_crop_images",
 )
 RandomCropImages = _image_node(
     "RandomCropImages", "Crop Image (Random)", "image/transform",
-    (_size("width", 512), _size("height", 512), seed_input()), _random_crop,
+    (_size("width", 512), _size("height", 512), seed_input()), "random_crop_images",
 )
 NormalizeImages = _image_node(
     "NormalizeImages", "Normalize Image Colors", "image/color",
     (Input("mean", FLOAT, default=0.5, min=0.0, max=1.0, step=0.01),
      Input("std", FLOAT, default=0.5, min=0.001, max=1.0, step=0.01)),
-    lambda images, mean, std: (images - mean) / std,
+    "normalize_images",
 )
 AdjustBrightness = _image_node(
     "AdjustBrightness", "Adjust Brightness", "image/adjustments",
     (Input("factor", FLOAT, default=1.0, min=0.0, max=2.0, step=0.01),),
-    lambda images, factor: (images * factor).clamp(0.0, 1.0),
+    "adjust_brightness",
 )
 AdjustContrast = _image_node(
     "AdjustContrast", "Adjust Contrast", "image/adjustments",
     (Input("factor", FLOAT, default=1.0, min=0.0, max=2.0, step=0.01),),
-    lambda images, factor: ((images - 0.5) * factor + 0.5).clamp(0.0, 1.0),
+    "adjust_contrast",
 )
 
 
 # -- current era: text transforms (run once per list item) -----------------------------------
 
 
-def _text_node(class_type: str, display: str, params: tuple[Input, ...], transform,
+def _text_node(class_type: str, display: str, params: tuple[Input, ...], function: str,
                *, deprecated: bool = True) -> type[Node]:
-    """A per-item text node: `texts` plus `params` in, transformed `texts` out."""
+    """A per-item text node: `texts` plus `params` in, transformed `texts` out (`function`:
+    its execute in nodes/impl/datasets/transforms.py)."""
 
     class TextNode(Node):
         schema = NodeSchema(
@@ -145,37 +96,34 @@ def _text_node(class_type: str, display: str, params: tuple[Input, ...], transfo
             deprecated=deprecated,
         )
 
-        def execute(ctx, texts: str, **kw):
-            return (transform(texts, **kw),)
-
-        execute = with_signature(execute, schema.inputs)
+        execute = implemented_by(f"{IMPL}:{function}")
 
     TextNode.__name__ = TextNode.__qualname__ = class_type
     TextNode.__doc__ = display
     return TextNode
 
 
-TextToLowercase = _text_node("TextToLowercase", "Text to Lowercase", (), str.lower)
-TextToUppercase = _text_node("TextToUppercase", "Text to Uppercase", (), str.upper)
+TextToLowercase = _text_node("TextToLowercase", "Text to Lowercase", (), "text_to_lowercase")
+TextToUppercase = _text_node("TextToUppercase", "Text to Uppercase", (), "text_to_uppercase")
 TruncateText = _text_node(
     "TruncateText", "Truncate Text",
     (Input("max_length", INT, default=77, min=1, max=10000),),
-    lambda texts, max_length: texts[:max_length], deprecated=False,
+    "truncate_text", deprecated=False,
 )
 AddTextPrefix = _text_node(
     "AddTextPrefix", "Add Text Prefix", (Input("prefix", STRING, default=""),),
-    lambda texts, prefix: prefix + texts,
+    "add_text_prefix",
 )
 AddTextSuffix = _text_node(
     "AddTextSuffix", "Add Text Suffix", (Input("suffix", STRING, default=""),),
-    lambda texts, suffix: texts + suffix,
+    "add_text_suffix",
 )
 ReplaceText = _text_node(
     "ReplaceText", "Replace Text",
     (Input("find", STRING, default=""), Input("replace", STRING, default="")),
-    lambda texts, find, replace: texts.replace(find, replace) if find else texts,
+    "replace_text",
 )
-StripWhitespace = _text_node("StripWhitespace", "Strip Whitespace", (), str.strip)
+StripWhitespace = _text_node("StripWhitespace", "Strip Whitespace", (), "strip_whitespace")
 
 
 NODES = [

@@ -1,0 +1,1 @@
+"""Execute of the dataset node families (nodes/datasets/*), one module per family module."""
