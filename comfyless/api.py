@@ -8,8 +8,9 @@
     results = g.run()              # output node id -> its UI dict (saved files, values)
     api_json = g.to_api()          # ComfyUI API format, loadable by ComfyUI and by Graph.load
 
-Widget inputs left out take their schema default; a node handle with exactly one output can
-be passed where a link is expected. Everything the engine accepts is checked by the same
+Widget inputs left out take their schema default; `handle.out(...)` returns a `Link` (the
+engine's one link type, exported here); a node handle with exactly one output can be passed
+where a link is expected. Everything the engine accepts is checked by the same
 validator as `comfyless run`; typos in class_type or input names are caught when the node is
 added.
 """
@@ -22,22 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine.overrides import unknown_input_hint
+from .engine.workflow import Link, link_of, to_api_json
 from .typesys.check import nearest
 from .typesys.errors import InvalidValue, UnknownNodeType, WorkflowError
 from .typesys.schema import NO_DEFAULT, NodeRegistry
 
-
-@dataclass(frozen=True)
-class OutputRef:
-    """A link to output `slot` of node `node_id` (what `NodeHandle.out` returns)."""
-
-    node_id: str
-    slot: int
+__all__ = ["Graph", "Link", "NodeHandle", "unknown_input_hint"]
 
 
 @dataclass
 class NodeHandle:
-    """A node in a Graph: its id, class_type and inputs (constants or OutputRefs)."""
+    """A node in a Graph: its id, class_type and inputs (constants or Links)."""
 
     id: str
     class_type: str
@@ -45,17 +42,17 @@ class NodeHandle:
     title: str | None = None
     _graph: Graph | None = field(default=None, repr=False, compare=False)
 
-    def out(self, which: str | int = 0) -> OutputRef:
+    def out(self, which: str | int = 0) -> Link:
         """A link to an output, by index or by name (or type name, if unique)."""
         outputs = self._graph._schema(self.class_type).outputs
         if isinstance(which, int) and not isinstance(which, bool):
             if 0 <= which < len(outputs):
-                return OutputRef(self.id, which)
+                return Link(self.id, which)
         else:
             for match in (lambda o: o.name == which, lambda o: o.type.name == which):
                 found = [i for i, o in enumerate(outputs) if match(o)]
                 if len(found) == 1:
-                    return OutputRef(self.id, found[0])
+                    return Link(self.id, found[0])
         names = ", ".join(f"{i}:{o.name}" for i, o in enumerate(outputs)) or "none"
         raise InvalidValue(f"node {self.id} ({self.class_type}) has no output {which!r} "
                            f"(outputs: {names})", node_id=self.id)
@@ -117,14 +114,14 @@ class Graph:
             result[name] = value
         return result
 
-    def _single_output(self, handle: NodeHandle, node_id: str, name: str) -> OutputRef:
+    def _single_output(self, handle: NodeHandle, node_id: str, name: str) -> Link:
         outputs = self._schema(handle.class_type).outputs
         if len(outputs) != 1:
             raise InvalidValue(
                 f"node {node_id} input {name!r}: node {handle.id} ({handle.class_type}) has "
                 f"{len(outputs)} outputs; pick one with .out(name)",
                 node_id=node_id, input_name=name)
-        return OutputRef(handle.id, 0)
+        return Link(handle.id, 0)
 
     # -- checking and running ---------------------------------------------------------------
     def validate(self, base_dir: str | os.PathLike | None = None) -> list[WorkflowError]:
@@ -154,16 +151,9 @@ class Graph:
 
     # -- formats ----------------------------------------------------------------------------
     def to_api(self) -> dict[str, Any]:
-        """The ComfyUI API-format dict (links as [id, slot], titles as _meta)."""
-        api: dict[str, Any] = {}
-        for node_id, node in self.nodes.items():
-            inputs = {k: [v.node_id, v.slot] if isinstance(v, OutputRef) else _plain(v)
-                      for k, v in node.inputs.items()}
-            entry: dict[str, Any] = {"class_type": node.class_type, "inputs": inputs}
-            if node.title:
-                entry["_meta"] = {"title": node.title}
-            api[node_id] = entry
-        return api
+        """The ComfyUI API-format dict (links as [id, slot], titles as _meta): the engine's one
+        writer, `engine.workflow.to_api_json`, as `comfyless convert` prints it."""
+        return to_api_json(self.nodes)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the API form as JSON."""
@@ -176,7 +166,6 @@ class Graph:
              ) -> Graph:
         """A Graph from a workflow file or dict in either format (API or UI)."""
         from .engine.load import load_workflow
-        from .engine.validate import link_of
 
         graph = cls(registry)
         source = Path(source) if isinstance(source, (str, os.PathLike)) else source
@@ -184,24 +173,7 @@ class Graph:
             inputs = {}
             for name, value in api_node.inputs.items():
                 link = link_of(value)
-                inputs[name] = OutputRef(*link) if link is not None else value
+                inputs[name] = Link(*link) if link is not None else value
             graph.nodes[node_id] = NodeHandle(node_id, api_node.class_type, inputs,
                                               getattr(api_node, "title", None), graph)
         return graph
-
-
-def unknown_input_hint(name: str, schema) -> str:
-    """"; did you mean ...? (inputs: ...)" for an input name `schema` does not have (shared by
-    the Graph API and `--set`)."""
-    names = [i.name for i in schema.inputs]
-    near = nearest(name, names)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
-    return f"{hint} (inputs: {', '.join(names) or 'none'})"
-
-
-def _plain(value: Any) -> Any:
-    # A list constant is wrapped as ComfyUI does, so it is not mistaken for a link.
-    if isinstance(value, (list, tuple)):
-        return {"__value__": list(value)}
-    return value
-

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Overrides (--set) are engine code; UsageError is raised there and caught here (exit 2).
+from .engine.overrides import UsageError, apply_overrides
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_NODE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 # Subcommands whose code lives in a module of its own (comfyless/commands/, demo.py, regress/):
@@ -44,14 +47,6 @@ def _check_external() -> None:
 _check_external()
 
 
-class UsageError(Exception):
-    """Bad command-line arguments (exit 2); `info` goes into the JSON error's extra_info."""
-
-    def __init__(self, message: str, **info: Any) -> None:
-        super().__init__(message)
-        self.info = info
-
-
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=repr))
 
@@ -75,23 +70,6 @@ def _load_full(path: str, registry):
 
 def _load(path: str, registry):
     return _load_full(path, registry).workflow
-
-
-def api_json(workflow) -> dict[str, Any]:
-    """The API-format dict of a loaded workflow (links as [id, slot], titles as _meta)."""
-    from .engine.validate import link_of
-
-    api: dict[str, Any] = {}
-    for node_id, node in workflow.items():
-        inputs = {}
-        for name, value in node.inputs.items():
-            link = link_of(value)
-            inputs[name] = list(link) if link is not None else \
-                {"__value__": value} if isinstance(value, list) else value
-        api[node_id] = {"class_type": node.class_type, "inputs": inputs}
-        if getattr(node, "title", None):
-            api[node_id]["_meta"] = {"title": node.title}
-    return api
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -134,75 +112,6 @@ def apply_threads(flag) -> None:
         configure(flag)
     except ThreadsError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """'ID.INPUT=VALUE' -> (id, input, value); VALUE is JSON if it parses, else a string."""
-    target, eq, raw = text.partition("=")
-    node_id, dot, name = target.partition(".")
-    if not eq or not dot or not node_id or not name:
-        raise UsageError(f"--set {text!r}: expected ID.INPUT=VALUE, e.g. --set 3.seed=42")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return node_id, name, value
-
-
-def apply_overrides(workflow, overrides: list[str], registry=None, primitives=None) -> None:
-    """Write --set values into the loaded workflow (validation then checks the values)."""
-    for text in overrides:
-        set_input(workflow, *parse_override(text), source=f"--set {text!r}",
-                  registry=registry, primitives=primitives)
-
-
-def set_input(workflow, node_id: str, name: str, value: Any, *, source: str, registry=None,
-              primitives: dict[str, list[tuple[str, str]]] | None = None) -> None:
-    """Override one input; `source` names where the override came from, for the error.
-
-    The node must exist and have an input of that name (else UsageError with the nearest
-    names). A UI workflow's PrimitiveNode id (`primitives`, from LoadNotes) sets its `value`
-    in every input it feeds. `registry` defaults to comfyless.nodes.REGISTRY.
-    """
-    if node_id not in workflow and node_id in (primitives or {}):
-        if name != "value":
-            raise UsageError(f"{source}: node {node_id} is a PrimitiveNode; its one input is "
-                             f"'value'", node_id=node_id, input_name=name, suggestions=["value"])
-        for target, input_name in primitives[node_id]:
-            workflow[target].inputs[input_name] = value
-        return
-    if node_id not in workflow:
-        from .typesys.check import nearest
-
-        ids = list(workflow) + list(primitives or ())
-        near = nearest(node_id, ids)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        shown = ", ".join(sorted(ids, key=_id_order)[:20]) or "none"
-        raise UsageError(f"{source}: no node {node_id!r} in the workflow{hint} (nodes: {shown})",
-                         node_id=node_id, suggestions=near)
-    node = workflow[node_id]
-    schema = _schema_of(node.class_type, registry)
-    if schema is not None and name not in schema.input_map:
-        from .api import unknown_input_hint
-        from .typesys.check import nearest
-
-        raise UsageError(
-            f"{source}: node {node_id} ({node.class_type}) has no input {name!r}"
-            f"{unknown_input_hint(name, schema)}", node_id=node_id, input_name=name,
-            suggestions=nearest(name, schema.input_map))
-    # an unknown class_type cannot be checked here; validation reports the node itself
-    node.inputs[name] = value
-
-
-def _schema_of(class_type: str, registry):
-    if registry is None:
-        from .nodes import REGISTRY as registry  # noqa: N811
-    cls = registry.get(class_type) if isinstance(class_type, str) else None
-    return cls.schema if cls is not None else None
-
-
-def _id_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
 
 
 class _TqdmProgress:
@@ -259,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)  # before anything imports torch
     from .engine.context import RunContext
     from .engine.execute import run_workflow
+    from .engine.workflow import to_api_json
     from .nodes import REGISTRY
     from .typesys.errors import Interrupted, NodeExecutionError, WorkflowError, WorkflowInvalid
 
@@ -277,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = _load_full(args.workflow, REGISTRY)
         workflow, ui_json = loaded.workflow, loaded.ui_json
         apply_overrides(workflow, args.overrides, REGISTRY, loaded.notes.primitives)
-        ctx.prompt = api_json(workflow)  # what SaveImage embeds in PNGs
+        ctx.prompt = to_api_json(workflow)  # what SaveImage embeds in PNGs
         ctx.extra_pnginfo = {"workflow": ui_json} if ui_json is not None else None
         result = run_workflow(workflow, ctx, REGISTRY)
     except WorkflowInvalid as exc:
@@ -526,7 +436,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Print the API form of a workflow; warn about node types whose widgets were dropped."""
-    from .engine.load import load_workflow_info, to_api_json
+    from .engine.load import load_workflow_info
+    from .engine.workflow import to_api_json
     from .nodes import REGISTRY
     from .typesys.errors import WorkflowError
 

@@ -20,46 +20,24 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
-from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
-
-
-class Link(msgspec.Struct, frozen=True):
-    """A link to output `slot` of node `node_id`."""
-
-    node_id: str
-    slot: int
-
-
-class BadLink(msgspec.Struct, frozen=True):
-    """An input value that is a list but not `[node id, output index]`, kept as read.
-
-    Validation reports it as ComfyUI's `bad_linked_input` on its node and input, together with
-    every other error, instead of the load stopping at the first one.
-    """
-
-    value: Any
-
-
-class ApiNode(msgspec.Struct):
-    """One node of an API-format workflow; `inputs` hold constants and `Link`s.
-
-    `class_type` is "" when the file gives none (validation reports it as missing_node_type).
-    """
-
-    class_type: str
-    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
-    title: str | None = None
-
-
-ApiWorkflow = dict[str, ApiNode]
+from ..typesys.schema import NodeRegistry
+from .legacy import fill_older_inputs
+from .workflow import (
+    ApiNode,
+    ApiWorkflow,
+    BadLink,
+    Link,
+    LoadedWorkflow,
+    LoadNotes,
+    invalid_from,
+    to_api_json,
+)
 
 
 # -- wire structs (ComfyUI's format, so unknown fields are allowed) ----------------------------
@@ -71,42 +49,6 @@ class _ApiNodeIn(msgspec.Struct):
     class_type: str = ""  # absent: reported by validation (missing_node_type), with the rest
     inputs: dict[str, Any] = {}
     meta: _Meta | None = msgspec.field(default=None, name="_meta")
-
-
-def invalid_from(exc: msgspec.ValidationError, base: str, **kw: Any) -> InvalidWorkflow:
-    """Our error from msgspec's, with its `$...` path re-rooted at `base`."""
-    text = str(exc)
-    message, sep, where = text.rpartition(" - at `")
-    if not sep:
-        return InvalidWorkflow(text, path=base, **kw)
-    return InvalidWorkflow(message, path=base + where.rstrip("`")[1:], **kw)
-
-
-# Node-specific rules (workflow-formats.md §3 allows them): inputs that older versions of a node
-# did not have yet (train-nodes.md §9), per era. A workflow saved then lacks them: in UI files
-# its widgets_values are shorter, in API files the keys are absent. They take their schema
-# defaults, which reproduce the old behaviour.
-_V1_TRAINER_LACKS = frozenset({"quantized_backward", "checkpoint_depth", "offloading",
-                               "bucket_mode", "bypass_mode"})
-OLDER_WIDGET_LAYOUTS: dict[str, tuple[frozenset[str], ...]] = {
-    "TrainLoraNode": (_V1_TRAINER_LACKS,  # V1 from 2025-07 (with `algorithm`)
-                      _V1_TRAINER_LACKS | {"algorithm"}),  # V1 before 2025-07
-}
-
-
-def _fill_older_inputs(workflow: ApiWorkflow, registry: NodeRegistry) -> ApiWorkflow:
-    """API nodes saved by an older version of their node get defaults for the later inputs."""
-    for node in workflow.values():
-        eras = OLDER_WIDGET_LAYOUTS.get(node.class_type)
-        cls = registry.get(node.class_type) if eras is not None else None
-        if cls is None:
-            continue
-        missing = {inp.name for inp in cls.schema.inputs
-                   if inp.name not in node.inputs and inp.default is not NO_DEFAULT}
-        if missing and any(missing <= lacks for lacks in eras):
-            for name in sorted(missing):
-                node.inputs[name] = cls.schema.input_map[name].default
-    return workflow
 
 
 # -- reading and detecting --------------------------------------------------------------------
@@ -211,28 +153,6 @@ def _fast_bare_api(data: bytes) -> ApiWorkflow | None:
 
 
 # -- public API --------------------------------------------------------------------------------
-@dataclass
-class LoadNotes:
-    """What a UI conversion learnt besides the nodes.
-
-    `primitives`: PrimitiveNode id -> the (node id, input) pairs its value was copied into
-    (`--set <primitive id>.value=...` sets them all); `warnings`: one line per node type the
-    registry has no schema for (its widget values could not be mapped and were dropped).
-    """
-
-    primitives: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LoadedWorkflow:
-    """`load_workflow_info`'s answer: the API workflow, the UI JSON (or None), the notes."""
-
-    workflow: ApiWorkflow
-    ui_json: dict | None
-    notes: LoadNotes
-
-
 _NODE_ID = re.compile(r"\d+(:\d+)*")  # "3", "5:3": the ids ComfyUI writes
 
 
@@ -271,7 +191,7 @@ def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep
             raise InvalidWorkflow("the file is empty (not valid JSON)", path="$")
         fast = _fast_bare_api(data)
         if fast is not None:
-            return LoadedWorkflow(_fill_older_inputs(fast, registry), None, notes)
+            return LoadedWorkflow(fill_older_inputs(fast, registry), None, notes)
         from .ui_format import convert_ui, decode_ui
 
         ui = decode_ui(data)
@@ -287,11 +207,11 @@ def _load(source: str | bytes | os.PathLike | dict, registry: NodeRegistry, keep
         return LoadedWorkflow(convert_ui(doc, registry, notes), doc, notes)
     wrapped = _envelope(doc)
     if wrapped is not None:
-        return LoadedWorkflow(_fill_older_inputs(_api_nodes(wrapped[0], "$.prompt"), registry),
+        return LoadedWorkflow(fill_older_inputs(_api_nodes(wrapped[0], "$.prompt"), registry),
                               wrapped[1], notes)
     if _not_a_workflow(doc):
         raise _not_workflow_error(doc)
-    return LoadedWorkflow(_fill_older_inputs(_api_nodes(doc, "$"), registry), None, notes)
+    return LoadedWorkflow(fill_older_inputs(_api_nodes(doc, "$"), registry), None, notes)
 
 
 def _load_named(source: str | bytes | os.PathLike | dict, registry: NodeRegistry,
@@ -327,64 +247,6 @@ def load_workflow(source: str | bytes | os.PathLike | dict, registry: NodeRegist
     return _load_named(source, registry, keep_ui=False).workflow
 
 
-def _api_json_value(value: Any) -> Any:
-    if isinstance(value, Link):
-        return [value.node_id, value.slot]
-    if isinstance(value, BadLink):
-        return value.value  # written back as it was read
-    if isinstance(value, (list, tuple)):
-        return {"__value__": list(value)}  # a bare list would read as a link
-    return value
-
-
-def to_api_json(workflow: ApiWorkflow) -> dict[str, Any]:
-    """The ComfyUI API-format JSON of a workflow (links as ["id", slot], titles as _meta)."""
-    out: dict[str, Any] = {}
-    for node_id, node in workflow.items():
-        entry: dict[str, Any] = {
-            "class_type": node.class_type,
-            "inputs": {name: _api_json_value(v) for name, v in node.inputs.items()},
-        }
-        if node.title is not None:
-            entry["_meta"] = {"title": node.title}
-        out[node_id] = entry
-    return out
-
-
 def convert_to_api_json(path: str | os.PathLike, registry: NodeRegistry) -> dict[str, Any]:
     """`comfyless convert`: the API-format JSON of a workflow file of either format."""
     return to_api_json(load_workflow(Path(path), registry))
-
-
-# -- legacy output layouts ----------------------------------------------------------------------
-def current_slot_of_legacy(schema: NodeSchema, legacy_slot: int) -> int | None:
-    """The current output index of legacy output `legacy_slot` (same name, else sole same type)."""
-    legacy = schema.legacy_outputs
-    if legacy is None or not 0 <= legacy_slot < len(legacy):
-        return None
-    old = legacy[legacy_slot]
-    for index, out in enumerate(schema.outputs):
-        if out.name == old.name:
-            return index
-    same_type = [i for i, out in enumerate(schema.outputs) if out.type.name == old.type.name]
-    return same_type[0] if len(same_type) == 1 else None
-
-
-def remap_legacy_slot(schema: NodeSchema, slot: int, expected_type: str) -> int | None:
-    """Current output index for a link to `slot` whose consumer expects `expected_type`.
-
-    Without `legacy_outputs` the slot is kept if it exists. With them, the slot is read in
-    whichever layout (current or legacy) gives an output compatible with `expected_type`;
-    None when neither does or both do with different outputs (ambiguous: never guess).
-    """
-    outputs = schema.outputs
-    if schema.legacy_outputs is None:
-        return slot if 0 <= slot < len(outputs) else None
-    candidates: list[int] = []
-    if 0 <= slot < len(outputs) and compatible(outputs[slot].type.name, expected_type):
-        candidates.append(slot)
-    old = current_slot_of_legacy(schema, slot)
-    if old is not None and old not in candidates \
-            and compatible(schema.legacy_outputs[slot].type.name, expected_type):
-        candidates.append(old)
-    return candidates[0] if len(candidates) == 1 else None

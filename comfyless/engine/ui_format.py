@@ -2,9 +2,10 @@
 
 Restated from workflow-formats.md §3-§6:
 - widgets_values are mapped onto the schema's widget inputs in declaration order, skipping the
-  frontend-only values that follow some widgets (`Input.ui_extra_values`); the older form with
-  `null` holes for non-serialised widgets is recognised by its length; a count that fits neither
-  form is an error naming the node (never a guess);
+  frontend-only values that follow some widgets (`Input.ui_extra_values`); values saved by an
+  older version of the node (legacy.py) and the older form with `null` holes for non-serialised
+  widgets are recognised by their length; a count that fits none is an error naming the node
+  (never a guess);
 - every linked input slot is resolved through Reroutes, bypassed nodes (mode 4, matched by
   type), PrimitiveNodes (their value becomes a constant) and subgraph boundaries; the link wins
   over a widget value of the same name; a link that resolves to nothing (muted source, bypass
@@ -17,7 +18,7 @@ Restated from workflow-formats.md §3-§6:
 - each PrimitiveNode whose value reaches an input is recorded in `LoadNotes.primitives`
   (primitive id -> the (node id, input) pairs it fed), so `--set` can address it;
 - links from a node whose saved outputs are its schema's `legacy_outputs` are moved onto the
-  current layout.
+  current layout (legacy.py).
 
 State of one conversion (`_Converter`): the registry, the subgraph definitions by id, the
 scopes built so far (one per subgraph instance path) and the API nodes emitted, in UI order.
@@ -33,16 +34,14 @@ import msgspec
 
 from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
-from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
-from .load import (
-    OLDER_WIDGET_LAYOUTS,
-    ApiNode,
-    ApiWorkflow,
-    Link,
-    LoadNotes,
+from ..typesys.schema import NodeRegistry, NodeSchema
+from .legacy import (
     current_slot_of_legacy,
-    invalid_from,
+    older_widget_values,
+    saved_with_legacy_outputs,
+    widget_layout,
 )
+from .workflow import ApiNode, ApiWorkflow, Link, LoadNotes, invalid_from
 
 MUTED, BYPASS = 2, 4
 VIRTUAL_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
@@ -198,25 +197,6 @@ def _collect_subgraphs(defs: _Definitions | None, path: str, out: dict[str, tupl
 
 
 # -- widgets_values -> inputs ----------------------------------------------------------------
-_Layout = tuple[tuple[tuple[str, int], ...], int]
-_LAYOUTS: dict[tuple[int, frozenset[str]], tuple[NodeSchema, _Layout]] = {}  # -> (schema, layout)
-
-def _widget_layout(schema: NodeSchema, lacks: frozenset[str] = frozenset()) -> _Layout:
-    """((widget input name, position in widgets_values), ...), expected count; memoised."""
-    key = (id(schema), lacks)
-    cached = _LAYOUTS.get(key)
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    positions, position = [], 0
-    for inp in schema.inputs:
-        if inp.is_widget and inp.name not in lacks:
-            positions.append((inp.name, position))
-            position += 1 + inp.ui_extra_values
-    layout = (tuple(positions), position)
-    _LAYOUTS[key] = (schema, layout)  # the schema is kept, so its id is never reused
-    return layout
-
-
 def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
     """The compact form of an older widgets_values with `null` holes, if it is one."""
     excess = len(values) - expected
@@ -227,28 +207,14 @@ def _without_holes(values: list[Any], expected: int) -> list[Any] | None:
     return [v for i, v in enumerate(values) if i not in drop]
 
 
-def _older_layout(schema: NodeSchema, values: list[Any]) -> dict[str, Any] | None:
-    """Map values saved by an older version of the node (OLDER_WIDGET_LAYOUTS), if one fits."""
-    for lacks in OLDER_WIDGET_LAYOUTS.get(schema.class_type, ()):
-        positions, expected = _widget_layout(schema, lacks)
-        if expected == len(values):
-            mapped = {name: values[position] for name, position in positions}
-            for name in sorted(lacks):
-                inp = schema.input_map.get(name)
-                if inp is not None and inp.default is not NO_DEFAULT:
-                    mapped[name] = inp.default
-            return mapped
-    return None
-
-
 def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> dict[str, Any]:
     """Map a node's widgets_values onto its widget inputs (frontend-only values skipped)."""
-    positions, expected = _widget_layout(schema)
+    positions, expected = widget_layout(schema)
     if isinstance(values, dict):  # some nodes save an object keyed by widget name
         return {name: values[name] for name, _ in positions if name in values}
     values = [] if values is None else values
     if len(values) != expected:
-        older = _older_layout(schema, values)
+        older = older_widget_values(schema, values)
         if older is not None:
             return older
         compact = _without_holes(values, expected)
@@ -266,16 +232,6 @@ def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> 
 
 
 # -- the conversion ----------------------------------------------------------------------------
-def _legacy_layout(node: _UiNode, schema: NodeSchema) -> bool:
-    """True if the node was saved with its schema's legacy output layout."""
-    legacy = schema.legacy_outputs
-    saved = node.outputs or []
-    if legacy is None or len(saved) != len(legacy) or len(legacy) == len(schema.outputs):
-        return False
-    return all(s.name == old.name or _type_name(s.type) == old.type.name
-               for s, old in zip(saved, legacy, strict=True))
-
-
 def _bypass_input(node: _UiNode, slot: int, want: str) -> int | None:
     """Which input of a bypassed node stands in for its output `slot` (workflow-formats §4)."""
     inputs = node.inputs or []
@@ -419,7 +375,10 @@ class _Converter:
 
     def current_slot(self, scope: _Scope, key: str, node: _UiNode, slot: int) -> int:
         schema = self.schema(node.type)
-        if schema is None or not _legacy_layout(node, schema):
+        if schema is None or schema.legacy_outputs is None:
+            return slot
+        saved = [(out.name, _type_name(out.type)) for out in node.outputs or ()]
+        if not saved_with_legacy_outputs(schema, saved):
             return slot
         current = current_slot_of_legacy(schema, slot)
         if current is None:

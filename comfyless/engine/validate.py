@@ -21,17 +21,17 @@ whole workflow (pass `targets` to run a subset), so a half-run training job neve
 success.
 
 Workflows are duck-typed: a mapping id -> node with `.class_type`, `.inputs` and optional
-`.title`; a link is any value with `.node_id` and `.slot` (load.py's `Link`).
+`.title`; a link is any value with `.node_id` and `.slot` (workflow.py's `Link`, `link_of`).
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..files import UnsafePath, check_write_target
 from ..typesys.check import check_value, compatible, nearest
 from ..typesys.errors import (
     BadLink,
@@ -48,11 +48,10 @@ from ..typesys.errors import (
 )
 from ..typesys.schema import Input, Node, NodeRegistry, NodeSchema
 from . import graph
-from .load import BadLink as BadLinkValue
-from .load import Link, remap_legacy_slot
-from .paths import BasePaths, check_write_target
-
-log = logging.getLogger(__name__)
+from .legacy import added_later_default, resolve_slot
+from .paths import BasePaths, invalid_value
+from .workflow import BadLink as BadLinkValue
+from .workflow import link_of
 
 
 @dataclass
@@ -76,19 +75,6 @@ class Checked:
     order: list[str]
     deps: dict[str, list[str]]
     class_types: dict[str, str]
-
-
-def link_of(value: Any) -> tuple[str, int] | None:
-    """(node_id, slot) if `value` is a link, else None."""
-    if type(value) is Link:  # the common case, 3x faster than the duck-typed path
-        return value.node_id, value.slot
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return None
-    node_id = getattr(value, "node_id", None)
-    slot = getattr(value, "slot", None)
-    if isinstance(node_id, str) and isinstance(slot, int) and not isinstance(value, Exception):
-        return node_id, slot
-    return None
 
 
 def _where(node_id: str, class_type: str) -> str:
@@ -180,10 +166,9 @@ class _Checker:
         it after the workflow was saved (`added_in`); else required_input_missing."""
         if inp.optional:
             return
-        if inp.added_in is not None:
-            log.info("%s: input '%s' missing (added in ComfyUI on %s; the workflow is older), "
-                     "using default %r", prefix, inp.name, inp.added_in, inp.default)
-            planned.constants[inp.name] = inp.default
+        added_later, default = added_later_default(inp, prefix)
+        if added_later:
+            planned.constants[inp.name] = default
             return
         self.errors.append(MissingInput(
             f"{prefix} input '{inp.name}': required input is missing "
@@ -281,7 +266,8 @@ class _Checker:
         root = self.paths.folders(inp.save_to)[0]
         try:
             check_write_target(root, name, node_id=node_id, input_name=inp.name)
-        except WorkflowError as err:
+        except UnsafePath as exc:
+            err = invalid_value(exc)
             err.message = (f"input '{inp.name}': {err.message} (checked before running, so "
                            f"nothing is computed only to be refused when saving)")
             err.args = (err.message,)
@@ -302,32 +288,6 @@ class _Checker:
             self.errors.append(CustomValidationFailed(
                 f"{prefix} input '{name}': {message}" if name else f"{prefix}: {message}",
                 node_id=planned.node_id, input_name=name))
-
-
-def resolve_slot(schema: NodeSchema, slot: int, expected: str) -> tuple[int | None, str]:
-    """(current output index, "") for a link's slot, or (None, why not).
-
-    A node with `legacy_outputs` may be linked by a workflow of either era: load.py's
-    `remap_legacy_slot` reads the slot in whichever layout gives an output of the consumer's
-    type. If neither layout does, the current layout's output is kept so that the consumer
-    gets a plain type mismatch; if both do with different outputs, it is an error that says so.
-    """
-    resolved = remap_legacy_slot(schema, slot, expected)
-    if resolved is not None:
-        return resolved, ""
-    in_current = 0 <= slot < len(schema.outputs)
-    legacy = schema.legacy_outputs
-    if legacy is None:
-        return None, f"has no output slot {slot} (it has {len(schema.outputs)})"
-    fits_current = in_current and compatible(schema.outputs[slot].type.name, expected)
-    fits_legacy = 0 <= slot < len(legacy) and compatible(legacy[slot].type.name, expected)
-    if fits_current and fits_legacy:
-        return None, (f"output slot {slot} is ambiguous between the current and the legacy "
-                      f"output layouts for an input of type {expected}; re-link it in the "
-                      f"workflow")
-    if in_current:
-        return slot, ""  # reported as a plain type mismatch against the current layout
-    return None, f"has no output slot {slot} of type {expected} in either output layout"
 
 
 def _deps(workflow: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -19,9 +19,12 @@ trainer (moved under `loras/` if it is elsewhere, so the LoRA pickers list it), 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
+# torch-free: the one table of the widget inputs (TrainConfig reads it too)
+from ..lora.train_options import NO_LORA, TRAIN_OPTIONS, TrainOption
 from ..typesys.schema import Input, Node, NodeSchema, Output
 from ..typesys.types import (
     BOOLEAN,
@@ -37,24 +40,41 @@ from ..typesys.types import (
 
 log = logging.getLogger(__name__)
 
-# The combos' choices. The node module must stay torch-free, so these are the keys of the
-# dispatch dicts in comfyless.lora.training (OPTIMIZERS, LOSSES, TRAINING_DTYPES, LORA_DTYPES)
-# and comfyless.lora.ALGORITHMS; tests/nodes/test_train.py checks they are equal, in order.
-OPTIMIZER_CHOICES = ("AdamW", "Adam", "SGD", "RMSprop")
-LOSS_CHOICES = ("MSE", "L1", "Huber", "SmoothL1")
-TRAINING_DTYPE_CHOICES = ("bf16", "fp32", "none")
-LORA_DTYPE_CHOICES = ("bf16", "fp32")
-ALGORITHM_CHOICES = ("LoRA", "LoHa", "LoKr", "OFT")
-NO_LORA = "[None]"
 DEFAULT_PREFIX = "loras/ComfyUI_trained_lora"  # SaveLoRA's default prefix
 # --save-every keeps the newest 2 files of a run: the latest state plus the one before it, in
 # case the run went bad late (a loss spike), while a long run does not fill the disk. Only files
 # this run wrote are ever deleted.
 SNAPSHOTS_KEPT = 2
 
-_SCALARS = ("batch_size", "grad_accumulation_steps", "steps", "learning_rate", "rank",
-            "optimizer", "loss_function", "seed", "training_dtype", "lora_dtype", "algorithm",
-            "gradient_checkpointing", "checkpoint_depth", "bucket_mode", "bypass_mode")
+_WIDGET = {int: INT, float: FLOAT, bool: BOOLEAN, str: COMBO}
+# What only the node knows about an input (the table has types, defaults, ranges, choices).
+_NODE_ONLY: dict[str, dict] = {
+    "grad_accumulation_steps": {"added_in": "2025-07-24"},
+    "steps": {"tooltip": "number of optimizer steps"},
+    "seed": {"control_after_generate": True,
+             "tooltip": "noise, timesteps, batch order and adapter initialisation"},
+    "training_dtype": {"tooltip": "compute dtype; on a CPU fp32 is much faster than bf16"},
+    "quantized_backward": {"added_in": "2026-03-25",
+                           "tooltip": "FP8 backward for quantized models (GPU only; no effect "
+                                      "on CPU)"},
+    "algorithm": {"added_in": "2025-07-24"},
+    "gradient_checkpointing": {"added_in": "2025-07-24"},
+    "checkpoint_depth": {"added_in": "2026-02-11"},
+    "offloading": {"added_in": "2026-02-11",
+                   "tooltip": "stream weights to the GPU (no effect on CPU)"},
+    "existing_lora": {"choices_from": "loras", "extra_choices": (NO_LORA,),
+                      "tooltip": "resume from this LoRA file"},
+    "bucket_mode": {"added_in": "2025-12-18", "tooltip": "latents come from ResolutionBucket"},
+    "bypass_mode": {"added_in": "2026-01-25",
+                    "tooltip": "adapters as forward hooks instead of merged weights"},
+}
+
+
+def _input(option: TrainOption) -> Input:
+    """The schema Input of one table row."""
+    return Input(option.name, _WIDGET[option.kind], default=option.default, min=option.min,
+                 max=option.max, step=option.step, choices=option.choices,
+                 **_NODE_ONLY.get(option.name, {}))
 
 
 class TrainLoraNode(Node):
@@ -68,36 +88,7 @@ class TrainLoraNode(Node):
             Input("model", MODEL, tooltip="the model to train the LoRA on"),
             Input("latents", LATENT, tooltip="training latents (one batch or a list)"),
             Input("positive", CONDITIONING, tooltip="one caption per latent, or one for all"),
-            Input("batch_size", INT, default=1, min=1, max=10000),
-            Input("grad_accumulation_steps", INT, default=1, min=1, max=1024,
-                  added_in="2025-07-24"),
-            Input("steps", INT, default=16, min=1, max=100000,
-                  tooltip="number of optimizer steps"),
-            Input("learning_rate", FLOAT, default=0.0005, min=0.0000001, max=1.0,
-                  step=0.0000001),
-            Input("rank", INT, default=8, min=1, max=128),
-            Input("optimizer", COMBO, default="AdamW", choices=OPTIMIZER_CHOICES),
-            Input("loss_function", COMBO, default="MSE", choices=LOSS_CHOICES),
-            Input("seed", INT, default=0, min=0, max=0xFFFF_FFFF_FFFF_FFFF,
-                  control_after_generate=True,
-                  tooltip="noise, timesteps, batch order and adapter initialisation"),
-            Input("training_dtype", COMBO, default="bf16", choices=TRAINING_DTYPE_CHOICES,
-                  tooltip="compute dtype; on a CPU fp32 is much faster than bf16"),
-            Input("lora_dtype", COMBO, default="bf16", choices=LORA_DTYPE_CHOICES),
-            Input("quantized_backward", BOOLEAN, default=False, added_in="2026-03-25",
-                  tooltip="FP8 backward for quantized models (GPU only; no effect on CPU)"),
-            Input("algorithm", COMBO, default="LoRA", choices=ALGORITHM_CHOICES,
-                  added_in="2025-07-24"),
-            Input("gradient_checkpointing", BOOLEAN, default=True, added_in="2025-07-24"),
-            Input("checkpoint_depth", INT, default=1, min=1, max=5, added_in="2026-02-11"),
-            Input("offloading", BOOLEAN, default=False, added_in="2026-02-11",
-                  tooltip="stream weights to the GPU (no effect on CPU)"),
-            Input("existing_lora", COMBO, default=NO_LORA, choices_from="loras",
-                  extra_choices=(NO_LORA,), tooltip="resume from this LoRA file"),
-            Input("bucket_mode", BOOLEAN, default=False, added_in="2025-12-18",
-                  tooltip="latents come from ResolutionBucket"),
-            Input("bypass_mode", BOOLEAN, default=False, added_in="2026-01-25",
-                  tooltip="adapters as forward hooks instead of merged weights"),
+            *(_input(o) for o in TRAIN_OPTIONS),
         ),
         outputs=(
             Output("lora", LORA_MODEL),
@@ -110,6 +101,13 @@ class TrainLoraNode(Node):
             Output("loss_map", LOSS_MAP),
             Output("steps", INT),
         ),
+        # Older versions' widgets_values / API inputs lack these (train-nodes.md §9): V1 from
+        # 2025-07 (with `algorithm`), V1 before 2025-07. They take their defaults.
+        older_widget_layouts=(
+            ("quantized_backward", "checkpoint_depth", "offloading", "bucket_mode", "bypass_mode"),
+            ("quantized_backward", "checkpoint_depth", "offloading", "bucket_mode", "bypass_mode",
+             "algorithm"),
+        ),
         is_input_list=True,
         # Not not_idempotent, as in ComfyUI: training is deterministic in its seed, so an
         # unchanged training (fixed seed) is a cache hit and its LoRA is reused.
@@ -117,23 +115,15 @@ class TrainLoraNode(Node):
     )
 
     @staticmethod
-    def execute(ctx, model: list, latents: list, positive: list, batch_size=(1,),
-                grad_accumulation_steps=(1,), steps=(16,), learning_rate=(0.0005,), rank=(8,),
-                optimizer=("AdamW",), loss_function=("MSE",), seed=(0,),
-                training_dtype=("bf16",), lora_dtype=("bf16",), quantized_backward=(False,),
-                algorithm=("LoRA",), gradient_checkpointing=(True,), checkpoint_depth=(1,),
-                offloading=(False,), existing_lora=(NO_LORA,), bucket_mode=(False,),
-                bypass_mode=(False,)) -> tuple:
+    def execute(ctx, model: list, latents: list, positive: list, **options: list) -> tuple:
         # every input is a list (is_input_list); offloading / quantized_backward: GPU only
-        args = dict(locals())
         from ..lora.training import TrainingStopped, train_lora
         from ..lora.weights import LoraWeights
 
         node = ctx.node_id
-        values = {k: _unwrap_list(v) for k, v in args.items() if k in _SCALARS}
-        values["existing_lora"] = _unwrap_list(existing_lora)
+        values = {o.name: _unwrap_list(options.get(o.name, (o.default,))) for o in TRAIN_OPTIONS}
         cfg = _config(values, node)
-        existing, prior = _existing(ctx, values.get("existing_lora", NO_LORA))
+        existing, prior = _existing(ctx, values["existing_lora"])
         model = _unwrap_list(model)
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -151,6 +141,15 @@ class TrainLoraNode(Node):
         steps = cfg.steps + prior
         lora = LoraWeights(result.lora, _metadata(model, cfg, steps))
         return lora, {"loss": result.losses}, steps
+
+
+# Named parameters with the table's defaults, so introspection (and the contract test) sees
+# every input; values arrive as keywords.
+TrainLoraNode.execute.__signature__ = inspect.Signature([
+    *(inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+      for n in ("ctx", "model", "latents", "positive")),
+    *(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=(o.default,))
+      for o in TRAIN_OPTIONS)])
 
 
 class _Keeper:
@@ -241,15 +240,11 @@ def _unwrap_list(value: Any) -> Any:
 
 def _config(values: dict[str, Any], node_id: str | None):
     from ..lora.training import TrainConfig
-    from ..typesys.errors import InvalidValue
 
-    kwargs = {k: values[k] for k in _SCALARS if k in values}
     try:
-        return TrainConfig(**kwargs)
+        return TrainConfig(**{k: values[k] for k in TrainConfig.__dataclass_fields__})
     except ValueError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise InvalidValue(f"TrainLoraNode input '{name}': {exc}", node_id=node_id,
-                           input_name=name) from exc
+        raise _with_input(exc, node_id) from exc
 
 
 def _existing(ctx, name: str) -> tuple[dict | None, int]:
@@ -270,20 +265,17 @@ def _existing(ctx, name: str) -> tuple[dict | None, int]:
 
 
 def _with_input(exc: ValueError, node_id: str | None) -> Exception:
-    """A ValueError from the loop as an error naming the node and, where known, the input."""
+    """A ValueError from the loop as an error naming the node and, where known, the input:
+    the loop's errors carry `.input_name` (TrainInputError); RankTooLarge is input rank."""
+    from ..lora.adapters import RankTooLarge
     from ..typesys.errors import InvalidValue
 
-    text = str(exc)
-    name = None
-    for candidate in ("positive", "latents", "rank", "existing_lora"):
-        if f"'{candidate}'" in text:
-            name = candidate
-    if name is None and "rank" in text:
+    name = getattr(exc, "input_name", None)
+    if name is None and isinstance(exc, RankTooLarge):
         name = "rank"
-    if name is None and "existing LoRA" in text:
-        name = "existing_lora"
     if name is None:
         return exc
+    text = str(exc)
     prefix = "" if text.startswith("input '") else f"input '{name}': "
     return InvalidValue(f"TrainLoraNode {prefix}{text}", node_id=node_id, input_name=name)
 

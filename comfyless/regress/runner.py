@@ -79,9 +79,9 @@ def _error_lines(exc: WorkflowInvalid) -> list[str]:
 
 def _run_and_collect(case: Case, base_dir: str | None,
                      registry=None) -> tuple[list[Artefact], dict[str, int]]:
-    from ..cli import UsageError, set_input
     from ..engine.execute import prepare, run_plan
     from ..engine.load import load_workflow_info
+    from ..engine.overrides import UsageError, set_input
 
     if registry is None:
         from ..nodes import REGISTRY as registry  # noqa: N811

@@ -150,7 +150,7 @@ def resolve_workflow(text: str, root: Path) -> Path | None:
 
 def _overrides(raw: Any, manifest: Path, where: str) -> tuple[tuple[str, str, Any], ...]:
     """`set` as a table {"ID.INPUT": value} or a list of "ID.INPUT=VALUE" strings."""
-    from ..cli import UsageError, parse_override
+    from ..engine.overrides import UsageError, parse_override
 
     if isinstance(raw, dict):
         # Parse only the key; the TOML value is already typed.

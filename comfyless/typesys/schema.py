@@ -105,6 +105,11 @@ class NodeSchema:
 
     `legacy_outputs`: an older output layout of the same class_type (e.g. TrainLoraNode's
     `(model, lora, loss_map, steps)`); the engine maps links made for it onto `outputs`.
+    `older_widget_layouts`: per older version of the node, the inputs it did not have yet
+    (its saved widgets_values are shorter); they get their defaults (engine/legacy.py).
+    `hidden`: ComfyUI's hidden inputs (`"prompt"`, `"extra_pnginfo"`, `"unique_id"`, ...), as
+    /object_info lists them; by default `("prompt", "extra_pnginfo")` for an output node and
+    none otherwise (ComfyUI adds those two to every output node).
     """
 
     class_type: str
@@ -120,16 +125,23 @@ class NodeSchema:
     experimental: bool = False
     deprecated: bool = False
     legacy_outputs: tuple[Output, ...] | None = None
+    older_widget_layouts: tuple[tuple[str, ...], ...] = ()
+    hidden: tuple[str, ...] | None = None
     input_map: dict[str, Input] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_map", {i.name: i for i in self.inputs})
+        if self.hidden is None:
+            object.__setattr__(self, "hidden", _OUTPUT_NODE_HIDDEN if self.output_node else ())
         problems = list(_schema_problems(self))
         if problems:
             raise SchemaError(f"{self.class_type}: " + "; ".join(problems))
 
     def input(self, name: str) -> Input:
         return self.input_map[name]
+
+
+_OUTPUT_NODE_HIDDEN = ("prompt", "extra_pnginfo")  # what ComfyUI gives every output node
 
 
 def _schema_problems(schema: NodeSchema):
@@ -139,6 +151,10 @@ def _schema_problems(schema: NodeSchema):
     out_names = [o.name for o in schema.outputs]
     if len(set(out_names)) != len(out_names):
         yield f"duplicate output names in {out_names}"
+    for lacks in schema.older_widget_layouts:
+        unknown = sorted(set(lacks) - set(names))
+        if unknown:
+            yield f"older_widget_layouts names unknown inputs {unknown}"
     for inp in schema.inputs:
         if inp.type.name == "COMBO" and inp.choices is None and inp.choices_from is None:
             yield f"input {inp.name}: COMBO needs choices or choices_from"

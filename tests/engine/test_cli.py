@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfyless import cli
+from comfyless.engine import overrides
 from tests.testnodes import test_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,10 +138,10 @@ def test_nodes_json_object_info_shape(capsys):
 
 
 def test_parse_override_values():
-    assert cli.parse_override("3.seed=42") == ("3", "seed", 42)
-    assert cli.parse_override("3.text=a cat") == ("3", "text", "a cat")
-    assert cli.parse_override('3.text="42"') == ("3", "text", "42")
-    assert cli.parse_override("5:2.cfg=7.5") == ("5:2", "cfg", 7.5)
+    assert overrides.parse_override("3.seed=42") == ("3", "seed", 42)
+    assert overrides.parse_override("3.text=a cat") == ("3", "text", "a cat")
+    assert overrides.parse_override('3.text="42"') == ("3", "text", "42")
+    assert overrides.parse_override("5:2.cfg=7.5") == ("5:2", "cfg", 7.5)
 
 
 def test_validate_subprocess_never_imports_torch(tmp_path):

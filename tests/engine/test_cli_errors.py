@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from comfyless import cli
+from comfyless.engine import overrides
 from tests.testnodes import test_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,11 +83,11 @@ def test_set_input_used_by_suite_manifests_checks_the_name():
 
     registry = test_registry()
     workflow = load_workflow(_good(), registry)
-    with pytest.raises(cli.UsageError, match=r"case c: .*no input 'sede'.*did you mean seed"):
-        cli.set_input(workflow, "1", "sede", 1, source="case c", registry=registry)
-    with pytest.raises(cli.UsageError, match=r"no node '7'"):
-        cli.set_input(workflow, "7", "seed", 1, source="case c", registry=registry)
-    cli.set_input(workflow, "1", "seed", 9, source="case c", registry=registry)
+    with pytest.raises(overrides.UsageError, match=r"case c: .*no input 'sede'.*did you mean seed"):
+        overrides.set_input(workflow, "1", "sede", 1, source="case c", registry=registry)
+    with pytest.raises(overrides.UsageError, match=r"no node '7'"):
+        overrides.set_input(workflow, "7", "seed", 1, source="case c", registry=registry)
+    overrides.set_input(workflow, "1", "seed", 9, source="case c", registry=registry)
     assert workflow["1"].inputs["seed"] == 9
 
 

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from comfyless.engine.legacy import remap_legacy_slot
 from comfyless.engine.load import (
     ApiNode,
     Link,
     convert_to_api_json,
     load_workflow,
     load_workflow_full,
-    remap_legacy_slot,
     to_api_json,
 )
 from comfyless.typesys.errors import InvalidWorkflow

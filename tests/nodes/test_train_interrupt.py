@@ -29,6 +29,8 @@ from comfyless.engine.cache import OutputCache
 from comfyless.engine.context import RunContext
 from comfyless.engine.execute import run_workflow
 from comfyless.engine.load import load_workflow
+from comfyless.engine.overrides import set_input
+from comfyless.engine.workflow import to_api_json
 from comfyless.lora.training import TrainConfig, TrainingStopped, train_lora
 from comfyless.nodes import REGISTRY
 from comfyless.nodes.train import lora_prefix
@@ -58,7 +60,7 @@ def _workflow(**sets):
     wf = load_workflow(find_shipped("lora-train-api"), REGISTRY)
     for key, value in {**FAST, "5.learning_rate": 0.01, **sets}.items():
         node_id, name = key.split(".")
-        cli.set_input(wf, node_id, name, value, source=key)
+        set_input(wf, node_id, name, value, source=key)
     return wf
 
 
@@ -66,7 +68,7 @@ def _run(base: Path, wf, *, stop_at: int | None = None, save_every: int | None =
          events: list | None = None):
     """Run up to SaveLoRA; with `stop_at`, set the interrupt flag at that training step."""
     ctx = RunContext.create(base, save_every=save_every)
-    ctx.prompt = cli.api_json(wf)  # as `comfyless run` sets it: where SaveLoRA's prefix is read
+    ctx.prompt = to_api_json(wf)  # as `comfyless run` sets it: where SaveLoRA's prefix is read
 
     def listen(event):
         if events is not None:
