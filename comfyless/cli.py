@@ -335,80 +335,9 @@ def _add_nodes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-dir", help="list file choices from this base dir")
 
 
-def object_info(registry, paths=None) -> dict[str, Any]:
-    """The node catalogue in the shape of ComfyUI's GET /object_info."""
-    return {class_type: _node_info(registry[class_type], paths) for class_type in registry}
-
-
-def _input_options(inp, paths) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if inp.default is not _no_default():
-        opts["default"] = inp.default
-    for key in ("min", "max", "step", "round"):
-        if getattr(inp, key) is not None:
-            opts[key] = getattr(inp, key)
-    if inp.choices is not None or inp.choices_from is not None:
-        opts["options"] = list(_choices(inp, paths))
-    for key, flag in (("multiline", inp.multiline), ("forceInput", inp.force_input),
-                      ("control_after_generate", inp.control_after_generate),
-                      ("image_upload", inp.image_upload)):
-        if flag:
-            opts[key] = True
-    if inp.display_name:
-        opts["display_name"] = inp.display_name
-    if inp.tooltip:
-        opts["tooltip"] = inp.tooltip
-    return opts
-
-
-def _no_default():
-    from .typesys.schema import NO_DEFAULT
-
-    return NO_DEFAULT
-
-
-def _choices(inp, paths) -> tuple[Any, ...]:
-    if inp.choices is not None:
-        return tuple(inp.choices) + inp.extra_choices
-    found: list[str] = []
-    if paths is not None:
-        lister = paths.list_dirs if inp.choices_dirs_only else paths.list_files
-        found = lister(inp.choices_from)
-    return tuple(found) + inp.extra_choices
-
-
-def _node_info(node, paths) -> dict[str, Any]:
-    schema = node.schema
-    inputs: dict[str, dict[str, Any]] = {"required": {}, "optional": {}}
-    order: dict[str, list[str]] = {"required": [], "optional": []}
-    for inp in schema.inputs:
-        group = "optional" if inp.optional else "required"
-        inputs[group][inp.name] = [inp.type.name, _input_options(inp, paths)]
-        order[group].append(inp.name)
-    if schema.output_node:  # ComfyUI adds these hidden inputs to every output node
-        inputs["hidden"] = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
-    return {
-        "input": inputs,
-        "input_order": order,
-        "is_input_list": schema.is_input_list,
-        "output": [o.type.name for o in schema.outputs],
-        "output_is_list": [o.is_list for o in schema.outputs],
-        "output_name": [o.name for o in schema.outputs],
-        "output_tooltips": [o.tooltip for o in schema.outputs],
-        "name": schema.class_type,
-        "display_name": schema.display_name or schema.class_type,
-        "description": schema.description or (node.__doc__ or "").strip(),
-        "python_module": node.__module__,
-        "category": schema.category,
-        "output_node": schema.output_node,
-        "not_idempotent": schema.not_idempotent,
-        "deprecated": schema.deprecated,
-        "experimental": schema.experimental,
-    }
-
-
 def cmd_nodes(args: argparse.Namespace) -> int:
     """Print the node catalogue."""
+    from .engine.object_info import object_info
     from .engine.paths import BasePaths
     from .nodes import REGISTRY
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyless.cli import object_info
+from comfyless.engine.object_info import object_info
 from comfyless.nodes import REGISTRY
 from comfyless.typesys.check import check_value
 from comfyless.typesys.schema import NO_DEFAULT, Implementation
