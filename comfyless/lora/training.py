@@ -35,18 +35,20 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .adapters import ALGORITHMS, add_adapters
+from ..typesys.types import SEED_MAX
+from .adapters import RankTooLarge, add_adapters
+from .train_options import CONFIG_OPTIONS, TrainInputError, check_option
 
 log = logging.getLogger(__name__)
 
-# One source of truth: the node's combos list these keys (tests check the node uses them).
+# Keyed by the choices in train_options.TRAIN_OPTIONS (tests check the keys are equal, in order).
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "AdamW": torch.optim.AdamW,  # betas (0.9, 0.999), eps 1e-8, weight_decay 0.01
     "Adam": torch.optim.Adam,
@@ -63,7 +65,6 @@ TRAINING_DTYPES: dict[str, torch.dtype | None] = {
     "bf16": torch.bfloat16, "fp32": torch.float32, "none": None,  # none: follow the weights
 }
 LORA_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp32": torch.float32}
-SEED_MASK = 0xFFFF_FFFF_FFFF_FFFF
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -77,38 +78,19 @@ class NonFiniteLoss(FloatingPointError):
         self.step, self.value = step, value
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The node's scalar inputs (names and defaults as TrainLoraNode)."""
+def _check_config(cfg) -> None:
+    for option in CONFIG_OPTIONS:
+        check_option(option.name, getattr(cfg, option.name))
 
-    batch_size: int = 1
-    grad_accumulation_steps: int = 1
-    steps: int = 16
-    learning_rate: float = 0.0005
-    rank: int = 8
-    optimizer: str = "AdamW"
-    loss_function: str = "MSE"
-    seed: int = 0
-    training_dtype: str = "bf16"
-    lora_dtype: str = "bf16"
-    algorithm: str = "LoRA"
-    gradient_checkpointing: bool = True
-    checkpoint_depth: int = 1
-    bucket_mode: bool = False
-    bypass_mode: bool = False
 
-    def __post_init__(self) -> None:
-        for name, table in (("optimizer", OPTIMIZERS), ("loss_function", LOSSES),
-                            ("training_dtype", TRAINING_DTYPES), ("lora_dtype", LORA_DTYPES),
-                            ("algorithm", ALGORITHMS)):
-            if getattr(self, name) not in table:
-                raise ValueError(f"{name} must be one of {list(table)}, "
-                                 f"got {getattr(self, name)!r}")
-        for name in ("batch_size", "grad_accumulation_steps", "steps", "rank"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 1 <= self.checkpoint_depth <= 5:
-            raise ValueError(f"checkpoint_depth must be 1..5, got {self.checkpoint_depth}")
+# The node's scalar inputs: fields, defaults and checks all from train_options.TRAIN_OPTIONS
+# (frozen; a bad value raises TrainInputError naming the input).
+TrainConfig = make_dataclass(
+    "TrainConfig", [(o.name, o.kind, o.default) for o in CONFIG_OPTIONS], frozen=True,
+    namespace={"__post_init__": _check_config,
+               "__doc__": "The node's scalar inputs (names and defaults as TrainLoraNode).",
+               "__module__": __name__},  # make_dataclass(module=) is Python 3.12+
+)
 
 
 @dataclass
@@ -166,13 +148,14 @@ def make_dataset(latents: Sequence[dict[str, Tensor]], positive: Sequence[Any],
         groups = _group_same_shape(pieces)
     total = sum(g.shape[0] for g in groups)
     if total == 0:
-        raise ValueError("input 'latents': no training samples")
+        raise TrainInputError("input 'latents': no training samples", input_name="latents")
     if len(conds) == 1 and total > 1:
         conds = conds * total
     if len(conds) != total:
-        raise ValueError(f"input 'positive': Number of positive conditions ({len(conds)}) does "
-                         f"not match number of images ({total}); give one caption per image "
-                         "or a single one for all")
+        raise TrainInputError(
+            f"input 'positive': Number of positive conditions ({len(conds)}) does not match "
+            f"number of images ({total}); give one caption per image or a single one for all",
+            input_name="positive")
     multi_res = not bucket_mode and len(groups) > 1
     split, start = [], 0
     for g in groups:
@@ -268,7 +251,7 @@ def compute_dtype(cfg: TrainConfig, weight_dtype: torch.dtype) -> torch.dtype:
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) & SEED_MASK)
+    return torch.Generator().manual_seed(int(seed) & SEED_MAX)
 
 
 class _Step:
@@ -330,9 +313,7 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
         stack.enter_context(torch.enable_grad())
         stack.enter_context(model.patched())  # pending LoRA patches: trained on top of them
         stack.enter_context(frozen(unet))
-        adapters = add_adapters(unet, cfg.algorithm, cfg.rank, dtype=lora_dtype,
-                                generator=_generator(cfg.seed), existing=existing,
-                                bypass=cfg.bypass_mode)
+        adapters = _adapters(unet, cfg, lora_dtype, existing)
         stack.callback(adapters.remove)
         stack.enter_context(checkpointed(targets))
         params = adapters.parameters()
@@ -351,6 +332,22 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
         losses = _loop(data, cfg, step, optimizer, params, scaler, hooks)
         lora = state()
     return TrainResult(lora, losses, cfg.steps)
+
+
+def _adapters(unet: nn.Module, cfg: TrainConfig, lora_dtype: torch.dtype,
+              existing: dict[str, Tensor] | None):
+    """add_adapters; an existing LoRA that does not fit is an error of input existing_lora
+    (RankTooLarge passes as it is: the node maps it to input rank)."""
+    try:
+        return add_adapters(unet, cfg.algorithm, cfg.rank, dtype=lora_dtype,
+                            generator=_generator(cfg.seed), existing=existing,
+                            bypass=cfg.bypass_mode)
+    except RankTooLarge:
+        raise
+    except ValueError as exc:
+        if existing is None:
+            raise
+        raise TrainInputError(str(exc), input_name="existing_lora") from exc
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..typesys.types import SEED_MAX
 from .patcher import ModelPatcher
 
 
@@ -138,7 +139,7 @@ def prepare_noise(latent: Tensor, seed: int, batch_index: list[int] | None = Non
     draw per index 0..max(batch_index) and sample k gets draw batch_index[k], so a latent
     split from a batch gets the noise it would have had in the batch.
     """
-    gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    gen = torch.Generator("cpu").manual_seed(int(seed) & SEED_MAX)
     shape = tuple(latent.shape)
     if batch_index is None:
         return torch.randn(shape, dtype=torch.float32, generator=gen)
@@ -191,7 +192,7 @@ def ksample(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tenso
         if progress is not None:
             progress(info["i"] + 1, total)
 
-    gen = torch.Generator(device).manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    gen = torch.Generator(device).manual_seed(int(seed) & SEED_MAX)
     with model.patched(), torch.inference_mode():
         out = sampler(denoiser, x, sigmas, extra_args={}, callback=callback, generator=gen)
     out = ms.inverse_noise_scaling(sigmas[-1], out)

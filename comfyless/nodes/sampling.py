@@ -10,9 +10,8 @@ at execute time: validation stays torch-free).
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
-from ..typesys.types import COMBO, CONDITIONING, FLOAT, INT, LATENT, MODEL
+from ..typesys.types import COMBO, CONDITIONING, FLOAT, INT, LATENT, MODEL, SEED_MAX
 
-SEED_MAX = 2**64 - 1
 MAX_STEPS = 10000
 
 # ComfyUI's KSampler.SAMPLERS / SCHEDULERS, in its order (workflow-formats.md §8).

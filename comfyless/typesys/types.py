@@ -47,6 +47,10 @@ LORA_MODEL = io_type("LORA_MODEL", "dict[str, Tensor]: safetensors-ready LoRA st
 LOSS_MAP = io_type("LOSS_MAP", "dict: 'loss' list[float], one per training iteration")
 ANY = io_type("*", "anything")
 
+# The one seed range: ComfyUI's seed widgets go up to 0xffffffffffffffff, and generators are
+# seeded with the seed masked to 64 bits (`seed & SEED_MAX`).
+SEED_MAX = 2**64 - 1
+
 ALL_TYPES: dict[str, IOType] = {
     t.name: t
     for t in (INT, FLOAT, STRING, BOOLEAN, COMBO, MODEL, CLIP, VAE, LATENT, IMAGE, MASK,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import struct
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,14 +18,21 @@ from comfyless.engine.cache import OutputCache
 from comfyless.engine.context import RunContext
 from comfyless.engine.execute import run_workflow
 from comfyless.lora import ALGORITHMS
-from comfyless.lora.training import LORA_DTYPES, LOSSES, OPTIMIZERS, TRAINING_DTYPES
+from comfyless.lora.train_options import OPTIONS, TRAIN_OPTIONS, TrainInputError
+from comfyless.lora.training import (
+    LORA_DTYPES,
+    LOSSES,
+    OPTIMIZERS,
+    TRAINING_DTYPES,
+    TrainConfig,
+)
 from comfyless.lora.weights import metadata_of
 from comfyless.nodes import build_registry
 from comfyless.nodes import train as train_module
 from comfyless.nodes.train import TrainLoraNode
 from comfyless.typesys.errors import WorkflowError
 from comfyless.typesys.schema import Input, Node, NodeSchema, Output
-from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
+from comfyless.typesys.types import CONDITIONING, LATENT, MODEL, SEED_MAX
 
 
 @pytest.fixture(autouse=True)
@@ -85,19 +95,62 @@ def test_schema_matches_comfyui():
     assert lora.choices_from == "loras" and lora.extra_choices == ("[None]",)
 
 
-def test_choices_come_from_the_dispatch_dicts():
+def test_one_table_drives_schema_config_and_dispatch():
+    """train_options.TRAIN_OPTIONS is the one source: the schema's inputs, TrainConfig's
+    fields/defaults/checks and the dispatch dicts' keys all follow it."""
     m = TrainLoraNode.schema.input_map
-    assert m["optimizer"].choices == tuple(OPTIMIZERS)
-    assert m["loss_function"].choices == tuple(LOSSES)
-    assert m["training_dtype"].choices == tuple(TRAINING_DTYPES)
-    assert m["lora_dtype"].choices == tuple(LORA_DTYPES)
-    assert m["algorithm"].choices == tuple(ALGORITHMS)
+    for o in TRAIN_OPTIONS:
+        inp = m[o.name]
+        assert (inp.default, inp.min, inp.max, inp.step) == (o.default, o.min, o.max, o.step)
+        if o.choices is not None:
+            assert inp.choices == o.choices
+    names = [i.name for i in TrainLoraNode.schema.inputs[3:]]
+    assert names == [o.name for o in TRAIN_OPTIONS]
+    config = TrainConfig()
+    assert {f: getattr(config, f) for f in TrainConfig.__dataclass_fields__} == \
+        {o.name: o.default for o in TRAIN_OPTIONS if o.config}
+    assert set(TrainConfig.__dataclass_fields__) < set(names)  # node-only: GPU switches, file
+    for key, table in (("optimizer", OPTIMIZERS), ("loss_function", LOSSES),
+                       ("training_dtype", TRAINING_DTYPES), ("lora_dtype", LORA_DTYPES),
+                       ("algorithm", ALGORITHMS)):
+        assert tuple(table) == OPTIONS[key].choices == m[key].choices
+    seed = m["seed"]
+    assert seed.max == SEED_MAX == 2**64 - 1 and OPTIONS["seed"].max == SEED_MAX
 
 
-def test_node_module_does_not_import_torch_at_top():
+def test_execute_signature_has_the_table_defaults():
+    params = inspect.signature(TrainLoraNode.execute).parameters
+    assert [p for p in params][:4] == ["ctx", "model", "latents", "positive"]
+    assert {n: p.default for n, p in list(params.items())[4:]} == \
+        {o.name: (o.default,) for o in TRAIN_OPTIONS}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("optimizer", "Lion"), ("loss_function", "MAE"), ("training_dtype", "fp8"),
+    ("lora_dtype", "fp16"), ("algorithm", "DoRA"), ("rank", 0), ("checkpoint_depth", 6),
+    ("learning_rate", 2.0)])
+def test_bad_option_is_a_structured_error(name, value):
+    with pytest.raises(TrainInputError) as raw:
+        TrainConfig(**{name: value})
+    assert raw.value.input_name == name  # structured: no searching in the message
+    ctx = RunContext.create(".").for_node("4", "TrainLoraNode")
+    with pytest.raises(WorkflowError) as info:  # the node maps it before touching the model
+        TrainLoraNode.execute(ctx, model=[None], latents=[], positive=[], **{name: [value]})
+    assert (info.value.node_id, info.value.input_name) == ("4", name)
+    assert f"input '{name}'" in str(info.value)
+
+
+def test_node_module_imports_only_the_torch_free_table():
     source = open(train_module.__file__).read()
     top = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not any("torch" in line or ".lora" in line or ".models" in line for line in top)
+    assert not any("torch" in line or ".models" in line for line in top)
+    assert [line for line in top if ".lora" in line] == [
+        "from ..lora.train_options import NO_LORA, TRAIN_OPTIONS, TrainOption"]
+    code = ("import sys, comfyless.nodes.train, comfyless.lora.train_options; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_outputs_metadata_and_progress(ctx, tiny_sd15_model):

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...typesys.schema import Input
-from ...typesys.types import COMBO, INT
-
-SEED_MAX = 2**64 - 1
+from ...typesys.types import COMBO, INT, SEED_MAX
 
 
 def folder_input(tooltip: str = "a sub-folder of input/") -> Input:
