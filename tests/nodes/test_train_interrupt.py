@@ -33,7 +33,7 @@ from comfyless.engine.overrides import set_input
 from comfyless.engine.workflow import to_api_json
 from comfyless.lora.training import TrainConfig, TrainingStopped, train_lora
 from comfyless.nodes import REGISTRY
-from comfyless.nodes.train import lora_prefix
+from comfyless.nodes.impl.train import lora_prefix
 from comfyless.typesys.errors import Interrupted
 from comfyless.workflows import find_shipped
 from tests.workflows.conftest import FAST
