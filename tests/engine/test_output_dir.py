@@ -51,7 +51,7 @@ def test_next_counter_counts_only_its_own_pattern(tmp_path):
 def test_save_path_and_dataset_images_keep_their_names(tmp_path):
     """The counters moved into files.next_counter: names are what they were."""
     torch = pytest.importorskip("torch")
-    from comfyless.nodes.datasets.saving import _save_dataset_images
+    from comfyless.nodes.impl.datasets.saving import _save_dataset_images
 
     ctx = RunContext.create(tmp_path).for_node("3", "SaveImageDataSetToFolder")
     first = ctx.save_path("loras/x", ".safetensors")

@@ -4,8 +4,9 @@ their execute function (`implemented_by("comfyless.nodes.impl.<family>:<function
 imported on its first call, so building the registry and `comfyless validate` never load torch.
 
 One module per family module, holding one function per node: primitives, loaders,
-conditioning, latent, images, sampling, lora_loaders, datasets/{folders, transforms, lists,
-training_data}. Shared helpers:
+conditioning, latent, images, sampling, lora_loaders, train, train_outputs (also
+`write_lora`, the one LoRA-file writer), datasets/{folders, transforms, lists, training_data,
+saving}. Shared helpers:
 
   image_files    reading images/captions from folders; saving PNGs (prefixes, UI entries)
   image_ops      IMAGE tensor <-> PIL, resize / crop / pad, batch samples
