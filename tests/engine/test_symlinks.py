@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,8 +207,8 @@ def test_links_inside_output_and_a_linked_output_root_are_fine(tmp_path):
     ctx = RunContext.create(base)
     path = ctx.save_path("alias/run", ".png")
     assert path.name == "run_00001_.png"
-    assert check_write_target(ctx.paths.output_dir, "new/sub/x") == ctx.paths.output_dir / "new/sub/x"
-
+    target = check_write_target(ctx.paths.output_dir, "new/sub/x")
+    assert target == ctx.paths.output_dir / "new/sub/x"
 
 # -- save prefixes checked at validation -------------------------------------------------------
 def _training(prefix: str = "loras/ComfyUI_trained_lora", *, ckpt: str = "tiny.safetensors",
