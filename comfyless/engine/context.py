@@ -67,6 +67,10 @@ class RunContext:
         for listener in list(self.listeners):
             listener(event)
 
+    def message(self, **info: Any) -> None:
+        """Tell the listeners something about the running node (a warning, a file it saved)."""
+        self.emit(ProgressEvent("message", self.node_id, self.class_type, info=info))
+
     def progress(self, value: int, total: int, **info: Any) -> None:
         """Report step `value` of `total` (e.g. a training step with its loss); checks interrupt."""
         self.emit(ProgressEvent("progress", self.node_id, self.class_type, value, total, info))

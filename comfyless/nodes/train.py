@@ -35,7 +35,6 @@ from ..typesys.types import (
     MODEL,
 )
 
-DEFAULT_PREFIX = "loras/ComfyUI_trained_lora"  # SaveLoRA's default prefix
 # --save-every keeps the newest 2 files of a run: the latest state plus the one before it, in
 # case the run went bad late (a loss spike), while a long run does not fill the disk. Only files
 # this run wrote are ever deleted.

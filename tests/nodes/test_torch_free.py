@@ -21,8 +21,6 @@ FORBIDDEN = ("torch", "numpy", "PIL", "safetensors", "comfyless.models", "comfyl
              "comfyless.nodes.impl")
 # Modules of a forbidden package that are declared torch-free (tables read at validation).
 ALLOWED = ("comfyless.lora.train_options",)
-# Not split yet (issue 10); remove each name once it is. All are split now.
-PENDING: tuple[str, ...] = ()
 
 SCHEMA_MODULES = sorted(
     str(p.relative_to(NODES_DIR)) for p in NODES_DIR.rglob("*.py")
@@ -74,7 +72,7 @@ def _problems(rel: str) -> list[str]:
     return _problems_in(path.read_text(), _module_name(rel), path.name == "__init__.py")
 
 
-@pytest.mark.parametrize("rel", [r for r in SCHEMA_MODULES if r not in PENDING])
+@pytest.mark.parametrize("rel", SCHEMA_MODULES)
 def test_schema_module_imports_nothing_heavy(rel):
     problems = _problems(rel)
     assert not problems, f"comfyless/nodes/{rel}: " + "; ".join(problems)
@@ -112,8 +110,6 @@ def test_guard_catches_hidden_imports():
 def test_shipped_implementation_resolves(class_type):
     node = REGISTRY[class_type]
     execute = inspect.getattr_static(node, "execute")
-    if node.__module__.removeprefix("comfyless.nodes.").replace(".", "/") + ".py" in PENDING:
-        pytest.skip("family not split yet")
     assert isinstance(execute, Implementation), f"{class_type}: execute = implemented_by(...)"
     assert execute.target.startswith("comfyless.nodes.impl."), execute.target
     function = execute.resolve()
@@ -121,3 +117,16 @@ def test_shipped_implementation_resolves(class_type):
     assert list(params)[0] == "ctx"
     named = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"ctx"}
     assert named == {i.name for i in node.schema.inputs}, class_type
+
+
+@pytest.mark.parametrize("rel", sorted(str(p.relative_to(NODES_DIR))
+                                       for p in NODES_DIR.rglob("*.py")))
+def test_nodes_never_import_the_engine(rel):
+    # Layering: the engine calls nodes through the registry; a node talks back only through
+    # the `ctx` it is handed (ctx.progress, ctx.message, ctx.output_dir, ...).
+    path = NODES_DIR / rel
+    tree = ast.parse(path.read_text())
+    found = [f"line {line}: imports {name}"
+             for line, name in _imported(tree, _module_name(rel), path.name == "__init__.py")
+             if name == "comfyless.engine" or name.startswith("comfyless.engine.")]
+    assert not found, f"comfyless/nodes/{rel}: " + "; ".join(found)

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
-from ...engine.context import RunContext
 from ...files import write_atomic
 from .image_ops import samples, to_pil
 
@@ -169,7 +168,7 @@ def ui_entry(path: Path, root: Path, kind: str) -> dict[str, str]:
     return {"filename": path.name, "subfolder": "" if sub == "." else sub, "type": kind}
 
 
-def save_images(ctx: RunContext, images: torch.Tensor, prefix: str, *, folder: str,
+def save_images(ctx, images: torch.Tensor, prefix: str, *, folder: str,
                 compress_level: int, metadata: bool = True) -> list[dict[str, str]]:
     """Save every sample as `<prefix>_<counter:05>_.png` in `folder`; UI entries back."""
     root = ctx.paths.folders(folder)[0]

@@ -7,7 +7,6 @@ import logging
 from safetensors.torch import load_file
 from torch import nn
 
-from ...engine.context import ProgressEvent
 from ...lora.formats import read_lora
 from ...typesys.errors import ModelLoadError
 
@@ -42,7 +41,7 @@ def _report(ctx, lora_sd: dict, placed: set[str], with_clip: bool, input_name: s
         shown = ", ".join(left[:10]) + (f" (and {len(left) - 10} more)" if len(left) > 10 else "")
         msg = f"input '{input_name}': {len(left)} LoRA key(s) not loaded: {shown}"
         log.warning("node %s: %s", ctx.node_id, msg)
-        ctx.emit(ProgressEvent("message", ctx.node_id, ctx.class_type, info={"warning": msg}))
+        ctx.message(warning=msg)
 
 
 def _placed_keys(lora_sd: dict, model, clip) -> set[str]:

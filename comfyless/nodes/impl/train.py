@@ -10,13 +10,13 @@ from typing import Any
 
 from safetensors.torch import load_file
 
-from ...engine.context import ProgressEvent
 from ...lora.adapters import RankTooLarge
 from ...lora.train_options import NO_LORA, TRAIN_OPTIONS
 from ...lora.training import TrainConfig, TrainingStopped, steps_from_name, train_lora
 from ...lora.weights import LoraWeights
 from ...typesys.errors import Interrupted, InvalidValue
-from ..train import DEFAULT_PREFIX, SNAPSHOTS_KEPT
+from ..train import SNAPSHOTS_KEPT
+from ..train_outputs import LORA_PREFIX
 from .image_files import expand_prefix
 from .train_outputs import write_lora
 
@@ -103,8 +103,7 @@ class _Keeper:
         lora = LoraWeights(tensors, _metadata(self.model, self.cfg, steps))
         path = write_lora(self.ctx, lora, self.prefix, steps)
         rel = path.relative_to(self.ctx.paths.folders("output")[0]).as_posix()
-        self.ctx.emit(ProgressEvent("message", self.ctx.node_id, self.ctx.class_type,
-                                    info={"saved": f"output/{rel}", "steps": steps}))
+        self.ctx.message(saved=f"output/{rel}", steps=steps)
         return path
 
 
@@ -119,14 +118,14 @@ def lora_prefix(prompt: dict | None, node_id: str | None) -> str:
         if node.get("class_type") not in ("SaveLoRA", "SaveLoRANode") or not (
                 isinstance(link, list) and len(link) == 2 and str(link[0]) == str(node_id)):
             continue
-        prefix = inputs.get("prefix", DEFAULT_PREFIX)
+        prefix = inputs.get("prefix", LORA_PREFIX)
         if not isinstance(prefix, str) or not prefix.strip("/"):
-            return DEFAULT_PREFIX  # linked from another node, or empty
+            return LORA_PREFIX  # linked from another node, or empty
         parts = expand_prefix(prefix).strip("/").split("/")
         if any(p in ("", ".", "..") for p in parts):
-            return DEFAULT_PREFIX  # not a plain relative name (validation reports it)
+            return LORA_PREFIX  # not a plain relative name (validation reports it)
         return "/".join(parts) if parts[0] == "loras" and len(parts) > 1 else "loras/" + parts[-1]
-    return DEFAULT_PREFIX
+    return LORA_PREFIX
 
 
 def _id_order(node_id: str) -> tuple:
