@@ -72,8 +72,9 @@ class NonFiniteLoss(FloatingPointError):
 
     def __init__(self, step: int, total: int, value: float) -> None:
         super().__init__(
-            f"training stopped: the loss became {value} at step {step} of {total}; nothing was "
-            "saved. Lower learning_rate, or use training_dtype fp32"
+            f"training stopped: the loss became {value} at step {step} of {total}; the final "
+            "LoRA was not written (snapshots from --save-every, if any, are kept). Lower "
+            "learning_rate, or use training_dtype fp32"
         )
         self.step, self.value = step, value
 
