@@ -3,32 +3,11 @@ input makes the image case fail with a diff image, exit code 1 and a JUnit failu
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 
-import pytest
 from PIL import Image
 
 from comfyless.cli import main as comfyless
-from comfyless.workflows import SHIPPED_DIR
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_settings():
-    """--deterministic changes process-wide torch settings; give the next tests theirs back."""
-    import torch
-
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
-@pytest.fixture
-def suite_dir(tmp_path):
-    target = tmp_path / "suite"
-    shutil.copytree(SHIPPED_DIR / "regression", target)
-    return target
 
 
 def _test(suite, base, *extra) -> int:

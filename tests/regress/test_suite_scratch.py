@@ -5,29 +5,17 @@ thread count says so."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 
 from comfyless.cli import main as comfyless
 from comfyless.regress.runner import environment, environment_note
-from comfyless.workflows import SHIPPED_DIR
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_settings():
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture
-def manifest(tmp_path):
-    target = tmp_path / "suite"
-    shutil.copytree(SHIPPED_DIR / "regression", target)
-    return target / "suite.toml"
+def manifest(suite_dir):
+    return suite_dir / "suite.toml"
 
 
 def _files(folder):
