@@ -40,14 +40,15 @@ def build(size: str):
     import torch
 
     from comfyless.models.checkpoint_writer import unet_config
-    from comfyless.models.latent_formats import LATENT_FORMATS
+    from comfyless.models.families import family
     from comfyless.models.patcher import ModelPatcher
     from comfyless.models.sampling import ModelSampling
     from comfyless.models.unet import UNetModel
 
     torch.manual_seed(0)
     unet = UNetModel(unet_config("sd15", size)).eval()
-    return ModelPatcher(unet, ModelSampling("eps"), LATENT_FORMATS["sd15"], "sd15")
+    sd15 = family("sd15")
+    return ModelPatcher(unet, ModelSampling("eps"), sd15.latent_format, sd15.name)
 
 
 def run_case(size: str, px: int, dtype: str, gc: str, steps: int, warmup: int,

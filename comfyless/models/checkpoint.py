@@ -18,14 +18,12 @@ from torch import Tensor
 
 from ..typesys.errors import ModelLoadError
 from .detect import UNET_PREFIX, Detected, DetectionError, detect
-from .latent_formats import LATENT_FORMATS
 from .patcher import ModelPatcher
-from .sampling import ModelSampling
 from .tensor_files import TensorFile, error_where, open_tensor_file
-from .unet import UNetModel
 
+# ComfyUI's default VAE prefix in all-in-one files (VAELoader strips it from VAE files too);
+# a checkpoint's own VAE/text prefixes come from its family record.
 VAE_PREFIX = "first_stage_model."
-TEXT_PREFIXES = ("cond_stage_model.", "conditioner.embedders.")
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -39,10 +37,11 @@ def default_vae_dtype(device: str | torch.device) -> torch.dtype:
 
 
 def build_unet(detected: Detected, tensors: TensorFile, prefix: str, dtype: torch.dtype,
-               device: str | torch.device, where: dict[str, Any], name: str) -> UNetModel:
-    """A UNet built on the meta device with the file's tensors assigned (no double copies)."""
+               device: str | torch.device, where: dict[str, Any], name: str) -> Any:
+    """The family's network built on the meta device with the file's tensors assigned (no
+    double copies)."""
     with torch.device("meta"):
-        unet = UNetModel(detected.config)
+        unet = detected.record.build_network(detected.config)
     expected = unet.state_dict()
     _check_keys(tensors, expected, detected, prefix, where, name)
     sd: dict[str, Tensor] = {}
@@ -99,12 +98,12 @@ def _detect(tensors: TensorFile, name: str, where: dict[str, Any],
         raise ModelLoadError(f"{name}: {exc}", **where) from exc
 
 
-def _patcher(detected: Detected, unet: UNetModel, path: Path,
+def _patcher(detected: Detected, unet: Any, path: Path,
              prediction: str | None) -> ModelPatcher:
-    sampling = ModelSampling(prediction or detected.prediction, zsnr=detected.zsnr)
+    record = detected.record
+    sampling = record.make_sampling(prediction or detected.prediction, zsnr=detected.zsnr)
     source = _LazySource(file=path.name, path=str(path))
-    return ModelPatcher(unet, sampling, LATENT_FORMATS[detected.family], detected.family,
-                        source=source)
+    return ModelPatcher(unet, sampling, record.latent_format, record.name, source=source)
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu",
@@ -112,7 +111,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
                     load_vae: bool = True, load_clip: bool = True,
                     node_id: str | None = None, input_name: str | None = "ckpt_name",
                     ) -> tuple[ModelPatcher, Any, Any]:
-    """(MODEL, CLIP | None, VAE | None) from a single-file SD1.x / SD2.x / SDXL checkpoint.
+    """(MODEL, CLIP | None, VAE | None) from a single-file checkpoint of a registered family.
 
     `dtype` (default: fp32 on the CPU; fp16 on a GPU, VAE bf16) applies to all three parts;
     `prediction` ("eps" | "v" | "x0") overrides the detected parameterisation.
@@ -126,9 +125,10 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device, where,
                           path.name)
         model = _patcher(detected, unet, path, prediction)
-        clip = _load_clip(tensors, detected.family, device, dtype, path.name, where) \
+        clip = _load_clip(tensors, detected, device, dtype, path.name, where) \
             if load_clip else None
-        vae = _load_vae(tensors, device, vae_dtype, path.name, where) if load_vae else None
+        vae = _load_vae(tensors, detected.record.vae_prefix, device, vae_dtype, path.name,
+                        where) if load_vae else None
     return model, clip, vae
 
 
@@ -157,29 +157,30 @@ def _sub_dict(tensors: TensorFile, prefixes: tuple[str, ...], strip: str | None 
     return out
 
 
-def _load_vae(tensors: TensorFile, device, dtype: torch.dtype, name: str,
+def _load_vae(tensors: TensorFile, prefix: str, device, dtype: torch.dtype, name: str,
               where: dict[str, Any]) -> Any:
     """The checkpoint's VAE via models/vae.py; None if the file has no VAE keys."""
-    if not any(k.startswith(VAE_PREFIX) for k in tensors.shapes):
+    if not any(k.startswith(prefix) for k in tensors.shapes):
         return None
     from . import vae
 
-    sd = _sub_dict(tensors, (VAE_PREFIX,), strip=VAE_PREFIX)
+    sd = _sub_dict(tensors, (prefix,), strip=prefix)
     try:
         return vae.load_vae(sd, dtype=dtype, device=device)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: cannot load the VAE: {exc}", **where) from exc
 
 
-def _load_clip(tensors: TensorFile, family: str, device, dtype: torch.dtype, name: str,
+def _load_clip(tensors: TensorFile, detected: Detected, device, dtype: torch.dtype, name: str,
                where: dict[str, Any]) -> Any:
     """The checkpoint's text encoder(s) via models/clip.py; None if the file has none."""
-    if not any(k.startswith(TEXT_PREFIXES) for k in tensors.shapes):
+    prefixes = detected.record.text_prefixes
+    if not prefixes or not any(k.startswith(prefixes) for k in tensors.shapes):
         return None
     from . import clip
 
-    sd = _sub_dict(tensors, TEXT_PREFIXES)
+    sd = _sub_dict(tensors, prefixes)
     try:
-        return clip.load_clip(sd, family, dtype=dtype, device=device)
+        return clip.load_clip(sd, detected.family, dtype=dtype, device=device)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: cannot load the text encoder: {exc}", **where) from exc

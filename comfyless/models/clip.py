@@ -8,11 +8,10 @@ q/k/v (views, no copy), `ln_1/ln_2/ln_final` -> `layer_norm1/2`, `final_layer_no
 `c_fc/c_proj` -> `fc1/fc2`, `text_projection` [D, P] transposed into a Linear weight [P, D].
 Config (width, layers, heads = width/64, MLP width, vocab, positions) comes from shapes.
 
-Per family (ComfyUI's defaults):
-  sd15: clip_l, last layer, pad with the end token.
-  sd2:  clip_h, penultimate layer + final LayerNorm, pad 0.
-  sdxl: clip_l and clip_g, penultimate layer without final LayerNorm, concatenated on the
-        feature axis; pooled = clip_g's projected pooled output. clip_l pads with end, clip_g 0.
+Which encoders a family has, their layer defaults, padding, checkpoint prefixes and which
+standalone files make its set are declared by the family record (models/families/):
+`text_encoders` (EncoderSpec per encoder, in output order; pooled = the last one's pooled
+output), `text_encoder_prefixes` / `text_encoder_fallbacks`, `clip_type`, `assign_text_encoders`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .families import FAMILIES, EncoderSpec, Family
+from .families import family as family_record
 from .tokenizer import END_TOKEN, VOCAB_SIZE, ClipTokenizer, TokenWeights
 
 
@@ -63,34 +64,6 @@ CONFIGS = {
     ("h", "full"): _cfg(1024, 24, 1024, "gelu"),
     ("g", "full"): _cfg(1280, 32, 1280, "gelu"),
 }
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """How ComfyUI runs one encoder of a family (layer choice, padding, pooled output)."""
-
-    name: str  # "l" | "h" | "g"
-    pad_token: int
-    layer_idx: int | None  # None: last layer's output after the final LayerNorm
-    norm_hidden: bool  # apply the final LayerNorm to an intermediate layer's output
-    act: str
-
-
-FAMILIES: dict[str, tuple[EncoderSpec, ...]] = {
-    "sd15": (EncoderSpec("l", END_TOKEN, None, True, "quick_gelu"),),
-    "sd2": (EncoderSpec("h", 0, -2, True, "gelu"),),
-    "sdxl": (EncoderSpec("l", END_TOKEN, -2, False, "quick_gelu"),
-             EncoderSpec("g", 0, -2, False, "gelu")),
-}
-FAMILY_ALIASES = {"sd1": "sd15", "sd1.5": "sd15", "sd20": "sd2", "sd21": "sd2", "sdxl_base": "sdxl"}
-
-# Checkpoint prefixes of each encoder (model-detection.md §5.3); HF layout unless marked.
-CHECKPOINT_PREFIXES = {
-    "sd15": {"l": "cond_stage_model.transformer."},
-    "sd2": {"h": "cond_stage_model.model."},
-    "sdxl": {"l": "conditioner.embedders.0.transformer.", "g": "conditioner.embedders.1.model."},
-}
-SGM_SD2_PREFIX = "conditioner.embedders.0.model."  # SD2 / SDXL-refiner SGM variant
 
 
 # --- modules (HF CLIPTextModel layout) -----------------------------------------------------
@@ -255,7 +228,7 @@ class ClipModel:
             outs = [self._encode_weighted(s, tokens[s.name]) for s in self.specs]
         n = min(o[0].shape[1] for o in outs)
         cond = torch.cat([o[0][:, :n] for o in outs], dim=-1)
-        pooled = outs[-1][1]  # SDXL: clip_g's projected pooled output
+        pooled = outs[-1][1]  # the last encoder's pooled output (two encoders: clip_g's)
         return cond, (pooled if return_pooled else None)
 
     def encode(self, text: str) -> tuple[Tensor, Tensor | None]:
@@ -420,12 +393,17 @@ def _build(encoders: Mapping[str, dict[str, Tensor]], specs: tuple[EncoderSpec, 
     return ClipModel(stack, specs, family, dtype, device)
 
 
-def _family(family: str) -> str:
-    family = FAMILY_ALIASES.get(family, family)
-    if family not in FAMILIES:
+def _text_family(family: str) -> Family:
+    """The record of a family that has text encoders (ValueError naming the known ones)."""
+    try:
+        record = family_record(family)
+    except ValueError:
+        record = None
+    if record is None or not record.text_encoders:
+        known = sorted(f.name for f in FAMILIES if f.text_encoders)
         raise ValueError(f"text encoders of model family {family!r} are not supported "
-                         f"(expected one of {sorted(FAMILIES)})")
-    return family
+                         f"(expected one of {known})")
+    return record
 
 
 def _take(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -435,18 +413,18 @@ def _take(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
 def load_clip(state_dict: Mapping[str, Tensor], family: str, dtype: torch.dtype = torch.float32,
               device: str | torch.device = "cpu") -> ClipModel:
     """The text encoder(s) of a single-file checkpoint (keys with their checkpoint prefixes)."""
-    family = _family(family)
-    specs = FAMILIES[family]
+    record = _text_family(family)
     encoders: dict[str, dict[str, Tensor]] = {}
-    for spec in specs:
-        prefix = CHECKPOINT_PREFIXES[family][spec.name]
+    for spec in record.text_encoders:
+        prefix = record.text_encoder_prefixes[spec.name]
         part = _take(state_dict, prefix)
-        if not part and spec.name in ("h", "g"):
-            part = _take(state_dict, SGM_SD2_PREFIX)
+        fallback = record.text_encoder_fallbacks.get(spec.name)
+        if not part and fallback:
+            part = _take(state_dict, fallback)
         if not part:
-            raise KeyError(f"no text-encoder keys under {prefix!r} for a {family} checkpoint")
+            raise KeyError(f"no text-encoder keys under {prefix!r} for a {record.name} checkpoint")
         encoders[spec.name] = _to_hf(part)
-    return _build(encoders, specs, family, dtype, device)
+    return _build(encoders, record.text_encoders, record.name, dtype, device)
 
 
 # --- standalone text-encoder files (CLIPLoader / DualCLIPLoader) ---------------------------
@@ -476,28 +454,30 @@ def _read(path: str | Path) -> dict[str, Tensor]:
         return _root_of({k: tensors[k] for k in tensors})
 
 
-CLIP_FILE_TYPES = ("stable_diffusion", "sdxl")
+def clip_file_types() -> tuple[str, ...]:
+    """The CLIPLoader / DualCLIPLoader `type` values some registered family loads."""
+    return tuple(dict.fromkeys(f.clip_type for f in FAMILIES if f.clip_type))
 
 
 def load_clip_files(paths: Sequence[str | Path], type: str, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> ClipModel:
-    """CLIPLoader (one file, `stable_diffusion`) / DualCLIPLoader (two files, `sdxl`)."""
+    """CLIPLoader / DualCLIPLoader: the first family whose `clip_type` is `type` and whose
+    `assign_text_encoders` accepts the files (e.g. `stable_diffusion`: one CLIP-L or ViT-H
+    file; `sdxl`: CLIP-L + bigG in either order)."""
     if dtype is None:
         dtype = torch.float32 if torch.device(device).type == "cpu" else torch.float16
     encoders = [_read(p) for p in paths]
-    if type == "stable_diffusion" and len(encoders) == 1:
-        sd = encoders[0]
-        openclip_like = _count_layers(sd) >= 23 or "text_projection.weight" in sd and \
-            sd["text_model.embeddings.token_embedding.weight"].shape[1] != 768
-        family = "sd2" if openclip_like else "sd15"
-        return _build({FAMILIES[family][0].name: sd}, FAMILIES[family], family, dtype, device)
-    if type == "sdxl" and len(encoders) == 2:
-        # CLIP-L is the narrower one, whichever input it came through
-        narrow, wide = sorted(encoders, key=lambda e: e[
-            "text_model.embeddings.token_embedding.weight"].shape[1])
-        return _build({"l": narrow, "g": wide}, FAMILIES["sdxl"], "sdxl", dtype, device)
+    for record in FAMILIES:
+        if record.clip_type != type or record.assign_text_encoders is None:
+            continue
+        assigned = record.assign_text_encoders(encoders)
+        if assigned is not None:
+            return _build(assigned, record.text_encoders, record.name, dtype, device)
+    expected = " or ".join(dict.fromkeys(
+        f"{f.clip_type!r} with {len(f.text_encoders)} file(s)"
+        for f in FAMILIES if f.clip_type and f.assign_text_encoders))
     raise ValueError(f"CLIP type {type!r} with {len(encoders)} file(s) is not supported: "
-                     f"expected 'stable_diffusion' with one file or 'sdxl' with two")
+                     f"expected {expected}")
 
 
 # --- random weights for tests --------------------------------------------------------------
@@ -522,14 +502,14 @@ def _random_hf(cfg: TextConfig, generator: torch.Generator) -> dict[str, Tensor]
 
 def text_encoder_shapes(family: str, size: str) -> dict[str, torch.Size]:
     """Checkpoint key -> shape of the text encoder(s) of a family and size (nothing allocated)."""
-    family = _family(family)
+    record = _text_family(family)
     out: dict[str, torch.Size] = {}
-    for spec in FAMILIES[family]:
+    for spec in record.text_encoders:
         with torch.device("meta"):
             sd = TextEncoder(CONFIGS[(spec.name, size)]).state_dict()
             if spec.name != "l":
                 sd = hf_to_openclip(sd)
-        prefix = CHECKPOINT_PREFIXES[family][spec.name]
+        prefix = record.text_encoder_prefixes[spec.name]
         out.update({prefix + k: v.shape for k, v in sd.items()})
     return out
 
@@ -537,12 +517,12 @@ def text_encoder_shapes(family: str, size: str) -> dict[str, torch.Size]:
 def text_encoder_state_dict(family: str, size: str, generator: torch.Generator
                             ) -> dict[str, Tensor]:
     """Random text-encoder weights with single-file checkpoint keys, float32."""
-    family = _family(family)
+    record = _text_family(family)
     if ("l", size) not in CONFIGS:
         raise ValueError(f"text-encoder size {size!r}: expected tiny, small or full")
     out: dict[str, Tensor] = {}
-    for spec in FAMILIES[family]:
-        prefix = CHECKPOINT_PREFIXES[family][spec.name]
+    for spec in record.text_encoders:
+        prefix = record.text_encoder_prefixes[spec.name]
         sd = _random_hf(CONFIGS[(spec.name, size)], generator)
         if spec.name == "l":
             sd["text_model.embeddings.position_ids"] = torch.arange(77)[None]

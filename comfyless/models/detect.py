@@ -1,181 +1,23 @@
-"""Checkpoint detection: which prefix holds the UNet, its config from key names and shapes,
-which family (sd15 / sd2 / sdxl) and which prediction type. Works on {key: shape} only, so
-it runs on a safetensors header without reading any tensor data.
+"""Checkpoint detection: which prefix holds the diffusion model, its config from key names and
+shapes, which family and which prediction type. The rules live in each family's folder
+(models/families/<family>/); this module is the entry point the loaders use.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from .families import Detected, DetectionError, Shapes, detect_family, names, unet_prefix
+from .families.sd.detect import V_PRED_NORM_BIAS_STD, detect_unet_config
 
-from .unet import UNetConfig
+__all__ = ["UNET_PREFIX", "V_PRED_NORM_BIAS_STD", "Detected", "DetectionError", "Shapes",
+           "detect", "detect_unet_config", "supported_families", "unet_prefix"]
 
-Shapes = Mapping[str, Sequence[int]]
-
+# The all-in-one checkpoint prefix of a diffusion model (ComfyUI's default).
 UNET_PREFIX = "model.diffusion_model."
-SUPPORTED_FAMILIES = ("sd15", "sd2", "sdxl")
-# ComfyUI counts these prefixes; the most frequent wins if it has more than 5 keys.
-_CANDIDATE_PREFIXES = ("model.diffusion_model.", "model.model.", "net.")
-# The std above which SD2's last-output-transformer norm1 bias means v-prediction (ComfyUI).
-V_PRED_NORM_BIAS_STD = 0.09
 
 
-class DetectionError(ValueError):
-    """The keys do not look like any supported layout; the message says what was found."""
+def supported_families() -> tuple[str, ...]:
+    """The names of the registered families."""
+    return names()
 
 
-def unet_prefix(keys: Sequence[str]) -> str:
-    """The diffusion-model key prefix of a full checkpoint (`model.` if none is frequent)."""
-    counts = {p: sum(1 for k in keys if k.startswith(p)) for p in _CANDIDATE_PREFIXES}
-    best = max(_CANDIDATE_PREFIXES, key=lambda p: counts[p])
-    return best if counts[best] > 5 else "model."
-
-
-def _count_indices(shapes: Shapes, prefix: str) -> int:
-    """Number of consecutive indices N with some key starting `prefix + N + '.'`."""
-    found = {int(m.group(1)) for k in shapes
-             if k.startswith(prefix) and (m := re.match(r"(\d+)\.", k[len(prefix):]))}
-    n = 0
-    while n in found:
-        n += 1
-    return n
-
-
-def _depth(shapes: Shapes, block: str) -> int:
-    """Transformer depth of a block (e.g. 'p.input_blocks.4'): count of `1.transformer_blocks.N`."""
-    return _count_indices(shapes, f"{block}.1.transformer_blocks.")
-
-
-def detect_unet_config(shapes: Shapes, prefix: str = UNET_PREFIX) -> UNetConfig | None:
-    """The LDM UNet config under `prefix`; None without `<prefix>input_blocks.0.0.weight`."""
-    conv_in = shapes.get(f"{prefix}input_blocks.0.0.weight")
-    if conv_in is None:
-        return None
-    mc = int(conv_in[0])
-    label = shapes.get(f"{prefix}label_emb.0.0.weight")
-    out = shapes.get(f"{prefix}out.2.weight")
-    cfg = UNetConfig(
-        in_channels=int(conv_in[1]), out_channels=int(out[0]) if out else 4, model_channels=mc,
-        num_res_blocks=[], channel_mult=[], transformer_depth=[], transformer_depth_output=[],
-        adm_in_channels=int(label[1]) if label else None,
-    )
-    _walk_input_blocks(shapes, prefix, cfg)
-    n_out = _count_indices(shapes, f"{prefix}output_blocks.")
-    # stored in reverse output order: ComfyUI pops from the end while building output blocks
-    cfg.transformer_depth_output = [
-        _depth(shapes, f"{prefix}output_blocks.{i}") for i in reversed(range(n_out))
-    ]
-    _attention_fields(shapes, prefix, cfg)
-    return cfg
-
-
-def _walk_input_blocks(shapes: Shapes, prefix: str, cfg: UNetConfig) -> None:
-    """Fill num_res_blocks, channel_mult, transformer_depth from input_blocks.1..K-1."""
-    res_count, mult = 0, 1
-    for k in range(1, _count_indices(shapes, f"{prefix}input_blocks.")):
-        block = f"{prefix}input_blocks.{k}"
-        if f"{block}.0.op.weight" in shapes:  # downsampler closes a level
-            cfg.num_res_blocks.append(res_count)
-            cfg.channel_mult.append(mult)
-            res_count = 0
-        elif f"{block}.0.in_layers.0.weight" in shapes:
-            res_count += 1
-            mult = int(shapes[f"{block}.0.out_layers.3.weight"][0]) // cfg.model_channels
-            cfg.transformer_depth.append(_depth(shapes, block))
-    cfg.num_res_blocks.append(res_count)
-    cfg.channel_mult.append(mult)
-
-
-def _attention_fields(shapes: Shapes, prefix: str, cfg: UNetConfig) -> None:
-    """context_dim, use_linear_in_transformer, transformer_depth_middle, head layout."""
-    blocks = [k[: -len(".1.transformer_blocks.0.attn2.to_k.weight")] for k in shapes
-              if k.startswith(prefix) and k.endswith(".1.transformer_blocks.0.attn2.to_k.weight")]
-    cfg.context_dim = int(shapes[blocks[0] + ".1.transformer_blocks.0.attn2.to_k.weight"][1]) \
-        if blocks else 0
-    if blocks:
-        cfg.use_linear_in_transformer = len(shapes[blocks[0] + ".1.proj_in.weight"]) == 2
-    if f"{prefix}middle_block.1.proj_in.weight" in shapes:
-        cfg.transformer_depth_middle = _count_indices(
-            shapes, f"{prefix}middle_block.1.transformer_blocks.")
-    elif f"{prefix}middle_block.0.in_layers.0.weight" in shapes:
-        cfg.transformer_depth_middle = -1
-    else:
-        cfg.transformer_depth_middle = -2
-    # SD1.x: 8 heads of varying width; SD2.x/SDXL (linear projections): 64-channel heads
-    if cfg.use_linear_in_transformer:
-        cfg.num_heads, cfg.num_head_channels = -1, 64
-    else:
-        cfg.num_heads, cfg.num_head_channels = 8, -1
-
-
-@dataclass(frozen=True)
-class Detected:
-    """What a checkpoint holds: family, UNet config, prediction type, and where things are."""
-
-    family: str
-    config: UNetConfig
-    prediction: str
-    zsnr: bool
-    unet_prefix: str
-
-
-def family_of(cfg: UNetConfig) -> str | None:
-    """sd15 / sd2 / sdxl from the structure (works for reduced test sizes too), else None."""
-    if cfg.in_channels != 4 or cfg.out_channels != 4:
-        return None
-    if cfg.adm_in_channels is not None:
-        return "sdxl" if cfg.use_linear_in_transformer else None
-    return "sd2" if cfg.use_linear_in_transformer else "sd15"
-
-
-def _describe(cfg: UNetConfig) -> str:
-    return (f"LDM UNet with in_channels={cfg.in_channels}, model_channels={cfg.model_channels}, "
-            f"channel_mult={cfg.channel_mult}, context_dim={cfg.context_dim}, "
-            f"linear_proj={cfg.use_linear_in_transformer}, adm_in_channels={cfg.adm_in_channels}")
-
-
-def _sd2_is_v_prediction(cfg: UNetConfig, prefix: str, shapes: Shapes,
-                         read: Callable[[str], object] | None) -> bool:
-    """ComfyUI's heuristic: std of the last output transformer's norm1 bias > 0.09.
-
-    ComfyUI reads `output_blocks.11.1...` (the last output block of a real SD2 UNet); we read
-    the last output block that has a transformer, which is the same block in real files.
-    """
-    if read is None or cfg.in_channels != 4:
-        return False
-    n_out = _count_indices(shapes, f"{prefix}output_blocks.")
-    for i in reversed(range(n_out)):
-        key = f"{prefix}output_blocks.{i}.1.transformer_blocks.0.norm1.bias"
-        if key in shapes:
-            bias = read(key)
-            return float(bias.float().std(unbiased=False)) > V_PRED_NORM_BIAS_STD  # type: ignore[attr-defined]
-    return False
-
-
-def detect(shapes: Shapes, read: Callable[[str], object] | None = None,
-           prefix: str | None = None) -> Detected:
-    """Detect a checkpoint; `read(key)` loads one tensor (for SD2's v-prediction check)."""
-    keys = list(shapes)
-    prefix = unet_prefix(keys) if prefix is None else prefix
-    cfg = detect_unet_config(shapes, prefix)
-    if cfg is None:
-        sample = ", ".join(sorted(keys)[:8]) or "no keys at all"
-        raise DetectionError(
-            f"unrecognised key layout: no '{prefix}input_blocks.0.0.weight' (first keys: "
-            f"{sample}); supported families: {', '.join(SUPPORTED_FAMILIES)} (LDM UNet layout)"
-        )
-    family = family_of(cfg)
-    if family is None:
-        raise DetectionError(
-            f"unsupported model: found {_describe(cfg)}; supported families: "
-            f"{', '.join(SUPPORTED_FAMILIES)} (4-channel text-to-image UNets)"
-        )
-    prediction, zsnr = "eps", False
-    if family == "sd2" and _sd2_is_v_prediction(cfg, prefix, shapes, read):
-        prediction = "v"
-    if family == "sdxl" and "v_pred" in shapes:
-        prediction, zsnr = "v", "ztsnr" in shapes
-    if "edm_mean" in shapes or "edm_vpred.sigma_max" in shapes:
-        raise DetectionError("EDM-parameterised SDXL (Playground 2.5 / edm_vpred) is not supported")
-    return Detected(family, cfg, prediction, zsnr, prefix)
+detect = detect_family

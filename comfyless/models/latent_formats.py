@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch-free at import: family declarations hold these objects
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,9 @@ class LatentFormat:
         return latent / self.scale_factor + self.shift_factor
 
 
-# Facts from model-detection.md §6 / training-math.md §1. SD2.x uses the SD1.5 format.
+# Facts from model-detection.md §6 / training-math.md §1. Which family uses which: its record
+# in models/families/ (SD2.x uses the SD1.5 format).
 SD15 = LatentFormat("SD15", 0.18215)
 SDXL = LatentFormat("SDXL", 0.13025)
 SD3 = LatentFormat("SD3", 1.5305, 0.0609, channels=16)
 FLUX = LatentFormat("Flux", 0.3611, 0.1159, channels=16)
-
-LATENT_FORMATS: dict[str, LatentFormat] = {"sd15": SD15, "sd2": SD15, "sdxl": SDXL}

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .families import Family, family
 from .latent_formats import LatentFormat
 from .sampling import ModelSampling
-from .unet import UNetConfig, UNetModel, timestep_embedding
-
-SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
+from .unet import UNetConfig, UNetModel
 
 
 class ModelPatcher:
@@ -38,6 +37,11 @@ class ModelPatcher:
         self.source: dict[str, Any] = source if source is not None else {}
         self.patches: list[tuple[dict[str, Tensor], float]] = []
         self.bypass: list[bool] = []  # parallel to patches
+
+    @property
+    def family_record(self) -> Family:
+        """The family record (models/families/) this model's `family` name stands for."""
+        return family(self.family)
 
     @property
     def config(self) -> UNetConfig:
@@ -120,30 +124,13 @@ class ModelPatcher:
         return self.sampling.calculate_denoised(sigma, out.float(), x.float()).to(x.dtype)
 
     def extra_conds(self, cond_dict: dict[str, Any], width: int, height: int) -> Tensor | None:
-        """SDXL's adm vector y from the pooled text embedding and image sizes; None otherwise.
+        """The family's extra network input for one conditioning (SDXL: the adm vector y from
+        the pooled text embedding and image sizes); None if the family has none.
 
         width/height are pixel sizes (latent size x 8); `cond_dict` may override them with
         ComfyUI's keys width, height, crop_w, crop_h, target_width, target_height.
         """
-        adm = self.config.adm_in_channels
-        if adm is None:
-            return None
-        pooled_dim = adm - 6 * SDXL_SIZE_EMBED_DIM
-        pooled = cond_dict.get("pooled_output")
-        if pooled is None:
-            pooled = torch.zeros(1, pooled_dim)
-        if pooled.shape[-1] != pooled_dim:
-            raise ValueError(
-                f"SDXL conditioning: pooled_output has {pooled.shape[-1]} features, the model "
-                f"expects {pooled_dim} (adm_in_channels {adm} = pooled + 6 x 256)"
-            )
-        w = cond_dict.get("width", width)
-        h = cond_dict.get("height", height)
-        sizes = [h, w, cond_dict.get("crop_h", 0), cond_dict.get("crop_w", 0),
-                 cond_dict.get("target_height", h), cond_dict.get("target_width", w)]
-        emb = timestep_embedding(torch.tensor([float(s) for s in sizes]), SDXL_SIZE_EMBED_DIM)
-        flat = emb.flatten().unsqueeze(0).repeat(pooled.shape[0], 1)
-        return torch.cat([pooled.float().reshape(pooled.shape[0], -1), flat], dim=1)
+        return self.family_record.conditioning_extras(self, cond_dict, width, height)
 
 
 def _match_batch(t: Tensor, batch: int) -> Tensor:

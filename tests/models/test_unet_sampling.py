@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from comfyless.models.latent_formats import LATENT_FORMATS
+from comfyless.models.families import family as family_record
 from comfyless.models.sampling import ModelSampling
 
 
@@ -87,7 +87,7 @@ def test_unknown_prediction_refused():
 @pytest.mark.parametrize(("family", "scale"), [("sd15", 0.18215), ("sd2", 0.18215),
                                                ("sdxl", 0.13025)])
 def test_latent_formats(family, scale):
-    fmt = LATENT_FORMATS[family]
+    fmt = family_record(family).latent_format
     z = torch.randn(1, 4, 2, 2)
     assert fmt.channels == 4 and fmt.scale_factor == scale
     assert torch.allclose(fmt.process_in(z), z * scale)
