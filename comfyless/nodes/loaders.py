@@ -19,8 +19,8 @@ WEIGHT_DTYPES = {
     "fp8_e4m3fn_fast": "float8_e4m3fn",
     "fp8_e5m2": "float8_e5m2",
 }
-# ComfyUI's CLIPLoader / DualCLIPLoader `type` options; the ones we can load are marked in
-# comfyless.models.clip (others fail at run time naming the input).
+# ComfyUI's CLIPLoader / DualCLIPLoader `type` options; the ones we can load are the family
+# records' `clip_type` (comfyless.models.families; others fail at run time naming the input).
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",
               "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2",
               "qwen_image", "hunyuan_image", "flux2", "ovis")
