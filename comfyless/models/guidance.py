@@ -66,14 +66,16 @@ def _prepare_mask(mask: Tensor, shape: torch.Size) -> Tensor:
 class CFGDenoiser:
     """D(x, sigma) for a model under positive/negative conditioning at guidance scale cfg."""
 
-    def __init__(self, model: ModelPatcher, positive: list, negative: list, cfg: float,
+    def __init__(self, model: ModelPatcher, positive: list, negative: list | None, cfg: float,
                  latent_shape: torch.Size) -> None:
         width, height = latent_shape[-1] * 8, latent_shape[-2] * 8
         self.model = model
         self.cfg = float(cfg)
         self.positive = prepare_conds(model, positive, width, height, what="positive")
-        # negative is still checked when cfg == 1, so a broken graph fails the same way
-        self.negative = prepare_conds(model, negative, width, height, what="negative")
+        # negative is still checked when cfg == 1, so a broken graph fails the same way;
+        # None (BasicGuider): positive only, always unguided
+        self.negative = (None if negative is None else
+                         prepare_conds(model, negative, width, height, what="negative"))
         self.calls = 0  # number of UNet forwards (one batched forward counts once)
         self.inpaint: tuple[Tensor, Tensor, Tensor] | None = None
         self.always_uncond = False  # CFG++ samplers need the negative pass even at cfg 1
@@ -111,7 +113,7 @@ class CFGDenoiser:
             mask, latent, noise = self.inpaint
             noised = self.model.sampling.noise_scaling(sigma, noise, latent)
             x = x * mask + noised * (1 - mask)
-        if self.cfg == 1.0 and not self.always_uncond:
+        if self.negative is None or (self.cfg == 1.0 and not self.always_uncond):
             out, uncond = self._forward(x, sigma, self.positive), None
         else:
             cond, uncond = self._both(x, sigma)
@@ -171,6 +173,18 @@ def ksample(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tenso
     latent and noise are (B, C, h, w) on any device; the result is a raw latent on the CPU in
     fp32. progress(step, total) is called after every sampler step (it may raise to stop).
     """
+    return sample_with_x0(model, latent, noise, sigmas=sigmas, sampler=sampler, cfg=cfg,
+                          positive=positive, negative=negative, seed=seed,
+                          noise_mask=noise_mask, progress=progress)[0]
+
+
+def sample_with_x0(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tensor,
+                   sampler: Any, cfg: float, positive: list, negative: list | None, seed: int,
+                   noise_mask: Tensor | None = None, progress: Any = None
+                   ) -> tuple[Tensor, Tensor | None]:
+    """`ksample`, also returning the x0 prediction of the last step as a raw latent (None when
+    no step ran). negative None: positive only (BasicGuider). A one-sigma schedule runs no step
+    (the latent is only noised to that sigma), as in ComfyUI."""
     device = model.device
     fmt, ms = model.latent_format, model.sampling
     x0 = latent.to(device, torch.float32)
@@ -187,13 +201,70 @@ def ksample(model: ModelPatcher, latent: Tensor, noise: Tensor, *, sigmas: Tenso
     x = ms.noise_scaling(sigmas[0], noise, x0,
                          max_denoise=sigma_is_max(float(sigmas[0]), float(ms.sigma_max)))
     total = len(sigmas) - 1
+    last: dict[str, Tensor] = {}
 
     def callback(info: dict[str, Any]) -> None:
+        last["x0"] = info["denoised"]
         if progress is not None:
             progress(info["i"] + 1, total)
 
     gen = torch.Generator(device).manual_seed(int(seed) & SEED_MAX)
-    with model.patched(), torch.inference_mode():
-        out = sampler(denoiser, x, sigmas, extra_args={}, callback=callback, generator=gen)
+    out = x
+    if total > 0:
+        with model.patched(), torch.inference_mode():
+            out = sampler(denoiser, x, sigmas, extra_args={}, callback=callback, generator=gen)
     out = ms.inverse_noise_scaling(sigmas[-1], out)
-    return fmt.process_out(out.float()).cpu()
+    denoised = last.get("x0")
+    if denoised is not None:
+        denoised = fmt.process_out(denoised.float()).cpu()
+    return fmt.process_out(out.float()).cpu(), denoised
+
+
+# -- custom sampling payloads (SAMPLER, NOISE, GUIDER sockets) ---------------------------------
+@dataclass(frozen=True)
+class SamplerChoice:
+    """SAMPLER: a sampler of `models.samplers.SAMPLERS` by name (KSamplerSelect)."""
+
+    name: str
+    function: Any
+
+
+@dataclass(frozen=True)
+class RandomNoise:
+    """NOISE: ComfyUI's initial noise from `seed` (prepare_noise, batch_index aware)."""
+
+    seed: int
+
+    def generate(self, latent: dict) -> Tensor:
+        return prepare_noise(latent["samples"], self.seed, latent.get("batch_index"))
+
+
+@dataclass(frozen=True)
+class EmptyNoise:
+    """NOISE: no noise (DisableNoise); its seed, for the samplers' own noise, is 0."""
+
+    seed: int = 0
+
+    def generate(self, latent: dict) -> Tensor:
+        return torch.zeros(latent["samples"].shape, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class Guider:
+    """GUIDER: a model under conditioning at a CFG scale (negative None: BasicGuider, cfg 1)."""
+
+    model: ModelPatcher
+    positive: list
+    negative: list | None = None
+    cfg: float = 1.0
+
+    def sample(self, noise: Tensor, latent: Tensor, sampler: SamplerChoice, sigmas: Tensor, *,
+               seed: int, noise_mask: Tensor | None = None, progress: Any = None
+               ) -> tuple[Tensor, Tensor | None]:
+        """(raw latent, last x0 or None); an empty schedule returns `latent` untouched."""
+        if sigmas.numel() == 0:
+            return latent, None
+        return sample_with_x0(self.model, latent, noise, sigmas=sigmas,
+                              sampler=sampler.function, cfg=self.cfg, positive=self.positive,
+                              negative=self.negative, seed=seed, noise_mask=noise_mask,
+                              progress=progress)

@@ -215,3 +215,15 @@ def sigmas_for_denoise(ms: ModelSampling, scheduler: str, steps: int, denoise: f
         return torch.zeros(0)
     full = calculate_sigmas(ms, scheduler, int(steps / denoise))
     return full[-(steps + 1):]
+
+
+SD_TURBO_TIMESTEPS = 10  # SD-Turbo's distillation timesteps: 999, 899, ..., 99
+
+
+def sd_turbo_sigmas(ms: ModelSampling, steps: int, denoise: float) -> Tensor:
+    """SDTurboScheduler: `steps` of the timesteps 999, 899, ..., 99, skipping the first
+    10 - int(10 * denoise) of them, mapped through the table, plus a final 0."""
+    start = SD_TURBO_TIMESTEPS - int(SD_TURBO_TIMESTEPS * denoise)
+    timesteps = [100 * k - 1 for k in range(SD_TURBO_TIMESTEPS, 0, -1)][start:start + steps]
+    sigmas = ms.sigma(torch.tensor(timesteps, dtype=torch.float32)) if timesteps else []
+    return _append_zero(sigmas)

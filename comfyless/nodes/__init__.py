@@ -19,6 +19,7 @@ FAMILIES = (
     "latent",
     "images",
     "sampling",
+    "custom_sampling",
     "datasets.folders",
     "datasets.transforms",
     "datasets.lists",

@@ -45,6 +45,12 @@ CONDITIONING = io_type(
 )
 LORA_MODEL = io_type("LORA_MODEL", "dict[str, Tensor]: safetensors-ready LoRA state dict")
 LOSS_MAP = io_type("LOSS_MAP", "dict: 'loss' list[float], one per training iteration")
+# Custom sampling (ComfyUI's comfy_extras custom-sampler nodes); objects in models/guidance.py.
+SAMPLER = io_type("SAMPLER", "comfyless.models.guidance.SamplerChoice: .name + sampler function")
+SIGMAS = io_type("SIGMAS", "Tensor[steps + 1] float32 on the CPU, high noise to low (may be empty)")
+NOISE = io_type("NOISE", "comfyless.models.guidance.RandomNoise | EmptyNoise: .seed, "
+                         ".generate(latent dict) -> Tensor")
+GUIDER = io_type("GUIDER", "comfyless.models.guidance.Guider: model + conds + cfg, .sample(...)")
 ANY = io_type("*", "anything")
 
 # The one seed range: ComfyUI's seed widgets go up to 0xffffffffffffffff, and generators are
@@ -54,7 +60,7 @@ SEED_MAX = 2**64 - 1
 ALL_TYPES: dict[str, IOType] = {
     t.name: t
     for t in (INT, FLOAT, STRING, BOOLEAN, COMBO, MODEL, CLIP, VAE, LATENT, IMAGE, MASK,
-              CONDITIONING, LORA_MODEL, LOSS_MAP, ANY)
+              CONDITIONING, LORA_MODEL, LOSS_MAP, SAMPLER, SIGMAS, NOISE, GUIDER, ANY)
 }
 
 
