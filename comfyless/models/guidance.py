@@ -241,7 +241,7 @@ class RandomNoise:
 
 @dataclass(frozen=True)
 class EmptyNoise:
-    """NOISE: no noise (DisableNoise); its seed, for the samplers' own noise, is 0."""
+    """NOISE: no noise (DisableNoise: seed 0; the seed only seeds the samplers' own noise)."""
 
     seed: int = 0
 
@@ -249,7 +249,7 @@ class EmptyNoise:
         return torch.zeros(latent["samples"].shape, dtype=torch.float32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Guider:
     """GUIDER: a model under conditioning at a CFG scale (negative None: BasicGuider, cfg 1)."""
 

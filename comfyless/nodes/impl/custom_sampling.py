@@ -39,20 +39,10 @@ def _run(ctx, guider: Guider, noise, sampler: SamplerChoice, sigmas, latent_imag
 
 def sampler_custom(ctx, model, add_noise: bool, noise_seed: int, cfg: float, positive, negative,
                    sampler, sigmas, latent_image):
-    noise = RandomNoise(noise_seed) if add_noise else EmptyNoise()
-    guider = Guider(model, positive, negative, cfg)
     # the samplers' own noise is seeded by noise_seed even without initial noise (as ComfyUI)
-    return _run(ctx, guider, _SeededNoise(noise, noise_seed), sampler, sigmas, latent_image)
-
-
-class _SeededNoise:
-    """A NOISE whose sampler seed is given apart from the noise it draws."""
-
-    def __init__(self, noise, seed: int) -> None:
-        self.noise, self.seed = noise, seed
-
-    def generate(self, latent: dict) -> torch.Tensor:
-        return self.noise.generate(latent)
+    noise = RandomNoise(noise_seed) if add_noise else EmptyNoise(noise_seed)
+    return _run(ctx, Guider(model, positive, negative, cfg), noise, sampler, sigmas,
+                latent_image)
 
 
 def sampler_custom_advanced(ctx, noise, guider, sampler, sigmas, latent_image):
