@@ -64,6 +64,26 @@ def _t(sigma: Tensor) -> Tensor:  # DPM-Solver's time: t = -log sigma (half log-
     return -sigma.log()
 
 
+def is_flow(model: Denoiser) -> bool:
+    """Whether the denoiser's model uses flow (CONST) sampling: x = (1 - sigma) x0 + sigma n.
+    A denoiser says so by a `model_sampling` attribute (CFGDenoiser has one)."""
+    return getattr(getattr(model, "model_sampling", None), "prediction", None) == "const"
+
+
+def _flow_ancestral(sigma: Tensor, sigma_next: Tensor, eta: float
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Flow (rectified-flow) ancestral step: (sigma_down, alpha ratio, renoise std).
+
+    The deterministic step goes to sigma_down = sigma_next * (1 + (sigma_next/sigma - 1) eta);
+    x is then scaled by (1 - sigma_next)/(1 - sigma_down) and fresh noise of std
+    sqrt(sigma_next^2 - sigma_down^2 (1 - sigma_next)^2/(1 - sigma_down)^2) restores the flow
+    marginal (1 - sigma_next) x0 + sigma_next n."""
+    sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+    ratio = (1 - sigma_next) / (1 - sigma_down)
+    renoise = (sigma_next**2 - sigma_down**2 * ratio**2).clamp(min=0) ** 0.5
+    return sigma_down, ratio, renoise
+
+
 # -- first-order ---------------------------------------------------------------------------------
 @torch.no_grad()
 def sample_euler(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
@@ -78,12 +98,19 @@ def sample_euler(model, x, sigmas, *, extra_args=None, callback=None, generator=
 @torch.no_grad()
 def sample_euler_ancestral(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                            eta: float = 1.0, s_noise: float = 1.0):
-    """Euler step down to sigma_down, then fresh noise of std sigma_up."""
+    """Euler step down to sigma_down, then fresh noise of std sigma_up (flow models: the
+    rectified-flow form, which rescales x before adding the noise)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
         if sigmas[i + 1] == 0:
             x = denoised
+            continue
+        if flow:  # ComfyUI's RF variant: keep x on the flow path (1 - s) x0 + s n
+            sigma_down, ratio, renoise = _flow_ancestral(sigmas[i], sigmas[i + 1], eta)
+            x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * denoised
+            x = ratio * x + _noise(x, generator) * s_noise * renoise
             continue
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
@@ -93,13 +120,18 @@ def sample_euler_ancestral(model, x, sigmas, *, extra_args=None, callback=None, 
 
 @torch.no_grad()
 def sample_lcm(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
-    """Latent-consistency sampling: jump to the prediction, re-noise to the next sigma."""
+    """Latent-consistency sampling: jump to the prediction, re-noise to the next sigma (with
+    the model's noise_scaling, as ComfyUI: flow models get (1 - s) x0 + s n)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
         x = denoised
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * _noise(x, generator)
+            if flow:
+                x = model.model_sampling.noise_scaling(sigmas[i + 1], _noise(x, generator), x)
+            else:
+                x = x + sigmas[i + 1] * _noise(x, generator)
     return x
 
 
@@ -187,10 +219,15 @@ def sample_dpm_2_ancestral(model, x, sigmas, *, extra_args=None, callback=None, 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral(model, x, sigmas, *, extra_args=None, callback=None,
                               generator=None, eta: float = 1.0, s_noise: float = 1.0):
-    """DPM-Solver++(2S), single-step, ancestral."""
+    """DPM-Solver++(2S), single-step, ancestral (flow models: the rectified-flow form)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
+        if flow:
+            x = _dpmpp_2s_flow_step(model, x, sigmas[i], sigmas[i + 1], denoised, extra_args,
+                                    eta, s_noise, generator)
+            continue
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
@@ -205,6 +242,25 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, *, extra_args=None, callback=Non
         if sigmas[i + 1] > 0:
             x = x + _noise(x, generator) * s_noise * sigma_up
     return x
+
+
+def _dpmpp_2s_flow_step(model, x, sigma, sigma_next, denoised, extra_args, eta, s_noise,
+                        generator):
+    """One DPM-Solver++(2S) ancestral step for flow models, in lambda = log((1 - s)/s)."""
+    if sigma_next == 0:
+        return denoised
+    sigma_down, ratio, renoise = _flow_ancestral(sigma, sigma_next, eta)
+
+    def lam(s: Tensor) -> Tensor:
+        return ((1 - s) / s).log()
+
+    sigma_c = sigma.clamp(max=1 - 1e-5)  # lambda(1) = -inf: start just below pure noise
+    h = lam(sigma_down) - lam(sigma_c)
+    sigma_s = torch.sigmoid(-(lam(sigma_c) + h / 2))  # sigma at the lambda midpoint
+    x_2 = (sigma_s / sigma) * x - (1 - sigma_s) * (-(h / 2)).expm1() * denoised
+    denoised_2 = _call(model, x_2, sigma_s, extra_args)
+    x = (sigma_down / sigma) * x - (1 - sigma_down) * (-h).expm1() * denoised_2
+    return ratio * x + _noise(x, generator) * s_noise * renoise
 
 
 @torch.no_grad()
