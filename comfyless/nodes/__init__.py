@@ -19,6 +19,7 @@ FAMILIES = (
     "latent",
     "images",
     "sampling",
+    "model_sampling",
     "datasets.folders",
     "datasets.transforms",
     "datasets.lists",

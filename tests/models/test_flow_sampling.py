@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from comfyless.models.samplers import SAMPLERS, STOCHASTIC
-from comfyless.models.sampling import (FlowSampling, flux_mu, model_sampling_flux,
-                                       model_sampling_sd3)
+from comfyless.models.sampling import FlowSampling, flux_mu, model_sampling_flux, model_sampling_sd3
 from comfyless.models.schedulers import SCHEDULERS
 
 
