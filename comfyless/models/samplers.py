@@ -17,6 +17,7 @@ in ComfyUI. Algorithms follow Karras et al. (2022), DPM-Solver(++) (Lu et al.) a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +83,53 @@ def _flow_ancestral(sigma: Tensor, sigma_next: Tensor, eta: float
     ratio = (1 - sigma_next) / (1 - sigma_down)
     renoise = (sigma_next**2 - sigma_down**2 * ratio**2).clamp(min=0) ** 0.5
     return sigma_down, ratio, renoise
+
+
+class _VEView:
+    """A flow denoiser seen in variance-exploding coordinates: x_ve = x / (1 - sigma),
+    sigma_ve = sigma / (1 - sigma), so x_ve = x0 + sigma_ve * n (what the SDE solvers assume)."""
+
+    def __init__(self, model: Denoiser) -> None:
+        self.model = model
+
+    @property
+    def uncond_denoised(self) -> Tensor | None:
+        return getattr(self.model, "uncond_denoised", None)
+
+    def __call__(self, x: Tensor, sigma_ve: Tensor, **kwargs: Any) -> Tensor:
+        sigma = sigma_ve / (1 + sigma_ve)
+        keep = (1 - sigma).reshape(-1, *([1] * (x.ndim - 1)))
+        return self.model(x * keep, sigma, **kwargs)
+
+
+FLOW_FIRST_SIGMA = 0.9999  # sigma 1 has an infinite log-SNR: start just below it (as ComfyUI)
+
+
+def _flow_in_ve(fn: Sampler) -> Sampler:
+    """Run an SDE solver written for x = x0 + sigma n on a flow model in the equivalent VE
+    coordinates (the solvers' half-log-SNR steps are the same in both; ComfyUI's SDE samplers
+    use log((1 - sigma)/sigma) for flow models, which this reproduces)."""
+
+    @functools.wraps(fn)
+    def run(model, x, sigmas, *, extra_args=None, callback=None, generator=None, **kw):
+        if not is_flow(model):
+            return fn(model, x, sigmas, extra_args=extra_args, callback=callback,
+                      generator=generator, **kw)
+        sigmas = sigmas.clone()
+        sigmas[0] = sigmas[0].clamp(max=FLOW_FIRST_SIGMA)
+        ve = sigmas / (1 - sigmas)
+
+        def back(info: dict[str, Any]) -> None:
+            if callback is not None:
+                i = info["i"]
+                callback({**info, "x": info["x"] * (1 - sigmas[i]), "sigma": sigmas[i],
+                          "sigma_hat": sigmas[i]})
+
+        out = fn(_VEView(model), x / (1 - sigmas[0]), ve, extra_args=extra_args,
+                 callback=back, generator=generator, **kw)
+        return out * (1 - sigmas[-1])
+
+    return run
 
 
 # -- first-order ---------------------------------------------------------------------------------
@@ -263,6 +311,7 @@ def _dpmpp_2s_flow_step(model, x, sigma, sigma_next, denoised, extra_args, eta, 
     return ratio * x + _noise(x, generator) * s_noise * renoise
 
 
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                      eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5):
@@ -340,6 +389,7 @@ def sample_dpmpp_2m(model, x, sigmas, *, extra_args=None, callback=None, generat
     return x
 
 
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                         eta: float = 1.0, s_noise: float = 1.0, solver: str = "midpoint"):
@@ -368,6 +418,7 @@ def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, gen
     return x
 
 
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_3m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                         eta: float = 1.0, s_noise: float = 1.0):

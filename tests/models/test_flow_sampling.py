@@ -153,9 +153,11 @@ def test_deterministic_samplers_follow_the_flow_ode(name):
     assert err < 0.05, err
 
 
-@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2s_ancestral", "lcm"])
+@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2s_ancestral", "lcm", "dpmpp_sde",
+                                  "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde"])
 def test_flow_ancestral_samplers_keep_the_data_distribution(name):
-    """The rectified-flow ancestral forms (and LCM's noise_scaling) keep x on the flow path."""
+    """The rectified-flow ancestral forms, LCM's noise_scaling and the SDE solvers (run in VE
+    coordinates) keep x on the flow path: mean MU, spread S."""
     ms = model_sampling_sd3(3.0)
     z = torch.randn(4, 1, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sigmas = SCHEDULERS["simple"](ms, 480 if name == "euler_ancestral" else 120).double()
