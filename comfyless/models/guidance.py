@@ -70,6 +70,7 @@ class CFGDenoiser:
                  latent_shape: torch.Size) -> None:
         width, height = latent_shape[-1] * 8, latent_shape[-2] * 8
         self.model = model
+        self.model_sampling = model.sampling  # samplers ask it (flow models: RF ancestral forms)
         self.cfg = float(cfg)
         self.positive = prepare_conds(model, positive, width, height, what="positive")
         # negative is still checked when cfg == 1, so a broken graph fails the same way;

@@ -17,6 +17,7 @@ in ComfyUI. Algorithms follow Karras et al. (2022), DPM-Solver(++) (Lu et al.) a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,73 @@ def _t(sigma: Tensor) -> Tensor:  # DPM-Solver's time: t = -log sigma (half log-
     return -sigma.log()
 
 
+def is_flow(model: Denoiser) -> bool:
+    """Whether the denoiser's model uses flow (CONST) sampling: x = (1 - sigma) x0 + sigma n.
+    A denoiser says so by a `model_sampling` attribute (CFGDenoiser has one)."""
+    return getattr(getattr(model, "model_sampling", None), "prediction", None) == "const"
+
+
+def _flow_ancestral(sigma: Tensor, sigma_next: Tensor, eta: float
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Flow (rectified-flow) ancestral step: (sigma_down, alpha ratio, renoise std).
+
+    The deterministic step goes to sigma_down = sigma_next * (1 + (sigma_next/sigma - 1) eta);
+    x is then scaled by (1 - sigma_next)/(1 - sigma_down) and fresh noise of std
+    sqrt(sigma_next^2 - sigma_down^2 (1 - sigma_next)^2/(1 - sigma_down)^2) restores the flow
+    marginal (1 - sigma_next) x0 + sigma_next n."""
+    sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+    ratio = (1 - sigma_next) / (1 - sigma_down)
+    renoise = (sigma_next**2 - sigma_down**2 * ratio**2).clamp(min=0) ** 0.5
+    return sigma_down, ratio, renoise
+
+
+class _VEView:
+    """A flow denoiser seen in variance-exploding coordinates: x_ve = x / (1 - sigma),
+    sigma_ve = sigma / (1 - sigma), so x_ve = x0 + sigma_ve * n (what the SDE solvers assume)."""
+
+    def __init__(self, model: Denoiser) -> None:
+        self.model = model
+
+    @property
+    def uncond_denoised(self) -> Tensor | None:
+        return getattr(self.model, "uncond_denoised", None)
+
+    def __call__(self, x: Tensor, sigma_ve: Tensor, **kwargs: Any) -> Tensor:
+        sigma = sigma_ve / (1 + sigma_ve)
+        keep = (1 - sigma).reshape(-1, *([1] * (x.ndim - 1)))
+        return self.model(x * keep, sigma, **kwargs)
+
+
+FLOW_FIRST_SIGMA = 0.9999  # sigma 1 has an infinite log-SNR: start just below it (as ComfyUI)
+
+
+def _flow_in_ve(fn: Sampler) -> Sampler:
+    """Run an SDE solver written for x = x0 + sigma n on a flow model in the equivalent VE
+    coordinates (the solvers' half-log-SNR steps are the same in both; ComfyUI's SDE samplers
+    use log((1 - sigma)/sigma) for flow models, which this reproduces)."""
+
+    @functools.wraps(fn)
+    def run(model, x, sigmas, *, extra_args=None, callback=None, generator=None, **kw):
+        if not is_flow(model):
+            return fn(model, x, sigmas, extra_args=extra_args, callback=callback,
+                      generator=generator, **kw)
+        sigmas = sigmas.clone()
+        sigmas[0] = sigmas[0].clamp(max=FLOW_FIRST_SIGMA)
+        ve = sigmas / (1 - sigmas)
+
+        def back(info: dict[str, Any]) -> None:
+            if callback is not None:
+                i = info["i"]
+                callback({**info, "x": info["x"] * (1 - sigmas[i]), "sigma": sigmas[i],
+                          "sigma_hat": sigmas[i]})
+
+        out = fn(_VEView(model), x / (1 - sigmas[0]), ve, extra_args=extra_args,
+                 callback=back, generator=generator, **kw)
+        return out * (1 - sigmas[-1])
+
+    return run
+
+
 # -- first-order ---------------------------------------------------------------------------------
 @torch.no_grad()
 def sample_euler(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
@@ -78,12 +146,19 @@ def sample_euler(model, x, sigmas, *, extra_args=None, callback=None, generator=
 @torch.no_grad()
 def sample_euler_ancestral(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                            eta: float = 1.0, s_noise: float = 1.0):
-    """Euler step down to sigma_down, then fresh noise of std sigma_up."""
+    """Euler step down to sigma_down, then fresh noise of std sigma_up (flow models: the
+    rectified-flow form, which rescales x before adding the noise)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
         if sigmas[i + 1] == 0:
             x = denoised
+            continue
+        if flow:  # ComfyUI's RF variant: keep x on the flow path (1 - s) x0 + s n
+            sigma_down, ratio, renoise = _flow_ancestral(sigmas[i], sigmas[i + 1], eta)
+            x = (sigma_down / sigmas[i]) * x + (1 - sigma_down / sigmas[i]) * denoised
+            x = ratio * x + _noise(x, generator) * s_noise * renoise
             continue
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
@@ -93,13 +168,18 @@ def sample_euler_ancestral(model, x, sigmas, *, extra_args=None, callback=None, 
 
 @torch.no_grad()
 def sample_lcm(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
-    """Latent-consistency sampling: jump to the prediction, re-noise to the next sigma."""
+    """Latent-consistency sampling: jump to the prediction, re-noise to the next sigma (with
+    the model's noise_scaling, as ComfyUI: flow models get (1 - s) x0 + s n)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
         x = denoised
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * _noise(x, generator)
+            if flow:
+                x = model.model_sampling.noise_scaling(sigmas[i + 1], _noise(x, generator), x)
+            else:
+                x = x + sigmas[i + 1] * _noise(x, generator)
     return x
 
 
@@ -187,10 +267,15 @@ def sample_dpm_2_ancestral(model, x, sigmas, *, extra_args=None, callback=None, 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral(model, x, sigmas, *, extra_args=None, callback=None,
                               generator=None, eta: float = 1.0, s_noise: float = 1.0):
-    """DPM-Solver++(2S), single-step, ancestral."""
+    """DPM-Solver++(2S), single-step, ancestral (flow models: the rectified-flow form)."""
+    flow = is_flow(model)
     for i in range(len(sigmas) - 1):
         denoised = _call(model, x, sigmas[i], extra_args)
         _report(callback, x, i, sigmas[i], denoised)
+        if flow:
+            x = _dpmpp_2s_flow_step(model, x, sigmas[i], sigmas[i + 1], denoised, extra_args,
+                                    eta, s_noise, generator)
+            continue
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
@@ -207,6 +292,26 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, *, extra_args=None, callback=Non
     return x
 
 
+def _dpmpp_2s_flow_step(model, x, sigma, sigma_next, denoised, extra_args, eta, s_noise,
+                        generator):
+    """One DPM-Solver++(2S) ancestral step for flow models, in lambda = log((1 - s)/s)."""
+    if sigma_next == 0:
+        return denoised
+    sigma_down, ratio, renoise = _flow_ancestral(sigma, sigma_next, eta)
+
+    def lam(s: Tensor) -> Tensor:
+        return ((1 - s) / s).log()
+
+    sigma_c = sigma.clamp(max=1 - 1e-5)  # lambda(1) = -inf: start just below pure noise
+    h = lam(sigma_down) - lam(sigma_c)
+    sigma_s = torch.sigmoid(-(lam(sigma_c) + h / 2))  # sigma at the lambda midpoint
+    x_2 = (sigma_s / sigma) * x - (1 - sigma_s) * (-(h / 2)).expm1() * denoised
+    denoised_2 = _call(model, x_2, sigma_s, extra_args)
+    x = (sigma_down / sigma) * x - (1 - sigma_down) * (-h).expm1() * denoised_2
+    return ratio * x + _noise(x, generator) * s_noise * renoise
+
+
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                      eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5):
@@ -284,6 +389,7 @@ def sample_dpmpp_2m(model, x, sigmas, *, extra_args=None, callback=None, generat
     return x
 
 
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                         eta: float = 1.0, s_noise: float = 1.0, solver: str = "midpoint"):
@@ -312,6 +418,7 @@ def sample_dpmpp_2m_sde(model, x, sigmas, *, extra_args=None, callback=None, gen
     return x
 
 
+@_flow_in_ve
 @torch.no_grad()
 def sample_dpmpp_3m_sde(model, x, sigmas, *, extra_args=None, callback=None, generator=None,
                         eta: float = 1.0, s_noise: float = 1.0):

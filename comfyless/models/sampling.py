@@ -8,6 +8,8 @@ of the nearest sigma in log space; x0 = calculate_denoised(sigma, F, xt).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -127,3 +129,120 @@ def make_model_sampling(prediction: str = "eps", zsnr: bool = False) -> ModelSam
     """The sampling object for SD1.x/SD2.x/SDXL (all share the discrete schedule)."""
     return ModelSampling(prediction, zsnr=zsnr)
 
+
+
+# -- flow matching (ComfyUI's CONST prediction) ---------------------------------------------------
+def flow_shift(shift: float, t: Tensor) -> Tensor:
+    """SD3's rational time shift: s·t / (1 + (s − 1)·t) (t itself at s = 1)."""
+    if shift == 1.0:
+        return t
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def flux_shift(mu: float, t: Tensor) -> Tensor:
+    """Flux's exponential time shift e^μ / (e^μ + (1/t − 1)), written as e^μ·t / (e^μ·t + 1 − t)
+    so that t = 0 gives 0 without a division by zero."""
+    e = math.exp(mu)
+    return e * t / (e * t + (1 - t))
+
+
+def flux_mu(width: int, height: int, base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """ModelSamplingFlux's μ: linear in the token count W·H/256 between 256 tokens (base_shift)
+    and 4096 tokens (max_shift), extrapolated outside."""
+    tokens = width * height / (8 * 8 * 2 * 2)
+    return base_shift + (max_shift - base_shift) * (tokens - 256) / (4096 - 256)
+
+
+class FlowSampling:
+    """Flow matching with ComfyUI's CONST prediction: x_t = (1 − σ)·x0 + σ·noise, the network
+    predicts the velocity F = noise − x0, so x0 = x_t − σ·F.
+
+    `kind="discrete"`: ModelSamplingDiscreteFlow (σ = flow_shift(shift, t), table of `timesteps`
+    entries at t = i/timesteps, i = 1…timesteps; the network sees σ·multiplier).
+    `kind="flux"`: ModelSamplingFlux (σ = flux_shift(shift, t), 10000 entries, network sees σ).
+    The same sampler code as for eps models runs on it: the Euler direction (x − D)/σ is the
+    velocity, and a step to σ' lands exactly on (1 − σ')·x0 + σ'·noise.
+    """
+
+    prediction = "const"
+    zsnr = False
+
+    def __init__(self, shift: float = 1.0, multiplier: float = 1000.0, *,
+                 kind: str = "discrete", timesteps: int | None = None,
+                 noise_scale: float = 1.0) -> None:
+        if kind not in ("discrete", "flux"):
+            raise ValueError(f"kind must be 'discrete' or 'flux', got {kind!r}")
+        self.kind = kind
+        self.shift = float(shift)
+        self.multiplier = 1.0 if kind == "flux" else float(multiplier)
+        self.noise_scale = float(noise_scale)
+        n = timesteps or (10000 if kind == "flux" else 1000)
+        t = torch.arange(1, n + 1, dtype=torch.float64) / n
+        self.sigmas = self._shift_t(t).float()  # (n,) increasing, last = 1
+        self.log_sigmas = self.sigmas.log()
+
+    def __repr__(self) -> str:
+        return (f"FlowSampling(kind={self.kind!r}, shift={self.shift}, "
+                f"multiplier={self.multiplier}, entries={len(self.sigmas)})")
+
+    def _shift_t(self, t: Tensor) -> Tensor:
+        if self.kind == "flux":
+            return flux_shift(self.shift, t)
+        return flow_shift(self.shift, t)
+
+    @property
+    def sigma_min(self) -> Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> Tensor:
+        return self.sigmas[-1]
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """The network's timestep: σ·multiplier (Flux: σ)."""
+        return torch.as_tensor(sigma) * self.multiplier
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        """σ at a network timestep: the shift applied to t = timestep / multiplier."""
+        t = torch.as_tensor(timestep, dtype=torch.float32)
+        return self._shift_t(t.double() / self.multiplier).float()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """σ(1 − p); 1 at p ≤ 0, 0 at p ≥ 1."""
+        percent = float(percent)
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return float(self._shift_t(torch.tensor(1.0 - percent, dtype=torch.float64)))
+
+    _view = staticmethod(ModelSampling._view)
+
+    def calculate_input(self, sigma: Tensor, x: Tensor) -> Tensor:
+        """The network sees x_t unchanged."""
+        return x
+
+    def calculate_denoised(self, sigma: Tensor, model_output: Tensor, x: Tensor) -> Tensor:
+        """x0 = x_t − σ·F."""
+        return x - model_output * self._view(sigma, model_output)
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor | float, latent_image: Tensor,
+                      max_denoise: bool = False) -> Tensor:
+        """x_t = σ·(noise_scale·noise) + (1 − σ)·x0 (max_denoise changes nothing)."""
+        s = self._view(sigma, latent_image)
+        return s * (noise * self.noise_scale) + (1.0 - s) * latent_image
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        """latent / (1 − σ): identity at the usual final σ = 0."""
+        return latent / (1.0 - self._view(sigma, latent))
+
+
+def model_sampling_sd3(shift: float = 3.0, multiplier: float = 1000.0,
+                       noise_scale: float = 1.0) -> FlowSampling:
+    """ModelSamplingDiscreteFlow (SD3: shift 3, multiplier 1000; AuraFlow: multiplier 1)."""
+    return FlowSampling(shift, multiplier, kind="discrete", noise_scale=noise_scale)
+
+
+def model_sampling_flux(mu: float = 1.15) -> FlowSampling:
+    """ModelSamplingFlux with shift μ (Flux dev default 1.15)."""
+    return FlowSampling(mu, kind="flux")

@@ -20,6 +20,7 @@ FAMILIES = (
     "images",
     "sampling",
     "custom_sampling",
+    "model_sampling",
     "datasets.folders",
     "datasets.transforms",
     "datasets.lists",
