@@ -61,3 +61,13 @@ def install_model(ctx, path: Path, kind: str = "checkpoints", name: str | None =
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return name
+
+
+def random_conds(model, seed=0):
+    """(positive, negative) CONDITIONING of random context vectors sized for `model`."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    dim = model.config.context_dim
+    return ([[torch.randn(1, 77, dim, generator=gen), {}]],
+            [[torch.randn(1, 77, dim, generator=gen), {}]])

@@ -21,6 +21,7 @@ from comfyless.typesys.errors import InvalidValue
 from comfyless.typesys.schema import Input, Node, NodeSchema, Result
 from comfyless.typesys.types import LATENT
 from tests.fixtures_models import install_model
+from tests.fixtures_models import random_conds as _conds
 from tests.floats import assert_close_scaled
 
 
@@ -35,13 +36,6 @@ def _one_thread():
 @pytest.fixture
 def kctx(tmp_path):
     return RunContext.create(tmp_path / "base").for_node("5", "SamplerCustom")
-
-
-def _conds(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    dim = model.config.context_dim
-    return ([[torch.randn(1, 77, dim, generator=gen), {}]],
-            [[torch.randn(1, 77, dim, generator=gen), {}]])
 
 
 def _latent(seed=None, batch=2):

@@ -16,6 +16,7 @@ from comfyless.typesys.errors import Interrupted, InvalidValue
 from comfyless.typesys.schema import Input, Node, NodeSchema, Output, Result
 from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
 from tests.fixtures_models import install_model
+from tests.fixtures_models import random_conds as _conds
 from tests.floats import assert_close_scaled
 
 
@@ -32,13 +33,6 @@ def _one_thread():
 @pytest.fixture
 def kctx(tmp_path):
     return RunContext.create(tmp_path / "base").for_node("3", "KSampler")
-
-
-def _conds(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    dim = model.config.context_dim
-    return ([[torch.randn(1, 77, dim, generator=gen), {}]],
-            [[torch.randn(1, 77, dim, generator=gen), {}]])
 
 
 def _ks(ctx, model, *, seed=42, steps=4, cfg=6.0, sampler_name="euler", scheduler="karras",
