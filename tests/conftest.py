@@ -94,3 +94,15 @@ def shipped_base(tmp_path_factory, tiny_sd15_checkpoint, tiny_sdxl_checkpoint) -
     shutil.copyfile(tiny_sdxl_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sdxl"])
     write_demo_dataset(base / "input" / "training_images", count=3, size=64)
     return base
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test: tiny models gain nothing from more, and on a loaded
+    machine the OpenMP spin-waits of 2+ threads make them many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,7 +32,21 @@ def _rescale_zero_terminal_snr(alphas_cumprod: Tensor) -> Tensor:
     return out
 
 
-class ModelSampling:
+class _SigmaTable:
+    """`sigmas` is an increasing table of the noise levels a model was trained on."""
+
+    sigmas: Tensor
+
+    @property
+    def sigma_min(self) -> Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> Tensor:
+        return self.sigmas[-1]
+
+
+class ModelSampling(_SigmaTable):
     """Discrete 1000-step sampling with eps, v or x0 prediction (sigma_data = 1)."""
 
     sigma_data = 1.0
@@ -53,14 +67,6 @@ class ModelSampling:
 
     def __repr__(self) -> str:
         return f"ModelSampling(prediction={self.prediction!r}, zsnr={self.zsnr})"
-
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """Index (as float) of the table entry nearest to sigma in log space; same shape."""
@@ -153,7 +159,7 @@ def flux_mu(width: int, height: int, base_shift: float = 0.5, max_shift: float =
     return base_shift + (max_shift - base_shift) * (tokens - 256) / (4096 - 256)
 
 
-class FlowSampling:
+class FlowSampling(_SigmaTable):
     """Flow matching with ComfyUI's CONST prediction: x_t = (1 − σ)·x0 + σ·noise, the network
     predicts the velocity F = noise − x0, so x0 = x_t − σ·F.
 
@@ -189,14 +195,6 @@ class FlowSampling:
         if self.kind == "flux":
             return flux_shift(self.shift, t)
         return flow_shift(self.shift, t)
-
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """The network's timestep: σ·multiplier (Flux: σ)."""

@@ -36,13 +36,8 @@ def unet_inputs(unet: UNetModel, seed: int = 1) -> tuple:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny UNets gain nothing from intra-op threads; on a loaded machine the OpenMP spin-waits
-    of 2+ threads make these tests many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every LoRA test runs on one torch thread (see one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ from tests.fixtures_models import install_model
 from tests.fixtures_models import random_conds as _conds
 from tests.floats import assert_close_scaled
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

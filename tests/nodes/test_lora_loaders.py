@@ -17,14 +17,7 @@ from comfyless.nodes.lora_loaders import LoraLoader, LoraLoaderModelOnly, LoraMo
 from comfyless.typesys.errors import InvalidValue, ModelLoadError
 from tests.floats import assert_close_scaled
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads (and lose a lot on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -22,13 +22,7 @@ from comfyless.typesys.schema import Input, Node, NodeSchema, Output, Result
 from comfyless.typesys.types import CONDITIONING, LATENT, MODEL
 from tests.fixtures_models import install_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spec(node):

@@ -19,15 +19,7 @@ from tests.fixtures_models import install_model
 from tests.fixtures_models import random_conds as _conds
 from tests.floats import assert_close_scaled
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny UNets gain nothing from intra-op threads, and on a loaded machine the OpenMP
-    spin-waits of 2+ threads make these tests ~7x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
