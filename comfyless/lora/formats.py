@@ -91,14 +91,24 @@ def read_lora(
     """Place a LoRA file on a UNet (`target="unet"`) or text-encoder module (`"clip"`).
 
     `model` is the torch module (parameter names are the targets) or a {name: shape} dict;
-    `config` (UNetConfig) is optional for the UNet (the layout is read off the names).
+    `config` (UNetConfig) is optional for the UNet (the layout is read off the names). A
+    diffusion network other than the LDM UNet brings its own `lora_key_map()` (and optionally
+    `convert_lora_file(sd)`), which is used instead of `unet_key_map`.
     Returns (patches per parameter name, {unplaced file key: reason}).
     """
+    own_map = getattr(model, "lora_key_map", None) if target == "unet" else None
     if isinstance(model, nn.Module):
         shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
         config = config if config is not None else getattr(model, "config", None)
     else:
         shapes = {n: tuple(s) for n, s in model.items()}
+    if own_map is not None:
+        # a non-UNet network (models/families/<family>/) names its own file layouts and may
+        # rewrite what a key map cannot express (e.g. diffusers' swapped modulation halves)
+        convert = getattr(model, "convert_lora_file", None)
+        if convert is not None:
+            lora_sd = convert(lora_sd)
+        return place_patches(lora_sd, own_map(), shapes)
     if target == "unet":
         key_map = unet_key_map(shapes, config)
     elif target == "clip":

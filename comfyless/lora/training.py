@@ -178,11 +178,18 @@ def _stack_context(entries: Sequence[Any]) -> Tensor:
     return torch.cat([t.repeat(1, lcm // t.shape[1], 1) for t in tensors]).float()
 
 
-def _adm(model: Any, entries: Sequence[Any], h: int, w: int) -> Tensor | None:
-    ys = [model.extra_conds(e[1] if len(e) > 1 else {}, w * 8, h * 8) for e in entries]
-    if ys[0] is None:
-        return None
-    return torch.cat(ys)
+def _extras(model: Any, entries: Sequence[Any], h: int, w: int) -> dict[str, Any]:
+    """The batch's extra network inputs (SDXL y, Flux pooled/guidance): per-sample tensors
+    concatenated; non-tensor values (lists) must agree across the batch."""
+    per_sample = [model.extra_conds(e[1] if len(e) > 1 else {}, w * 8, h * 8) for e in entries]
+    out: dict[str, Any] = {}
+    for key, first in per_sample[0].items():
+        values = [d.get(key) for d in per_sample]
+        if isinstance(first, Tensor) and all(isinstance(v, Tensor) for v in values):
+            out[key] = torch.cat(values)
+        else:
+            out[key] = first
+    return out
 
 
 # -- gradient checkpointing --------------------------------------------------------------------
@@ -274,11 +281,11 @@ class _Step:
         x0 = x0.to(self.device)
         xt = sampling.noise_scaling(sigma.to(self.device), noise.to(self.device), x0)
         context = _stack_context(entries).to(self.device)
-        y = _adm(model, entries, x0.shape[-2], x0.shape[-1])
+        extra = _extras(model, entries, x0.shape[-2], x0.shape[-1])
         amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.autocast
                else nullcontext())
         with amp:
-            denoised = model.apply_model(xt, sigma.to(self.device), context, y)
+            denoised = model.apply_model(xt, sigma.to(self.device), context, **extra)
         loss = self.criterion(denoised.float(), x0.float())
         if not torch.isfinite(loss):
             return loss.detach()

@@ -26,10 +26,10 @@ from .patcher import ModelPatcher
 
 @dataclass
 class _Cond:
-    """One conditioning entry, ready for apply_model: context, adm vector, weight."""
+    """One conditioning entry, ready for apply_model: context, extra network inputs, weight."""
 
     context: Tensor  # (1 or B, T, D)
-    y: Tensor | None  # (1 or B, adm) for SDXL
+    extra: dict[str, Any]  # apply_model keyword inputs: SDXL y (1 or B, adm); Flux guidance...
     strength: float
 
 
@@ -47,8 +47,8 @@ def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: i
         if context.ndim != 3:
             raise ValueError(f"{what}: entry {k} has shape {tuple(context.shape)}, expected "
                              "(batch, tokens, features)")
-        y = model.extra_conds(options, width, height)
-        out.append(_Cond(context, y, float(options.get("strength", 1.0))))
+        extra = model.extra_conds(options, width, height)
+        out.append(_Cond(context, extra, float(options.get("strength", 1.0))))
     return out
 
 
@@ -91,21 +91,21 @@ class CFGDenoiser:
         total, weight = 0, 0.0
         for c in conds:
             self.calls += 1
-            total = total + c.strength * self.model.apply_model(x, sigma, c.context, c.y)
+            total = total + c.strength * self.model.apply_model(x, sigma, c.context, **c.extra)
             weight += c.strength
         return total / weight if weight else total
 
     def _both(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(cond, uncond) predictions; one batched forward when both are single, same-shape."""
         pos, neg = self.positive, self.negative
-        if (len(pos) == len(neg) == 1 and pos[0].context.shape == neg[0].context.shape
-                and (pos[0].y is None) == (neg[0].y is None)):
+        if len(pos) == len(neg) == 1 and _batchable(pos[0], neg[0]):
             b = x.shape[0]
             context = torch.cat([_to_batch(pos[0].context, b), _to_batch(neg[0].context, b)])
-            y = None if pos[0].y is None else torch.cat([_to_batch(pos[0].y, b),
-                                                         _to_batch(neg[0].y, b)])
+            extra = {k: torch.cat([_to_batch(v, b), _to_batch(neg[0].extra[k], b)])
+                     for k, v in pos[0].extra.items()}
             self.calls += 1
-            out = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context, y)
+            out = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context,
+                                         **extra)
             return out[:b], out[b:]
         return self._forward(x, sigma, pos), self._forward(x, sigma, neg)
 
@@ -124,6 +124,15 @@ class CFGDenoiser:
             uncond = None if uncond is None else uncond * mask + latent * (1 - mask)
         self.uncond_denoised = uncond
         return out
+
+
+def _batchable(pos: _Cond, neg: _Cond) -> bool:
+    """Whether positive and negative can run as one batch: same context shape and the same
+    extra inputs, all tensors of matching shapes (lists such as reference latents are not)."""
+    if pos.context.shape != neg.context.shape or pos.extra.keys() != neg.extra.keys():
+        return False
+    return all(isinstance(v, Tensor) and isinstance(neg.extra[k], Tensor)
+               and v.shape[1:] == neg.extra[k].shape[1:] for k, v in pos.extra.items())
 
 
 def _to_batch(t: Tensor, batch: int) -> Tensor:

@@ -53,7 +53,7 @@ class ModelPatcher:
 
     @property
     def device(self) -> torch.device:
-        return self.diffusion_model.input_blocks[0][0].weight.device
+        return next(self.diffusion_model.parameters()).device
 
     def __repr__(self) -> str:
         return (f"ModelPatcher(family={self.family!r}, prediction={self.sampling.prediction!r}, "
@@ -107,9 +107,12 @@ class ModelPatcher:
                 unet._comfyless_active = ()
 
     # -- forward ----------------------------------------------------------------------------
-    def apply_model(self, x: Tensor, sigma: Tensor, context: Tensor,
-                    y: Tensor | None = None) -> Tensor:
-        """The x0 prediction for noisy latents x (latent-format space) at noise level sigma."""
+    def apply_model(self, x: Tensor, sigma: Tensor, context: Tensor, **extra: Any) -> Tensor:
+        """The x0 prediction for noisy latents x (latent-format space) at noise level sigma.
+
+        `extra` are the network's keyword inputs from `extra_conds` (SDXL `y`; Flux `y`,
+        `guidance`, `ref_latents`); batch-1 tensors are repeated to the latent batch.
+        """
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -117,20 +120,32 @@ class ModelPatcher:
         t = self.sampling.timestep(sigma).float()
         dtype = self.dtype
         context = _match_batch(context, x.shape[0]).to(x.device, dtype)
-        if y is not None:
-            y = _match_batch(y, x.shape[0]).to(x.device, dtype)
+        kwargs = {k: _to_network(v, x.shape[0], x.device, dtype) for k, v in extra.items()
+                  if v is not None}
         with self.patched() as unet:
-            out = unet(x_in.to(dtype), t, context, y)
+            out = unet(x_in.to(dtype), t, context, **kwargs)
         return self.sampling.calculate_denoised(sigma, out.float(), x.float()).to(x.dtype)
 
-    def extra_conds(self, cond_dict: dict[str, Any], width: int, height: int) -> Tensor | None:
-        """The family's extra network input for one conditioning (SDXL: the adm vector y from
-        the pooled text embedding and image sizes); None if the family has none.
+    def extra_conds(self, cond_dict: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        """The family's extra network inputs for one conditioning, as keyword arguments of
+        `apply_model` ({} if the family has none): SDXL's adm vector `y` from the pooled text
+        embedding and image sizes; Flux's pooled `y`, `guidance`, `ref_latents`.
 
         width/height are pixel sizes (latent size x 8); `cond_dict` may override them with
         ComfyUI's keys width, height, crop_w, crop_h, target_width, target_height.
         """
         return self.family_record.conditioning_extras(self, cond_dict, width, height)
+
+
+def _to_network(value: Any, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
+    """An extra network input on the model's device: float tensors in the network dtype and
+    repeated to the batch; lists (reference latents) element by element."""
+    if isinstance(value, list | tuple):
+        return [_to_network(v, batch, device, dtype) for v in value]
+    if not isinstance(value, Tensor):
+        return value
+    value = _match_batch(value, batch)
+    return value.to(device, dtype if value.is_floating_point() else value.dtype)
 
 
 def _match_batch(t: Tensor, batch: int) -> Tensor:

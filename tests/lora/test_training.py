@@ -229,9 +229,9 @@ def test_each_sample_gets_its_own_caption(tiny_sd15_model):
         clean.append(x0.detach().clone())
         return scaling(sigma, noise, x0, *a)
 
-    def spy_apply(x, sigma, context, y=None):
+    def spy_apply(x, sigma, context, **extra):
         contexts.append(context.detach().clone())
-        return apply(x, sigma, context, y)
+        return apply(x, sigma, context, **extra)
 
     model.sampling.noise_scaling, model.apply_model = spy_scaling, spy_apply
     train_lora(model, lat, pos, fp32(steps=2, batch_size=3, learning_rate=1e-7))

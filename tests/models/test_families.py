@@ -122,7 +122,7 @@ def test_a_registered_family_is_detected_by_its_own_keys(fake_family, tmp_path):
     assert model.family == "fake" and model.family_record is fake_family
     assert isinstance(model.diffusion_model, FakeNet) and clip is None and vae is None
     assert torch.equal(model.diffusion_model.trigger.weight, torch.ones(3, 4))
-    assert model.extra_conds({}, 64, 64) is None
+    assert model.extra_conds({}, 64, 64) == {}
 
 
 def test_the_registry_is_restored_after_the_fake_family():

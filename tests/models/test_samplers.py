@@ -180,9 +180,9 @@ class FakeModel:
             self.patched_depth -= 1
 
     def extra_conds(self, options, width, height):
-        return None
+        return {}
 
-    def apply_model(self, x, sigma, context, y=None):
+    def apply_model(self, x, sigma, context, **extra):
         self.batches.append(x.shape[0])
         mu = context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1).to(x)
         if mu.shape[0] != x.shape[0]:

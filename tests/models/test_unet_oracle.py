@@ -57,7 +57,7 @@ def test_unet_matches_diffusers(arch, tiny_checkpoints):
     if c.adm_in_channels:  # also checks extra_conds against diffusers' time_ids embedding
         pooled = torch.randn(2, c.adm_in_channels - 1536, generator=g)
         y = torch.cat([model.extra_conds({"pooled_output": pooled[i:i + 1], "crop_h": 3},
-                                         width=96, height=128) for i in range(2)])
+                                         width=96, height=128)["y"] for i in range(2)])
         time_ids = torch.tensor([[128.0, 96.0, 3.0, 0.0, 128.0, 96.0]] * 2)
         extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
     with torch.no_grad():

@@ -85,8 +85,8 @@ def test_zero_strength_is_passthrough(tiny_sd15_model):
     assert tiny_sd15_model.with_lora(_lora(tiny_sd15_model), 0.0).patches == []
 
 
-def test_extra_conds_none_for_sd15(tiny_sd15_model):
-    assert tiny_sd15_model.extra_conds({"pooled_output": torch.zeros(1, 768)}, 512, 512) is None
+def test_extra_conds_empty_for_sd15(tiny_sd15_model):
+    assert tiny_sd15_model.extra_conds({"pooled_output": torch.zeros(1, 768)}, 512, 512) == {}
 
 
 def test_sdxl_extra_conds_layout(tiny_sdxl_checkpoint):
@@ -96,7 +96,9 @@ def test_sdxl_extra_conds_layout(tiny_sdxl_checkpoint):
     model, _, _ = load_checkpoint(tiny_sdxl_checkpoint, load_clip=False, load_vae=False)
     adm = model.config.adm_in_channels
     pooled = torch.randn(1, adm - 1536)
-    y = model.extra_conds({"pooled_output": pooled, "crop_w": 16}, width=512, height=768)
+    extra = model.extra_conds({"pooled_output": pooled, "crop_w": 16}, width=512, height=768)
+    assert set(extra) == {"y"}
+    y = extra["y"]
     assert y.shape == (1, adm)
     assert torch.equal(y[:, : adm - 1536], pooled)
     sizes = y[0, adm - 1536:].reshape(6, 256)

@@ -75,7 +75,7 @@ class Family:
     clip_type: str | None = None  # CLIPLoader / DualCLIPLoader `type` that loads this set
     # {encoder name: HF-layout state dict} from standalone files, or None if not this family's
     assign_text_encoders: Callable[[list[Mapping[str, Any]]], dict[str, Any] | None] | None = None
-    extra_conds: str | None = None  # "module:fn(model, cond_dict, width, height)" (SDXL adm)
+    extra_conds: str | None = None  # "module:fn(model, cond_dict, width, height)" -> kwargs
     # -- LoRA key maps (lora/keys.py) ------------------------------------------------------------
     lora_unet_key_map: Callable[..., dict] | None = None
     lora_clip_key_map: Callable[..., dict] | None = None
@@ -93,8 +93,9 @@ class Family:
         return resolve(self.sampling)(prediction or self.default_prediction, zsnr=zsnr)
 
     def conditioning_extras(self, model: Any, cond_dict: Mapping[str, Any], width: int,
-                            height: int) -> Any:
-        """The extra network input (SDXL's adm vector y) for one conditioning; None if none."""
+                            height: int) -> dict[str, Any]:
+        """The extra network inputs (keyword arguments: SDXL's adm vector `y`) for one
+        conditioning; {} if the family has none."""
         if self.extra_conds is None:
-            return None
+            return {}
         return resolve(self.extra_conds)(model, cond_dict, width, height)

@@ -86,7 +86,7 @@ SDXL_FAMILY = Family(
     text_encoder_fallbacks={"g": _SGM_OPENCLIP},
     clip_type="sdxl",
     assign_text_encoders=text.assign_sdxl,
-    extra_conds=f"{_HERE}.conditioning:sdxl_adm",
+    extra_conds=f"{_HERE}.conditioning:sdxl_conds",
     aliases=("sdxl_base",),
     **_COMMON,
 )

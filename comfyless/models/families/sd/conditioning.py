@@ -13,6 +13,13 @@ from ...unet import timestep_embedding
 SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
 
 
+def sdxl_conds(model: Any, cond_dict: Mapping[str, Any], width: int, height: int
+               ) -> dict[str, Tensor]:
+    """{"y": SDXL's adm vector} ({} for a UNet without adm input)."""
+    y = sdxl_adm(model, cond_dict, width, height)
+    return {} if y is None else {"y": y}
+
+
 def sdxl_adm(model: Any, cond_dict: Mapping[str, Any], width: int, height: int) -> Tensor | None:
     """SDXL's adm vector y from the pooled text embedding and image sizes; None without adm.
 
