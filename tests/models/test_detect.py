@@ -96,3 +96,18 @@ def test_inpaint_unet_is_refused_with_description():
     config.in_channels = 9
     with pytest.raises(DetectionError, match="in_channels=9"):
         detect(_shapes(config))
+
+
+@pytest.mark.parametrize("key, name", [
+    ("model.diffusion_model.head.modulation", "Wan"),
+    ("txt_norm.weight", "Qwen-Image"),
+    ("model.diffusion_model.cap_embedder.1.weight", "Z-Image"),
+    ("adaln_single.emb.timestep_embedder.linear_1.bias", "LTX-Video"),
+])
+def test_known_unsupported_families_are_named(key, name):
+    shapes = {key: (8, 8), **{f"model.diffusion_model.blocks.{i}.w": (2,) for i in range(8)}}
+    with pytest.raises(DetectionError) as info:
+        detect(shapes)
+    message = str(info.value)
+    assert name in message and key in message and "does not support" in message
+    assert "sd15" in message  # and what is supported

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import sd
+from . import sd, unsupported
 from .base import DetectionError, EncoderSpec, Family, Shapes, resolve
 
 __all__ = ["FAMILIES", "DetectionError", "Detected", "EncoderSpec", "Family", "detect_family",
@@ -89,6 +89,12 @@ def detect_family(shapes: Shapes, read: Callable[[str], object] | None = None,
             prediction, zsnr = f.prediction(cfg, shapes, prefix, read)
             return Detected(f.name, cfg, prediction, zsnr, prefix)
     supported = ", ".join(names())
+    known = unsupported.recognise(keys, prefix)
+    if known is not None:
+        name, key = known
+        raise DetectionError(
+            f"this is a {name} model (found '{key}'), which comfyless does not support yet; "
+            f"supported families: {supported}")
     if found:
         f, cfg = found[0]
         raise DetectionError(
