@@ -55,19 +55,49 @@ def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
     return resolve(family(arch).random_checkpoint)(arch, size, seed, prediction)
 
 
-def write_checkpoint(path: str | Path, arch: str = "sd15", size: str = "tiny", seed: int = 0,
-                     *, dtype: str | None = None, prediction: str | None = None) -> Path:
-    """Write a random-weight checkpoint; dtype defaults to fp16 for "full", fp32 otherwise."""
+def _to_dtype(sd: dict[str, Tensor], target: torch.dtype) -> dict[str, Tensor]:
+    return {k: (v.to(target) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+
+
+def _save(path: Path, sd: dict[str, Tensor], meta: dict[str, str]) -> Path:
     from safetensors.torch import save_file
 
     from ..files import write_atomic
 
-    path = Path(path)
-    target = DTYPES[dtype or ("fp16" if size == "full" else "fp32")]
-    sd = checkpoint_state_dict(arch, size, seed, prediction)
-    for key in list(sd):
-        if sd[key].is_floating_point():
-            sd[key] = sd[key].to(target).contiguous()
-    meta = {"comfyless.random_checkpoint": f"{arch}/{size}/seed={seed}"}
     write_atomic(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
     return path
+
+
+def write_checkpoint(path: str | Path, arch: str = "sd15", size: str = "tiny", seed: int = 0,
+                     *, dtype: str | None = None, prediction: str | None = None) -> Path:
+    """Write a random-weight checkpoint; dtype defaults to fp16 for "full", fp32 otherwise."""
+    target = DTYPES[dtype or ("fp16" if size == "full" else "fp32")]
+    sd = _to_dtype(checkpoint_state_dict(arch, size, seed, prediction), target)
+    meta = {"comfyless.random_checkpoint": f"{arch}/{size}/seed={seed}"}
+    return _save(Path(path), sd, meta)
+
+
+def model_files(arch: str, size: str = "tiny", seed: int = 0, prediction: str | None = None
+                ) -> dict[str, dict[str, dict[str, Tensor]]]:
+    """{model folder kind: {file name: state dict}}: every file a ComfyUI user of `arch` has
+    (an all-in-one checkpoint and/or diffusion model, text encoders and VAE), float32, with
+    the names the published workflows expect (the family record's `random_files`)."""
+    record = family(arch)
+    return resolve(record.random_files)(record.name, size, seed, prediction)
+
+
+def write_model_files(folders: Callable[[str], Path], arch: str, size: str = "tiny",
+                      seed: int = 0, *, dtype: str | None = None,
+                      prediction: str | None = None) -> dict[str, list[str]]:
+    """Write `model_files(...)` into `folders(kind)` (e.g. <base>/models/<kind>), each file
+    atomically; returns {kind: [file names]} (names relative to their folder)."""
+    target = DTYPES[dtype or ("fp16" if size == "full" else "fp32")]
+    written: dict[str, list[str]] = {}
+    for kind, files in model_files(arch, size, seed, prediction).items():
+        folder = folders(kind)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, sd in files.items():
+            meta = {"comfyless.random_checkpoint": f"{arch}/{size}/seed={seed}/{kind}/{name}"}
+            _save(folder / name, _to_dtype(sd, target), meta)
+            written.setdefault(kind, []).append(name)
+    return written

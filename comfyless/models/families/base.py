@@ -82,6 +82,10 @@ class Family:
     # -- random-weight checkpoints (tests, benchmarks, make-checkpoint) -----------------------
     random_checkpoint: str | None = None  # "module:fn(name, size, seed, prediction)" -> sd
     test_unet_config: str | None = None  # "module:fn(name, size, context_dim, adm)"
+    # "module:fn(name, size, seed, prediction)" -> {folder kind: {file name: state dict}}: the
+    # separate files (diffusion model, text encoders, VAE) a user of the family has; None: one
+    # all-in-one checkpoint from `random_checkpoint`
+    random_files: str | None = None
     aliases: tuple[str, ...] = ()
 
     def build_network(self, config: Any) -> Any:

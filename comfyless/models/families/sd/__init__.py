@@ -30,6 +30,7 @@ _COMMON = dict(
     lora_clip_key_map=clip_key_map,
     random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
     test_unet_config=f"{_HERE}.writer:unet_config",
+    random_files=f"{_HERE}.writer:model_files",
 )
 # SD2 / SDXL-refiner SGM variant of the OpenCLIP text tower
 _SGM_OPENCLIP = "conditioner.embedders.0.model."

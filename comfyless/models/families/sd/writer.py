@@ -130,3 +130,16 @@ def checkpoint_state_dict(name: str, size: str, seed: int,
         sd["v_pred"] = torch.tensor([])  # ComfyUI's marker key for v-prediction SDXL
     sd.update(unet_state_dict(config, gen, v_prediction=v_pred and name == "sd2"))
     return sd
+
+
+# The file a ComfyUI user of each variant has (the names the published workflows use).
+CHECKPOINT_NAMES = {"sd15": "v1-5-pruned-emaonly.safetensors",
+                    "sd2": "v2-1_768-ema-pruned.safetensors",
+                    "sdxl": "sd_xl_base_1.0.safetensors"}
+
+
+def model_files(name: str, size: str, seed: int, prediction: str | None
+                ) -> dict[str, dict[str, dict[str, Tensor]]]:
+    """One all-in-one checkpoint under the name users have for it."""
+    return {"checkpoints": {CHECKPOINT_NAMES[name]:
+                            checkpoint_state_dict(name, size, seed, prediction)}}
