@@ -1,12 +1,14 @@
-"""AutoencoderKL (the SD1/SD2/SDXL VAE) in the LDM key layout, config inferred from shapes.
+"""AutoencoderKL (the SD1/SD2/SDXL, Flux and SD3 VAEs) in the LDM key layout, config from shapes.
 
-Layout (model-detection.md §5.2), keys without `first_stage_model.`:
+Layout (model-detection.md §5.2), keys without `first_stage_model.` / `vae.`:
   encoder.conv_in -> encoder.down.{i}.block.{j} (+ .downsample.conv except the last level)
   -> encoder.mid.{block_1, attn_1, block_2} -> encoder.norm_out -> encoder.conv_out (2*z ch)
   -> quant_conv (1x1); post_quant_conv (1x1) -> decoder.conv_in -> decoder.mid
   -> decoder.up.{i}.block.{0..n} (+ .upsample.conv except level 0; run from the last level down)
   -> decoder.norm_out -> decoder.conv_out (3 ch).
 Diffusers-format files (`decoder.up_blocks.0.resnets.0.norm1.weight`) are renamed first.
+The Flux (`ae.safetensors`) and SD3 VAEs have the same layout with z_channels 16 (encoder.conv_out
+32 channels) and no quant_conv / post_quant_conv (model-families.md §5).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 VAE_PREFIX = "first_stage_model."
+# Where all-in-one checkpoints keep the VAE: SD1/SD2/SDXL/SD3 `first_stage_model.`, Flux (and
+# Z-Image, Qwen-Image) `vae.` (model-families.md §0.1). A standalone file has no prefix.
+VAE_PREFIXES = (VAE_PREFIX, "vae.")
 # Batches are run in chunks of about this many pixels (4 images of 1024x1024): activations of
 # the full-size VAE at 1 Mpx take ~3 GB in fp32, so memory stays bounded for any batch size.
 MAX_PIXELS_PER_PASS = 4 * 1024 * 1024
@@ -46,6 +51,26 @@ SIZES = {
     "small": VAEConfig(ch=64, ch_mult=(1, 1, 2, 2), num_res_blocks=1),
     "full": VAEConfig(),
 }
+
+# What differs between the KL VAEs of the families (model-families.md §5): latent channels and
+# the 1x1 quant convs. The key names and the rest of the shape are the same.
+KINDS = {
+    "sd": {"z_channels": 4, "use_quant_conv": True},
+    "flux": {"z_channels": 16, "use_quant_conv": False},
+    "sd3": {"z_channels": 16, "use_quant_conv": False},
+}
+# The prefix each kind's weights carry where they usually ship: SD VAEs inside a checkpoint,
+# Flux's `ae.safetensors` standalone (prefix-free), SD3's inside its all-in-one checkpoint.
+KIND_PREFIX = {"sd": VAE_PREFIX, "flux": "", "sd3": VAE_PREFIX}
+
+
+def vae_config(size: str, kind: str = "sd") -> VAEConfig:
+    """The VAEConfig of a test size ("tiny", "small", "full") and kind ("sd", "flux", "sd3")."""
+    if size not in SIZES:
+        raise ValueError(f"VAE size {size!r}: expected one of {sorted(SIZES)}")
+    if kind not in KINDS:
+        raise ValueError(f"VAE kind {kind!r}: expected one of {sorted(KINDS)}")
+    return replace(SIZES[size], **KINDS[kind])
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -213,7 +238,10 @@ class AutoencoderKL(nn.Module):
 
 
 class VAE:
-    """The VAE payload: IMAGE [B,H,W,3] in [0,1] <-> raw latent [B,4,H/8,W/8] (no scale factor)."""
+    """The VAE payload: IMAGE [B,H,W,3] in [0,1] <-> raw latent [B,z,H/8,W/8] (no scale factor).
+
+    z is 4 (SD) or 16 (Flux, SD3); the family's latent format is applied by the sampler, not here.
+    """
 
     def __init__(self, model: AutoencoderKL, dtype: torch.dtype, device: torch.device):
         self.model = model
@@ -264,9 +292,15 @@ class VAE:
         """Raw latent [B, C, h, w] -> IMAGE [B, 8h, 8w, 3] float32 in [0, 1]."""
         if samples.ndim == 5:  # video latents [B, C, T, h, w]: frames become the batch
             samples = samples.movedim(2, 1).flatten(0, 1)
-        if samples.ndim != 4 or samples.shape[1] != self.latent_channels:
+        if samples.ndim != 4:
             raise ValueError(f"expected a latent [B, {self.latent_channels}, h, w], got shape "
                              f"{tuple(samples.shape)}")
+        if samples.shape[1] != self.latent_channels:  # checked before any weight is touched
+            raise ValueError(
+                f"the latent has {samples.shape[1]} channels but this VAE decodes "
+                f"{self.latent_channels}-channel latents (shape {tuple(samples.shape)}); a "
+                "4-channel latent is SD1/SD2/SDXL, a 16-channel one Flux/SD3: use the VAE of the "
+                "model that made it")
         r = self.downscale_ratio
         out = []
         for chunk in samples.split(self._chunk(samples.shape[2] * samples.shape[3] * r * r)):
@@ -354,7 +388,12 @@ def convert_diffusers(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _strip_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    if any(k.startswith(VAE_PREFIX) for k in sd):
+    """The VAE's keys of an all-in-one checkpoint (prefix removed), or `sd` as it is."""
+    for prefix in VAE_PREFIXES:
+        # the prefix holding a decoder: `vae.` alone could be some other network's name
+        if prefix + "decoder.conv_in.weight" in sd:
+            return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if any(k.startswith(VAE_PREFIX) for k in sd):  # a broken SD VAE: name its missing keys
         return {k[len(VAE_PREFIX):]: v for k, v in sd.items() if k.startswith(VAE_PREFIX)}
     return dict(sd)
 
@@ -370,7 +409,7 @@ def _safe_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
 
 def load_vae(state_dict: Mapping[str, Tensor], dtype: torch.dtype = torch.float32,
              device: str | torch.device = "cpu") -> VAE:
-    """A VAE from LDM keys (with or without `first_stage_model.`) or diffusers keys."""
+    """A VAE from LDM keys (bare, or under `first_stage_model.` / `vae.`) or diffusers keys."""
     device = torch.device(device)
     dtype = _safe_dtype(dtype, device)
     sd = _strip_prefix(state_dict)
@@ -412,11 +451,16 @@ def random_weights(shapes: Mapping[str, torch.Size], generator: torch.Generator
     return sd
 
 
-def vae_state_dict(size: str, generator: torch.Generator) -> dict[str, Tensor]:
-    """Random VAE weights with single-file checkpoint keys (`first_stage_model.…`), float32."""
-    if size not in SIZES:
-        raise ValueError(f"VAE size {size!r}: expected one of {sorted(SIZES)}")
+def vae_state_dict(size: str, generator: torch.Generator, kind: str = "sd",
+                   prefix: str | None = None) -> dict[str, Tensor]:
+    """Random float32 VAE weights in the real key layout of `kind` ("sd", "flux", "sd3").
+
+    `prefix` defaults to where that kind usually ships (KIND_PREFIX): `first_stage_model.` for
+    "sd" and "sd3", none for "flux" (`ae.safetensors`); pass "vae." for a Flux all-in-one file.
+    """
+    cfg = vae_config(size, kind)
+    prefix = KIND_PREFIX[kind] if prefix is None else prefix
     with torch.device("meta"):
-        model = AutoencoderKL(SIZES[size])
+        model = AutoencoderKL(cfg)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    return {VAE_PREFIX + k: v for k, v in random_weights(shapes, generator).items()}
+    return {prefix + k: v for k, v in random_weights(shapes, generator).items()}

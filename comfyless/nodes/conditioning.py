@@ -1,12 +1,15 @@
-"""Conditioning nodes: CLIPTextEncode and CLIPSetLastLayer (ComfyUI's schemas).
+"""Conditioning nodes: CLIPTextEncode, CLIPSetLastLayer, and the edit-model (Flux Kontext)
+reference nodes ReferenceLatent, FluxKontextMultiReferenceLatentMethod (ComfyUI's schemas).
 
-CONDITIONING is ComfyUI's `[[cond Tensor[1, 77k, D], {"pooled_output": Tensor[1, P]}]]`.
+CONDITIONING is ComfyUI's `[[cond Tensor[1, 77k, D], {"pooled_output": Tensor[1, P], ...}]]`;
+the reference nodes add `reference_latents` (list of raw latents) / `reference_latents_method`
+to every entry's options (model-families.md §1.3).
 """
 
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
-from ..typesys.types import CLIP, CONDITIONING, INT, STRING
+from ..typesys.types import CLIP, COMBO, CONDITIONING, INT, LATENT, STRING
 
 
 class CLIPTextEncode(Node):
@@ -43,4 +46,44 @@ class CLIPSetLastLayer(Node):
     execute = implemented_by("comfyless.nodes.impl.conditioning:clip_set_last_layer")
 
 
-NODES = [CLIPTextEncode, CLIPSetLastLayer]
+class ReferenceLatent(Node):
+    """Append a LATENT's samples to every entry's `reference_latents` (edit models, Kontext)."""
+
+    schema = NodeSchema(
+        "ReferenceLatent",
+        category="advanced/conditioning/edit_models",
+        description="This node sets the guiding latent for an edit model. If the model supports "
+                    "it you can chain multiple to set multiple reference images.",
+        inputs=(
+            Input("conditioning", CONDITIONING),
+            Input("latent", LATENT, optional=True),
+        ),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:reference_latent")
+
+
+# The UI's choices; "uxo/uno" is stored in the conditioning as "uxo" (ComfyUI's mapping).
+REFERENCE_LATENTS_METHODS = ("offset", "index", "uxo/uno")
+
+
+class FluxKontextMultiReferenceLatentMethod(Node):
+    """Set how the model places several reference latents (`reference_latents_method`)."""
+
+    schema = NodeSchema(
+        "FluxKontextMultiReferenceLatentMethod",
+        category="advanced/conditioning/flux",
+        inputs=(
+            Input("conditioning", CONDITIONING),
+            Input("reference_latents_method", COMBO, choices=REFERENCE_LATENTS_METHODS),
+        ),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+        experimental=True,
+    )
+
+    execute = implemented_by(
+        "comfyless.nodes.impl.conditioning:flux_kontext_multi_reference_latent_method")
+
+
+NODES = [CLIPTextEncode, CLIPSetLastLayer, ReferenceLatent, FluxKontextMultiReferenceLatentMethod]
