@@ -53,7 +53,8 @@ def vae_loader(ctx, vae_name: str):
     path = ctx.find("vae", vae_name, input_name="vae_name")
     with open_tensor_file(path, node_id=ctx.node_id, input_name="vae_name") as tensors:
         sd = {k[len(VAE_PREFIX):] if k.startswith(VAE_PREFIX) else k: tensors[k]
-              for k in tensors if not k.startswith(("model.", "cond_stage_model."))}
+              for k in tensors
+              if not k.startswith(("model.", "cond_stage_model.", "text_encoders."))}
     try:
         vae = vae_mod.load_vae(sd, dtype=default_vae_dtype(ctx.device), device=ctx.device)
     except (KeyError, ValueError, RuntimeError) as exc:
