@@ -53,19 +53,17 @@ SIZES = {
 }
 
 # What differs between the KL VAEs of the families (model-families.md §5): latent channels and
-# the 1x1 quant convs. The key names and the rest of the shape are the same.
+# the 1x1 quant convs. The key names and the rest of the shape are the same. "kl4": SD1/SD2/SDXL;
+# "kl16": Flux's `ae.safetensors` and the SD3 VAE. Each family's writer picks one (and the prefix
+# its files carry: SD and SD3 `first_stage_model.`, Flux standalone none, all-in-one `vae.`).
 KINDS = {
-    "sd": {"z_channels": 4, "use_quant_conv": True},
-    "flux": {"z_channels": 16, "use_quant_conv": False},
-    "sd3": {"z_channels": 16, "use_quant_conv": False},
+    "kl4": {"z_channels": 4, "use_quant_conv": True},
+    "kl16": {"z_channels": 16, "use_quant_conv": False},
 }
-# The prefix each kind's weights carry where they usually ship: SD VAEs inside a checkpoint,
-# Flux's `ae.safetensors` standalone (prefix-free), SD3's inside its all-in-one checkpoint.
-KIND_PREFIX = {"sd": VAE_PREFIX, "flux": "", "sd3": VAE_PREFIX}
 
 
-def vae_config(size: str, kind: str = "sd") -> VAEConfig:
-    """The VAEConfig of a test size ("tiny", "small", "full") and kind ("sd", "flux", "sd3")."""
+def vae_config(size: str, kind: str = "kl4") -> VAEConfig:
+    """The VAEConfig of a test size ("tiny", "small", "full") and kind ("kl4", "kl16")."""
     if size not in SIZES:
         raise ValueError(f"VAE size {size!r}: expected one of {sorted(SIZES)}")
     if kind not in KINDS:
@@ -451,15 +449,12 @@ def random_weights(shapes: Mapping[str, torch.Size], generator: torch.Generator
     return sd
 
 
-def vae_state_dict(size: str, generator: torch.Generator, kind: str = "sd",
-                   prefix: str | None = None) -> dict[str, Tensor]:
-    """Random float32 VAE weights in the real key layout of `kind` ("sd", "flux", "sd3").
-
-    `prefix` defaults to where that kind usually ships (KIND_PREFIX): `first_stage_model.` for
-    "sd" and "sd3", none for "flux" (`ae.safetensors`); pass "vae." for a Flux all-in-one file.
-    """
+def vae_state_dict(size: str, generator: torch.Generator, kind: str = "kl4",
+                   prefix: str = VAE_PREFIX) -> dict[str, Tensor]:
+    """Random float32 VAE weights in the real key layout of `kind` ("kl4", "kl16") under
+    `prefix` (`first_stage_model.` in SD/SD3 checkpoints; "" for Flux's `ae.safetensors`,
+    "vae." in Flux all-in-one files)."""
     cfg = vae_config(size, kind)
-    prefix = KIND_PREFIX[kind] if prefix is None else prefix
     with torch.device("meta"):
         model = AutoencoderKL(cfg)
     shapes = {k: v.shape for k, v in model.state_dict().items()}

@@ -26,7 +26,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 @pytest.fixture(scope="module")
 def flux_sd():
     """Tiny Flux VAE weights as in `ae.safetensors`: bare keys, no quant convs."""
-    return vae_state_dict("tiny", _gen(0), kind="flux")
+    return vae_state_dict("tiny", _gen(0), kind="kl16", prefix="")
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +44,21 @@ def test_flux_writer_uses_ae_safetensors_layout(flux_sd):
         assert key in flux_sd
 
 
-@pytest.mark.parametrize(("kind", "prefix"), [("sd", "first_stage_model."), ("flux", ""),
-                                              ("sd3", "first_stage_model.")])
-def test_writer_default_prefix_per_kind(kind, prefix):
-    sd = vae_state_dict("tiny", _gen(1), kind=kind)
+@pytest.mark.parametrize(("kind", "prefix"), [("kl4", "first_stage_model."), ("kl16", ""),
+                                              ("kl16", "vae.")])
+def test_writer_layout_per_kind(kind, prefix):
+    sd = vae_state_dict("tiny", _gen(1), kind=kind, prefix=prefix)
     assert all(k.startswith(prefix + "encoder.") or k.startswith(prefix + "decoder.")
                or k.startswith(prefix + "quant_conv.") or k.startswith(prefix + "post_quant_conv.")
                for k in sd)
     has_quant = prefix + "quant_conv.weight" in sd
-    assert has_quant == (kind == "sd")
-    assert sd[prefix + "decoder.conv_in.weight"].shape[1] == (4 if kind == "sd" else 16)
+    assert has_quant == (kind == "kl4")
+    assert sd[prefix + "decoder.conv_in.weight"].shape[1] == (4 if kind == "kl4" else 16)
 
 
 def test_full_size_16_channel_shapes():
     with torch.device("meta"):
-        sd = vae_mod.AutoencoderKL(vae_config("full", "flux")).state_dict()
+        sd = vae_mod.AutoencoderKL(vae_config("full", "kl16")).state_dict()
     assert sd["encoder.conv_in.weight"].shape == (128, 3, 3, 3)
     assert sd["encoder.conv_out.weight"].shape == (32, 512, 3, 3)
     assert sd["decoder.conv_in.weight"].shape == (512, 16, 3, 3)
@@ -68,10 +68,10 @@ def test_full_size_16_channel_shapes():
 
 
 def test_bad_kind_and_size_are_named():
-    with pytest.raises(ValueError, match="kind 'sdxl'"):
-        vae_state_dict("tiny", _gen(), kind="sdxl")
+    with pytest.raises(ValueError, match="kind 'kl8'"):
+        vae_state_dict("tiny", _gen(), kind="kl8")
     with pytest.raises(ValueError, match="size 'huge'"):
-        vae_state_dict("huge", _gen(), kind="flux")
+        vae_state_dict("huge", _gen(), kind="kl16")
 
 
 def test_encode_decode_shapes(flux_vae):
@@ -158,7 +158,7 @@ def test_vae_loader_reads_ae_safetensors_and_all_in_one_files(tmp_path, flux_sd,
     folder.mkdir(parents=True)
     save_file(flux_sd, folder / "ae.safetensors")
     save_file({"vae." + k: v for k, v in flux_sd.items()}, folder / "flux_aio.safetensors")
-    sd3 = vae_state_dict("tiny", _gen(7), kind="sd3")
+    sd3 = vae_state_dict("tiny", _gen(7), kind="kl16")
     save_file(sd3, folder / "sd3.safetensors")
     z = torch.randn(1, 16, 4, 4, generator=_gen(8))
     for name in ("ae.safetensors", "flux_aio.safetensors"):
@@ -169,7 +169,7 @@ def test_vae_loader_reads_ae_safetensors_and_all_in_one_files(tmp_path, flux_sd,
     assert vae.encode(torch.rand(1, 32, 32, 3)).shape == (1, 16, 4, 4)
 
 
-@pytest.mark.parametrize(("latent_ch", "vae_kind"), [(16, "sd"), (4, "flux")])
+@pytest.mark.parametrize(("latent_ch", "vae_kind"), [(16, "kl4"), (4, "kl16")])
 def test_vae_decode_names_both_channel_counts(tmp_path, latent_ch, vae_kind, monkeypatch):
     vae = load_vae(vae_state_dict("tiny", _gen(9), kind=vae_kind))
     ctx = RunContext.create(tmp_path / "base").for_node("8", "VAEDecode")
