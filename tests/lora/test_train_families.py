@@ -1,0 +1,93 @@
+"""TrainLoraNode's loop on the DiT families (tiny random weights in the real key layout): every
+algorithm trains, the file keys are ComfyUI's trainer names (`diffusion_model.<path>`), and the
+trained LoRA loads back onto the network with every key placed (lora-format.md §2, §4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from comfyless.lora import ALGORITHMS
+from comfyless.lora.formats import read_lora
+from comfyless.lora.training import TrainConfig, train_lora
+from comfyless.models.checkpoint import load_diffusion_model
+from tests.floats import assert_close_scaled
+
+CONTEXT, TOKENS = 32, 6
+
+
+def _sd3_file(path):
+    from comfyless.models.families.sd3.writer import diffusion_model_state_dict
+
+    save_file(diffusion_model_state_dict("sd35-medium", "tiny", 0, context_in=CONTEXT,
+                                         adm_in=24), str(path))
+    return path
+
+
+# family -> (file writer, pooled width, keys the trainer must write with their shapes at rank r)
+FAMILIES = {
+    "sd3": (_sd3_file, 24, lambda r, h: {
+        "diffusion_model.joint_blocks.0.x_block.attn.qkv.lora_up.weight": (3 * h, r),
+        "diffusion_model.joint_blocks.0.x_block.attn2.qkv.lora_down.weight": (r, h),
+        "diffusion_model.x_embedder.proj.lora_down.weight": (r, 16 * 2 * 2),
+        "diffusion_model.context_embedder.lora_down.weight": (r, CONTEXT),
+        "diffusion_model.joint_blocks.0.x_block.attn.qkv.diff_b": (3 * h,),
+    }),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def dit(request, tmp_path_factory):
+    writer, pooled, _ = FAMILIES[request.param]
+    model = load_diffusion_model(writer(tmp_path_factory.mktemp(request.param) / "m.safetensors"))
+    return request.param, model, pooled
+
+
+def _data(pooled: int, n: int = 2):
+    g = torch.Generator().manual_seed(0)
+    lat = {"samples": torch.randn(n, 16, 8, 8, generator=g)}
+    conds = [[torch.randn(1, TOKENS, CONTEXT, generator=g),
+              {"pooled_output": torch.randn(1, pooled, generator=g)}] for _ in range(n)]
+    return [lat], [conds]
+
+
+def _config(algorithm: str, steps: int = 2) -> TrainConfig:
+    return TrainConfig(algorithm=algorithm, steps=steps, rank=4, learning_rate=1e-3,
+                       training_dtype="fp32", lora_dtype="fp32", batch_size=2)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_algorithm_trains_and_loads_back(dit, algorithm, one_torch_thread):
+    name, model, pooled = dit
+    before = {k: v.clone() for k, v in model.diffusion_model.state_dict().items()}
+    result = train_lora(model, *_data(pooled), _config(algorithm))
+    assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert all(k.startswith("diffusion_model.") for k in result.lora)
+    for k, v in model.diffusion_model.state_dict().items():  # the shared network is restored
+        assert torch.equal(v, before[k]), k
+    patches, unplaced = read_lora(result.lora, "unet", model.diffusion_model)
+    assert unplaced == {} and patches
+
+
+def test_lora_keys_are_comfyui_trainer_names(dit, one_torch_thread):
+    name, model, pooled = dit
+    lora = train_lora(model, *_data(pooled), _config("LoRA", steps=1)).lora
+    hidden = model.diffusion_model.config.hidden_size
+    for key, shape in FAMILIES[name][2](4, hidden).items():
+        assert tuple(lora[key].shape) == shape, key
+
+
+def test_trained_lora_changes_the_prediction_merged_and_bypassed_alike(dit, one_torch_thread):
+    name, model, pooled = dit
+    lat, pos = _data(pooled)
+    lora = train_lora(model, lat, pos, _config("LoRA", steps=3)).lora
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([0.6])
+    context, options = pos[0][0]
+    extra = model.extra_conds(options, 64, 64)
+    plain = model.apply_model(x, sigma, context, **extra)
+    merged = model.with_lora(lora, 1.0).apply_model(x, sigma, context, **extra)
+    bypassed = model.with_lora(lora, 1.0, bypass=True).apply_model(x, sigma, context, **extra)
+    assert (merged - plain).abs().max() > 1e-4
+    assert_close_scaled(bypassed, merged, rtol=1e-4)
