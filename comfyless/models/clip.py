@@ -410,7 +410,8 @@ def _build(encoders: Mapping[str, dict[str, Tensor]], specs: tuple[EncoderSpec, 
     return ClipModel(stack, specs, family, dtype, device)
 
 
-def _find_family(family: str) -> Family | None:
+def find_family(family: str) -> Family | None:
+    """The family record of that name or alias, None if there is none."""
     try:
         return family_record(family)
     except ValueError:
@@ -419,7 +420,7 @@ def _find_family(family: str) -> Family | None:
 
 def _text_family(family: str) -> Family:
     """The record of a family that has text encoders (ValueError naming the known ones)."""
-    record = _find_family(family)
+    record = find_family(family)
     if record is None or not record.text_encoders:
         known = sorted(f.name for f in FAMILIES if f.text_encoders)
         raise ValueError(f"text encoders of model family {family!r} are not supported "
@@ -432,16 +433,9 @@ def _take(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def load_clip(state_dict: Mapping[str, Tensor], family: str, dtype: torch.dtype = torch.float32,
-              device: str | torch.device = "cpu") -> ClipModel | None:
+              device: str | torch.device = "cpu") -> ClipModel:
     """The text encoder(s) of a single-file checkpoint (keys with their checkpoint prefixes).
-    A family whose `clip_type` is a text set (models/text_sets.py: CLIP-L/G + T5) is loaded
-    from its `text_encoders.*` keys by `text_sets.load_text_set` (None if it has none)."""
-    from . import text_sets
-
-    record = _find_family(family)
-    if record is not None and record.clip_type in text_sets.TEXT_SETS:
-        return text_sets.load_text_set(state_dict, record.clip_type, dtype, device,
-                                       family=record.name)
+    (Families with T5 text sets: text_sets.load_checkpoint_text_encoders.)"""
     record = _text_family(family)
     encoders: dict[str, dict[str, Tensor]] = {}
     for spec in record.text_encoders:
@@ -484,28 +478,24 @@ def _read(path: str | Path) -> dict[str, Tensor]:
 
 
 def clip_file_types() -> tuple[str, ...]:
-    """The CLIPLoader / DualCLIPLoader `type` values some registered family or text set loads."""
-    from .text_sets import TEXT_SETS
+    """The CLIPLoader / DualCLIPLoader `type` values some registered family loads (with the T5
+    text sets: text_sets.clip_file_types)."""
+    return tuple(dict.fromkeys(f.clip_type for f in FAMILIES if f.clip_type))
 
-    return tuple(dict.fromkeys([*(f.clip_type for f in FAMILIES if f.clip_type), *TEXT_SETS]))
+
+def default_text_dtype(device: str | torch.device) -> torch.dtype:
+    """float32 on the CPU, float16 on an accelerator."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.float16
 
 
 def load_clip_files(paths: Sequence[str | Path], type: str, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None,
-                    names: Sequence[str] | None = None) -> ClipModel:
-    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: the text set `type` names (flux: CLIP-L
-    + T5-XXL; sd3: any of CLIP-L, CLIP-G, T5-XXL; files routed by their keys, in any order),
-    or else the first family whose `clip_type` is `type` and whose `assign_text_encoders`
-    accepts the files (e.g. `stable_diffusion`: one CLIP-L or ViT-H file; `sdxl`: CLIP-L +
-    bigG in either order). `names` label the files in errors (the node's input names); a
-    text-set error is a `text_sets.TextSetError` carrying the offending `input_name`."""
-    from . import text_sets
-
+                    dtype: torch.dtype | None = None) -> ClipModel:
+    """CLIPLoader / DualCLIPLoader: the first family whose `clip_type` is `type` and whose
+    `assign_text_encoders` accepts the files (e.g. `stable_diffusion`: one CLIP-L or ViT-H
+    file; `sdxl`: CLIP-L + bigG in either order). The T5 sets (flux, sd3) and every other
+    type: text_sets.load_text_encoder_files."""
     if dtype is None:
-        dtype = torch.float32 if torch.device(device).type == "cpu" else torch.float16
-    if type in text_sets.TEXT_SETS:
-        return text_sets.load_text_set_files(paths, type, device=device, dtype=dtype,
-                                             names=names)
+        dtype = default_text_dtype(device)
     encoders = [_read(p) for p in paths]
     for record in FAMILIES:
         if record.clip_type != type or record.assign_text_encoders is None:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import clip as clip_mod
 from .clip import (
     CONFIGS,
     ClipModel,
@@ -43,6 +44,8 @@ from .clip import (
     _take,
     _to_hf,
     assign_weights,
+    default_text_dtype,
+    find_family,
     infer_config,
 )
 from .families import FAMILIES, EncoderSpec
@@ -387,6 +390,38 @@ def load_text_set(state_dict: Mapping[str, Tensor], clip_type: str,
         raise TextSetError(f"checkpoint text encoders: found {found} but no {', '.join(missing)};"
                            f" CLIP type {clip_type!r} expects {ts.expects}")
     return build_text_set(encoders, clip_type, dtype=dtype, device=device, family=family)
+
+
+# --- entry points for every CLIP type (the loaders and the checkpoint loader call these) ----
+
+def clip_file_types() -> tuple[str, ...]:
+    """Every CLIPLoader / DualCLIPLoader `type` comfyless loads: the families' and the T5 sets'."""
+    return tuple(dict.fromkeys([*clip_mod.clip_file_types(), *TEXT_SETS]))
+
+
+def load_text_encoder_files(paths: Sequence[str | Path], clip_type: str,
+                            device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                            names: Sequence[str] | None = None) -> ClipModel:
+    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader for any type: a T5 set (flux, sd3) or
+    clip.load_clip_files (SD types). `names` label the files in errors (the node's input
+    names); a set error is a TextSetError carrying the offending `input_name`."""
+    if dtype is None:
+        dtype = default_text_dtype(device)
+    if clip_type in TEXT_SETS:
+        return load_text_set_files(paths, clip_type, device=device, dtype=dtype, names=names)
+    return clip_mod.load_clip_files(paths, clip_type, device=device, dtype=dtype)
+
+
+def load_checkpoint_text_encoders(state_dict: Mapping[str, Tensor], family: str,
+                                  dtype: torch.dtype = torch.float32,
+                                  device: str | torch.device = "cpu") -> ClipModel | None:
+    """The text encoders of a single-file checkpoint of `family`: its T5 set when the family's
+    `clip_type` is one (keys under `text_encoders.`; None if there are none), else
+    clip.load_clip."""
+    record = find_family(family)
+    if record is not None and record.clip_type in TEXT_SETS:
+        return load_text_set(state_dict, record.clip_type, dtype, device, family=record.name)
+    return clip_mod.load_clip(state_dict, family, dtype=dtype, device=device)
 
 
 # --- random standalone files for tests -----------------------------------------------------
