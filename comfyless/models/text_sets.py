@@ -284,18 +284,17 @@ def clip_kind(sd: Mapping[str, Tensor]) -> str:
     """"g", "h" or "l" for HF-layout CLIP text-tower keys.
 
     Real files by ComfyUI's rule (`layers.30` ⇒ bigG, `layers.22` ⇒ ViT-H, else CLIP-L);
-    smaller files by the test shapes of models/clip.py CONFIGS (width, depth, projection).
+    smaller files are bigG when they have the width and depth of the bigG test shapes of
+    models/clip.py CONFIGS (tiny ViT-H and CLIP-L share their shapes, so those stay "l").
     """
     if _LAYER.format(30) in sd:
         return "g"
     if _LAYER.format(22) in sd:
         return "h"
     width = sd["text_model.embeddings.token_embedding.weight"].shape[1]
-    shape = (width, _clip_layers(sd), "text_projection.weight" in sd)
-    for (kind, size), cfg in CONFIGS.items():
-        if kind != "l" and size != "full" and shape == (cfg.width, cfg.layers, True):
-            return kind
-    return "l"
+    small_g = {(c.width, c.layers) for (kind, size), c in CONFIGS.items()
+               if kind == "g" and size != "full"}
+    return "g" if (width, _clip_layers(sd)) in small_g else "l"
 
 
 def split_encoder(sd: Mapping[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
