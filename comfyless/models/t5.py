@@ -240,6 +240,11 @@ def t5_root(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if root is None:
         raise KeyError(f"not a T5 encoder: no '{Q_KEY}' key")
     out = {k[len(root):]: v for k, v in sd.items() if k.startswith(root)}
+    if "scaled_fp8" in out or any(k.endswith(".scale_weight") for k in out):
+        # per-tensor scales would have to multiply every weight; refuse rather than misload
+        raise ValueError("scaled-fp8 T5 files (with 'scaled_fp8' / '*.scale_weight' keys) are "
+                         "not supported; expected plain fp32/fp16/bf16/fp8 weights such as "
+                         "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors")
     embed = out.pop("encoder.embed_tokens.weight", None)
     if "shared.weight" not in out and embed is not None:
         out["shared.weight"] = embed  # same tensor, stored under the encoder's own name
