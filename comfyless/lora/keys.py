@@ -14,7 +14,8 @@ UNet (`unet_key_map`, parameter names = checkpoint keys without `model.diffusion
 Text encoders (`clip_key_map`): for each encoder found in the module (HF CLIP layout
   `...text_model.encoder.layers.N...` or OpenCLIP `...transformer.resblocks.N...`):
   `text_encoders.<key>` (ComfyUI), `lora_te[1|2]_text_model_encoder_layers_N_<m>` (kohya),
-  `text_encoder[_2].text_model.encoder.layers.N.<m>` (diffusers/PEFT).
+  `text_encoder[_2].text_model.encoder.layers.N.<m>` (diffusers/PEFT); T5-XXL under
+  `t5xxl.transformer.`: `lora_te<n>_<path _>` (OneTrainer, n after the CLIP encoders).
 """
 
 from __future__ import annotations
@@ -236,4 +237,22 @@ def clip_key_map(
                 key_map[k + hf.replace(".", "_")] = target
             for d in dotted:
                 key_map[d + hf] = target
+    key_map.update(_t5_kohya_names(names, roots))
     return key_map
+
+
+_T5_ROOT = "t5xxl.transformer."
+
+
+def _t5_kohya_names(names: set[str], roots: list[tuple[str, str]]) -> dict[str, Target]:
+    """OneTrainer's T5-XXL names `lora_te<n>_<T5 path with _>` (model-families.md §1.6, §2.5),
+    numbered as ComfyUI does: after CLIP-G and CLIP-L; with CLIP-L but no CLIP-G (Flux) both
+    `lora_te2_` and `lora_te3_`."""
+    weights = sorted(n for n in names if n.startswith(_T5_ROOT) and n.endswith(".weight"))
+    if not weights:
+        return {}
+    has_l = any("clip_l" in root for root, _ in roots)
+    has_g = any("clip_g" in root for root, _ in roots)
+    indices = {1 + has_g + has_l} | ({3} if has_l and not has_g else set())
+    return {f"lora_te{i}_{n[len(_T5_ROOT):-len('.weight')].replace('.', '_')}": n
+            for n in weights for i in sorted(indices)}

@@ -195,6 +195,8 @@ class ClipModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     layer_idx: int | None = None  # CLIPSetLastLayer; None: the family's default
     patches: tuple[tuple[dict[str, Tensor], float, bool], ...] = ()
+    # T5TokenizerOptions: ComfyUI's tokenizer options ("t5xxl_min_length", ...), sorted pairs
+    tokenizer_options: tuple[tuple[str, int], ...] = ()
 
     @property
     def lora_module(self) -> nn.Module:
@@ -213,6 +215,12 @@ class ClipModel:
                   bypass: bool = False) -> ClipModel:
         """A copy with one more LoRA applied at encode time (weights restored after)."""
         return replace(self, patches=self.patches + ((lora_sd, strength, bypass),))
+
+    def with_tokenizer_options(self, **options: int) -> ClipModel:
+        """A copy with tokenizer options set (T5TokenizerOptions; CLIP tokenizers ignore
+        them, as in ComfyUI)."""
+        merged = dict(self.tokenizer_options) | options
+        return replace(self, tokenizer_options=tuple(sorted(merged.items())))
 
     def tokenize(self, text: str) -> dict[str, list[TokenWeights]]:
         """{encoder name: 77-token windows of (id, weight)} (ComfyUI's token dict)."""
@@ -369,6 +377,27 @@ def _to_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def assign_weights(module: nn.Module, sources: Mapping[str, Mapping[str, Tensor]],
+                   dtype: torch.dtype, device: torch.device, what: str = "text encoder") -> None:
+    """Give a meta-device `module` its weights: parameter `<root><key>` comes from
+    `sources[<root>][<key>]` (converted once to dtype/device, then assigned: no second copy).
+    Missing keys and shape mismatches raise naming the root and key."""
+    weights: dict[str, Tensor] = {}
+    for name, ref in module.state_dict().items():
+        root = next(r for r in sources if name.startswith(r))
+        key = name[len(root):]
+        part = sources[root]
+        if key not in part:
+            raise KeyError(f"{what} {root.split('.')[0]!r}: weight {key!r} missing")
+        t = part[key]
+        if t.shape != ref.shape:
+            raise ValueError(f"{what} {root.split('.')[0]!r}: {key!r} has shape "
+                             f"{tuple(t.shape)}, expected {tuple(ref.shape)}")
+        weights[name] = t.to(device=device, dtype=dtype)
+    module.load_state_dict(weights, assign=True)
+    module.eval().requires_grad_(False)
+
+
 def _build(encoders: Mapping[str, dict[str, Tensor]], specs: tuple[EncoderSpec, ...],
            family: str, dtype: torch.dtype, device: str | torch.device) -> ClipModel:
     """Meta-device modules with the given tensors assigned (no second copy)."""
@@ -376,29 +405,22 @@ def _build(encoders: Mapping[str, dict[str, Tensor]], specs: tuple[EncoderSpec, 
     configs = {s.name: infer_config(encoders[s.name], s.act) for s in specs}
     with torch.device("meta"):
         stack = ClipStack(configs)
-    expected = stack.state_dict()
-    sd: dict[str, Tensor] = {}
-    for name, ref in expected.items():
-        enc, _, key = name.partition(".transformer.")
-        enc = enc[len("clip_"):]
-        if key not in encoders[enc]:
-            raise KeyError(f"text encoder {enc!r}: weight {key!r} missing")
-        t = encoders[enc][key]
-        if t.shape != ref.shape:
-            raise ValueError(f"text encoder {enc!r}: {key!r} has shape {tuple(t.shape)}, "
-                             f"expected {tuple(ref.shape)}")
-        sd[name] = t.to(device=device, dtype=dtype)
-    stack.load_state_dict(sd, assign=True)
-    stack.eval().requires_grad_(False)
+    assign_weights(stack, {f"clip_{s.name}.transformer.": encoders[s.name] for s in specs},
+                   dtype, device)
     return ClipModel(stack, specs, family, dtype, device)
+
+
+def find_family(family: str) -> Family | None:
+    """The family record of that name or alias, None if there is none."""
+    try:
+        return family_record(family)
+    except ValueError:
+        return None
 
 
 def _text_family(family: str) -> Family:
     """The record of a family that has text encoders (ValueError naming the known ones)."""
-    try:
-        record = family_record(family)
-    except ValueError:
-        record = None
+    record = find_family(family)
     if record is None or not record.text_encoders:
         known = sorted(f.name for f in FAMILIES if f.text_encoders)
         raise ValueError(f"text encoders of model family {family!r} are not supported "
@@ -412,7 +434,8 @@ def _take(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 def load_clip(state_dict: Mapping[str, Tensor], family: str, dtype: torch.dtype = torch.float32,
               device: str | torch.device = "cpu") -> ClipModel:
-    """The text encoder(s) of a single-file checkpoint (keys with their checkpoint prefixes)."""
+    """The text encoder(s) of a single-file checkpoint (keys with their checkpoint prefixes).
+    (Families with T5 text sets: text_sets.load_checkpoint_text_encoders.)"""
     record = _text_family(family)
     encoders: dict[str, dict[str, Tensor]] = {}
     for spec in record.text_encoders:
@@ -455,17 +478,24 @@ def _read(path: str | Path) -> dict[str, Tensor]:
 
 
 def clip_file_types() -> tuple[str, ...]:
-    """The CLIPLoader / DualCLIPLoader `type` values some registered family loads."""
+    """The CLIPLoader / DualCLIPLoader `type` values some registered family loads (with the T5
+    text sets: text_sets.clip_file_types)."""
     return tuple(dict.fromkeys(f.clip_type for f in FAMILIES if f.clip_type))
+
+
+def default_text_dtype(device: str | torch.device) -> torch.dtype:
+    """float32 on the CPU, float16 on an accelerator."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.float16
 
 
 def load_clip_files(paths: Sequence[str | Path], type: str, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> ClipModel:
     """CLIPLoader / DualCLIPLoader: the first family whose `clip_type` is `type` and whose
     `assign_text_encoders` accepts the files (e.g. `stable_diffusion`: one CLIP-L or ViT-H
-    file; `sdxl`: CLIP-L + bigG in either order)."""
+    file; `sdxl`: CLIP-L + bigG in either order). The T5 sets (flux, sd3) and every other
+    type: text_sets.load_text_encoder_files."""
     if dtype is None:
-        dtype = torch.float32 if torch.device(device).type == "cpu" else torch.float16
+        dtype = default_text_dtype(device)
     encoders = [_read(p) for p in paths]
     for record in FAMILIES:
         if record.clip_type != type or record.assign_text_encoders is None:

@@ -1,15 +1,18 @@
-"""Conditioning nodes: CLIPTextEncode, CLIPSetLastLayer, and the edit-model (Flux Kontext)
-reference nodes ReferenceLatent, FluxKontextMultiReferenceLatentMethod (ComfyUI's schemas).
+"""Conditioning nodes (ComfyUI's schemas): CLIPTextEncode, CLIPSetLastLayer, the Flux / SD3
+text nodes (CLIPTextEncodeFlux, CLIPTextEncodeSD3, FluxGuidance, FluxDisableGuidance),
+T5TokenizerOptions, and the edit-model (Flux Kontext) reference nodes ReferenceLatent,
+FluxKontextMultiReferenceLatentMethod.
 
 CONDITIONING is ComfyUI's `[[cond Tensor[1, 77k, D], {"pooled_output": Tensor[1, P], ...}]]`;
-the reference nodes add `reference_latents` (list of raw latents) / `reference_latents_method`
-to every entry's options (model-families.md §1.3).
+Flux entries may carry "guidance" (float, or None to skip the guidance embedding); the reference
+nodes add `reference_latents` (list of raw latents) / `reference_latents_method` to every
+entry's options (model-families.md §1.3).
 """
 
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
-from ..typesys.types import CLIP, COMBO, CONDITIONING, INT, LATENT, STRING
+from ..typesys.types import CLIP, COMBO, CONDITIONING, FLOAT, INT, LATENT, STRING
 
 
 class CLIPTextEncode(Node):
@@ -86,4 +89,97 @@ class FluxKontextMultiReferenceLatentMethod(Node):
         "comfyless.nodes.impl.conditioning:flux_kontext_multi_reference_latent_method")
 
 
-NODES = [CLIPTextEncode, CLIPSetLastLayer, ReferenceLatent, FluxKontextMultiReferenceLatentMethod]
+def _guidance_input() -> Input:
+    return Input("guidance", FLOAT, default=3.5, min=0.0, max=100.0, step=0.1)
+
+
+class CLIPTextEncodeFlux(Node):
+    """Encode separate CLIP-L and T5-XXL prompts for Flux, with the guidance value."""
+
+    schema = NodeSchema(
+        "CLIPTextEncodeFlux",
+        category="advanced/conditioning/flux",
+        inputs=(
+            Input("clip", CLIP),
+            Input("clip_l", STRING, multiline=True),
+            Input("t5xxl", STRING, multiline=True),
+            _guidance_input(),
+        ),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:clip_text_encode_flux")
+
+
+# CLIPTextEncodeSD3 `empty_padding`: "none" drops an empty field's tokens
+EMPTY_PADDING = ("none", "empty_prompt")
+
+
+class CLIPTextEncodeSD3(Node):
+    """Encode separate CLIP-L, CLIP-G and T5-XXL prompts for SD3."""
+
+    schema = NodeSchema(
+        "CLIPTextEncodeSD3",
+        category="advanced/conditioning",
+        inputs=(
+            Input("clip", CLIP),
+            Input("clip_l", STRING, multiline=True),
+            Input("clip_g", STRING, multiline=True),
+            Input("t5xxl", STRING, multiline=True),
+            Input("empty_padding", COMBO, choices=EMPTY_PADDING, default="none"),
+        ),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:clip_text_encode_sd3")
+
+
+class FluxGuidance(Node):
+    """Set the Flux guidance value on every conditioning entry."""
+
+    schema = NodeSchema(
+        "FluxGuidance",
+        category="advanced/conditioning/flux",
+        inputs=(Input("conditioning", CONDITIONING), _guidance_input()),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:flux_guidance")
+
+
+class FluxDisableGuidance(Node):
+    """Set guidance to None on every entry: the guidance embedding is skipped."""
+
+    schema = NodeSchema(
+        "FluxDisableGuidance",
+        category="advanced/conditioning/flux",
+        description="This node completely disables the guidance embed on Flux and Flux like "
+                    "models",
+        inputs=(Input("conditioning", CONDITIONING),),
+        outputs=(Output("CONDITIONING", CONDITIONING),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:flux_disable_guidance")
+
+
+class T5TokenizerOptions(Node):
+    """A CLIP whose T5 tokenizers pad with `min_padding` extra pads and to `min_length`."""
+
+    schema = NodeSchema(
+        "T5TokenizerOptions",
+        category="_for_testing/conditioning",
+        experimental=True,
+        inputs=(
+            Input("clip", CLIP),
+            Input("min_padding", INT, default=0, min=0, max=10000, step=1),
+            Input("min_length", INT, default=0, min=0, max=10000, step=1),
+        ),
+        outputs=(Output("CLIP", CLIP),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.conditioning:t5_tokenizer_options")
+
+
+NODES = [CLIPTextEncode, CLIPSetLastLayer, CLIPTextEncodeFlux, CLIPTextEncodeSD3, FluxGuidance,
+         FluxDisableGuidance, T5TokenizerOptions, ReferenceLatent,
+         FluxKontextMultiReferenceLatentMethod]

@@ -1,4 +1,5 @@
-"""Model loader nodes: CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader.
+"""Model loader nodes: CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader,
+TripleCLIPLoader.
 
 Schemas follow ComfyUI (workflow-formats.md §8 and ComfyUI's node definitions). File combos come
 from the model folders (`choices_from`), so a missing file is a validation error. Loading code
@@ -19,14 +20,13 @@ WEIGHT_DTYPES = {
     "fp8_e4m3fn_fast": "float8_e4m3fn",
     "fp8_e5m2": "float8_e5m2",
 }
-# ComfyUI's CLIPLoader / DualCLIPLoader `type` options; the ones we can load are the family
-# records' `clip_type` (comfyless.models.families; others fail at run time naming the input).
+# ComfyUI v0.3.64's CLIPLoader / DualCLIPLoader `type` options (model-families.md §7); the ones
+# we can load are the family records' `clip_type` and the T5 text sets (models/text_sets.py:
+# flux, sd3); the others fail at run time saying they are not supported.
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",
               "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2",
-              "qwen_image", "hunyuan_image", "flux2", "ovis")
-DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image",
-                   "hunyuan_video_15", "kandinsky5", "kandinsky5_image", "ltxv", "newbie",
-                   "ace")
+              "qwen_image", "hunyuan_image")
+DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
 CLIP_DEVICES = ("default", "cpu")
 
 
@@ -95,7 +95,8 @@ class CLIPLoader(Node):
 
 
 class DualCLIPLoader(Node):
-    """Two text-encoder files as one CLIP (sdxl: CLIP-L + OpenCLIP bigG)."""
+    """Two text-encoder files as one CLIP (sdxl: CLIP-L + bigG; flux: CLIP-L + T5-XXL; sd3:
+    any two of CLIP-L, CLIP-G, T5-XXL)."""
 
     schema = NodeSchema(
         "DualCLIPLoader",
@@ -111,6 +112,24 @@ class DualCLIPLoader(Node):
     )
 
     execute = implemented_by("comfyless.nodes.impl.loaders:dual_clip_loader")
+
+
+class TripleCLIPLoader(Node):
+    """Three text-encoder files as one SD3 CLIP (CLIP-L, CLIP-G, T5-XXL in any order)."""
+
+    schema = NodeSchema(
+        "TripleCLIPLoader",
+        category="advanced/loaders",
+        description="[Recipes]\n\nsd3: clip-l, clip-g, t5",
+        inputs=(
+            Input("clip_name1", COMBO, choices_from="text_encoders"),
+            Input("clip_name2", COMBO, choices_from="text_encoders"),
+            Input("clip_name3", COMBO, choices_from="text_encoders"),
+        ),
+        outputs=(Output("CLIP", CLIP),),
+    )
+
+    execute = implemented_by("comfyless.nodes.impl.loaders:triple_clip_loader")
 
 
 # ModelSamplingDiscrete `sampling` option -> ModelSampling prediction (None: not implemented).
@@ -135,4 +154,4 @@ class ModelSamplingDiscrete(Node):
 
 
 NODES = [CheckpointLoaderSimple, UNETLoader, VAELoader, CLIPLoader, DualCLIPLoader,
-         ModelSamplingDiscrete]
+         TripleCLIPLoader, ModelSamplingDiscrete]

@@ -183,6 +183,7 @@ NAME_VALUES_ALLOWED = {
     "demo.py",  # the demo writes an sd15 checkpoint
     "models/checkpoint_writer.py",  # write_checkpoint's default arch
     "commands/make_checkpoint.py",  # --arch default
+    "models/text_sets.py",  # ComfyUI CLIP types "flux" / "sd3" (the text-encoder sets)
 }
 
 

@@ -203,4 +203,4 @@ def test_clip_loaders(tmp_path, tiny_sd15_checkpoint, tiny_sdxl_checkpoint):
     with pytest.raises(ModelLoadError) as info:
         DualCLIPLoader.execute(ctx, clip_name1="xl_l.safetensors",
                                clip_name2="xl_g.safetensors", type="flux")
-    assert info.value.input_name == "clip_name1"
+    assert info.value.input_name == "clip_name2"  # the bigG file: flux wants CLIP-L + T5-XXL

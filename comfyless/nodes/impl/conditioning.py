@@ -1,5 +1,4 @@
-"""Execute of the conditioning nodes (nodes/conditioning.py): CLIPTextEncode, CLIPSetLastLayer,
-ReferenceLatent, FluxKontextMultiReferenceLatentMethod."""
+"""Execute of the conditioning nodes (nodes/conditioning.py)."""
 
 from __future__ import annotations
 
@@ -60,3 +59,72 @@ def reference_latent(ctx, conditioning, latent=None):
 def flux_kontext_multi_reference_latent_method(ctx, conditioning, reference_latents_method: str):
     method = "uxo" if "uxo" in reference_latents_method else reference_latents_method
     return (conditioning_set_values(conditioning, {"reference_latents_method": method}),)
+
+
+# ComfyUI's T5 tokenizer names: T5TokenizerOptions sets its options for every one of them
+T5_TOKENIZERS = ("t5xxl", "pile_t5xl", "t5base", "mt5xl", "umt5xxl")
+
+
+def _tokens_of(ctx, clip, text: str, keys: tuple[str, ...]) -> dict:
+    """clip.tokenize(text), checking it has the token streams the node needs."""
+    tokens = clip.tokenize(text)
+    missing = [k for k in keys if k not in tokens]
+    if missing:
+        raise ValueError(
+            f"node {ctx.node_id} ({ctx.class_type}) input 'clip': this CLIP has no "
+            f"{', '.join(missing)} text encoder (it has {', '.join(tokens)}); load the matching "
+            "set with DualCLIPLoader / TripleCLIPLoader")
+    return tokens
+
+
+def clip_text_encode_flux(ctx, clip, clip_l: str, t5xxl: str, guidance: float = 3.5):
+    clip = _require_clip(ctx, clip)
+    tokens = _tokens_of(ctx, clip, clip_l, ("l", "t5xxl"))
+    tokens["t5xxl"] = clip.tokenize(t5xxl)["t5xxl"]
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return ([[cond, {"pooled_output": pooled, "guidance": guidance}]],)
+
+
+def clip_text_encode_sd3(ctx, clip, clip_l: str, clip_g: str, t5xxl: str,
+                         empty_padding: str = "none"):
+    clip = _require_clip(ctx, clip)
+    drop_empty = empty_padding == "none"
+    tokens = _tokens_of(ctx, clip, clip_g, ("l", "g", "t5xxl"))
+    for key, text in (("g", clip_g), ("l", clip_l), ("t5xxl", t5xxl)):
+        if drop_empty and not text:
+            tokens[key] = []  # that encoder contributes nothing
+        elif key != "g":
+            tokens[key] = clip.tokenize(text)[key]
+    _equalise_windows(clip, tokens)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return ([[cond, {"pooled_output": pooled}]],)
+
+
+def _equalise_windows(clip, tokens: dict) -> None:
+    """Give l and g the same number of 77-token windows by appending empty-prompt windows."""
+    if len(tokens["l"]) == len(tokens["g"]):
+        return
+    empty = clip.tokenize("")
+    short = "l" if len(tokens["l"]) < len(tokens["g"]) else "g"
+    long_ = "g" if short == "l" else "l"
+    while len(tokens[short]) < len(tokens[long_]):
+        tokens[short] = tokens[short] + empty[short]
+
+
+def flux_guidance(ctx, conditioning, guidance: float = 3.5):
+    return (conditioning_set_values(conditioning, {"guidance": guidance}),)
+
+
+def flux_disable_guidance(ctx, conditioning):
+    return (conditioning_set_values(conditioning, {"guidance": None}),)
+
+
+def t5_tokenizer_options(ctx, clip, min_padding: int = 0, min_length: int = 0):
+    clip = _require_clip(ctx, clip)
+    options = {}
+    for name in T5_TOKENIZERS:
+        options[f"{name}_min_padding"] = min_padding
+        options[f"{name}_min_length"] = min_length
+    set_options = getattr(clip, "with_tokenizer_options", None)
+    # a CLIP without T5 tokenizers ignores the options, as in ComfyUI
+    return (set_options(**options) if set_options is not None else clip,)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from ...models import clip as clip_mod
+from ...models import text_sets
 from ...models import vae as vae_mod
 from ...models.checkpoint import (
     VAE_PREFIX,
@@ -18,6 +16,8 @@ from ...models.sampling import ModelSampling
 from ...models.tensor_files import open_tensor_file
 from ...typesys.errors import ModelLoadError
 from ..loaders import SAMPLING_TYPES, WEIGHT_DTYPES
+
+SD3_TEXT_SET = "sd3"  # TripleCLIPLoader's fixed CLIP type (ComfyUI)
 
 
 def checkpoint_loader_simple(ctx, ckpt_name: str):
@@ -67,14 +67,19 @@ def _load_text_encoders(ctx, names: dict[str, str], clip_type: str, device: str)
     """Resolve text-encoder file inputs and load them through models/clip.py."""
     paths = [ctx.find("text_encoders", name, input_name=inp) for inp, name in names.items()]
     target = "cpu" if device == "cpu" else ctx.device
-    load = clip_mod.load_clip_files
-    kw = {"device": target} if "device" in inspect.signature(load).parameters else {}
+    if clip_type not in text_sets.clip_file_types():
+        raise ModelLoadError(
+            f"node {ctx.node_id} ({ctx.class_type}) input 'type': CLIP type {clip_type!r} is "
+            f"not supported by comfyless (supported: {', '.join(text_sets.clip_file_types())})",
+            node_id=ctx.node_id, input_name="type")
     try:
-        return load(paths, clip_type, **kw)
+        return text_sets.load_text_encoder_files(paths, clip_type, device=target,
+                                                 names=list(names))
     except (KeyError, ValueError, RuntimeError) as exc:
-        first = next(iter(names))
+        # a text-set error names the offending input; otherwise blame the first file input
+        input_name = getattr(exc, "input_name", None) or next(iter(names))
         raise ModelLoadError(f"cannot load {', '.join(names.values())} as {clip_type!r}: {exc}",
-                             node_id=ctx.node_id, input_name=first) from exc
+                             node_id=ctx.node_id, input_name=input_name) from exc
 
 
 def clip_loader(ctx, clip_name: str, type: str = "stable_diffusion", device: str = "default"):
@@ -85,6 +90,12 @@ def dual_clip_loader(ctx, clip_name1: str, clip_name2: str, type: str = "sdxl",
                      device: str = "default"):
     names = {"clip_name1": clip_name1, "clip_name2": clip_name2}
     return (_load_text_encoders(ctx, names, type, device),)
+
+
+def triple_clip_loader(ctx, clip_name1: str, clip_name2: str, clip_name3: str):
+    """Always the SD3 set (ComfyUI's TripleCLIPLoader has no type input)."""
+    names = {"clip_name1": clip_name1, "clip_name2": clip_name2, "clip_name3": clip_name3}
+    return (_load_text_encoders(ctx, names, SD3_TEXT_SET, "default"),)
 
 
 def model_sampling_discrete(ctx, model, sampling: str = "eps", zsnr: bool = False):
