@@ -177,10 +177,11 @@ def _load_clip(tensors: TensorFile, detected: Detected, device, dtype: torch.dty
     prefixes = detected.record.text_prefixes
     if not prefixes or not any(k.startswith(prefixes) for k in tensors.shapes):
         return None
-    from . import clip
+    from . import text_sets
 
     sd = _sub_dict(tensors, prefixes)
     try:
-        return clip.load_clip(sd, detected.family, dtype=dtype, device=device)
+        return text_sets.load_checkpoint_text_encoders(sd, detected.family, dtype=dtype,
+                                                       device=device)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: cannot load the text encoder: {exc}", **where) from exc

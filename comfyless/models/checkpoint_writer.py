@@ -19,7 +19,8 @@ from torch import Tensor
 from .families import FAMILIES, family, resolve
 from .unet import UNetConfig
 
-ARCHS = tuple(f.name for f in FAMILIES if f.random_checkpoint)
+# names and aliases (make-checkpoint --arch sd35 writes an SD3.5 Large layout)
+ARCHS = tuple(n for f in FAMILIES if f.random_checkpoint for n in (f.name, *f.aliases))
 SIZES = ("tiny", "small", "full")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -52,7 +53,7 @@ def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
     """The full random checkpoint dict (UNet + VAE + text encoders), float32."""
     if arch not in ARCHS or size not in SIZES:
         raise ValueError(f"arch must be one of {ARCHS} and size one of {SIZES}")
-    return resolve(family(arch).random_checkpoint)(arch, size, seed, prediction)
+    return resolve(family(arch).random_checkpoint)(arch, size, seed, prediction)  # alias kept
 
 
 def _to_dtype(sd: dict[str, Tensor], target: torch.dtype) -> dict[str, Tensor]:
@@ -82,8 +83,7 @@ def model_files(arch: str, size: str = "tiny", seed: int = 0, prediction: str | 
     """{model folder kind: {file name: state dict}}: every file a ComfyUI user of `arch` has
     (an all-in-one checkpoint and/or diffusion model, text encoders and VAE), float32, with
     the names the published workflows expect (the family record's `random_files`)."""
-    record = family(arch)
-    return resolve(record.random_files)(record.name, size, seed, prediction)
+    return resolve(family(arch).random_files)(arch, size, seed, prediction)  # alias kept
 
 
 def write_model_files(folders: Callable[[str], Path], arch: str, size: str = "tiny",

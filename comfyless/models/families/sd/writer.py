@@ -121,6 +121,7 @@ def checkpoint_state_dict(name: str, size: str, seed: int,
     """The full random checkpoint dict (UNet + VAE + text encoders), float32."""
     from .. import family
 
+    name = family(name).name  # an alias such as "sd1.5"
     gen = torch.Generator().manual_seed(seed)
     sd = _text_and_vae(name, size, gen)
     context_dim, adm = _context_from_text(name, sd)
@@ -141,5 +142,8 @@ CHECKPOINT_NAMES = {"sd15": "v1-5-pruned-emaonly.safetensors",
 def model_files(name: str, size: str, seed: int, prediction: str | None
                 ) -> dict[str, dict[str, dict[str, Tensor]]]:
     """One all-in-one checkpoint under the name users have for it."""
+    from .. import family
+
+    name = family(name).name
     return {"checkpoints": {CHECKPOINT_NAMES[name]:
                             checkpoint_state_dict(name, size, seed, prediction)}}

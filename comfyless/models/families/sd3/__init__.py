@@ -37,7 +37,8 @@ SD3_FAMILY = Family(
     text_encoder_prefixes={},
     clip_type="sd3",
     extra_conds=f"{_HERE}.conditioning:sd3_conds",
-    random_checkpoint=None,
+    random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
+    random_files=f"{_HERE}.writer:model_files",
     test_unet_config=f"{_HERE}.writer:network_config",
     aliases=("sd35", "sd3.5", "sd35-large", "sd35-medium", "sd3-medium"),
 )

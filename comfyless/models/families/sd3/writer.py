@@ -87,3 +87,60 @@ def diffusion_model_state_dict(name: str, size: str = "tiny", seed: int = 0,
     sd = random_init(shapes, torch.Generator().manual_seed(seed))
     sd["pos_embed"] = sincos_pos_embed(config.hidden_size, config.pos_embed_max_size)
     return sd
+
+
+# --- whole files (make-checkpoint, tests) -----------------------------------------------------
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+# arch name or alias -> variant of this writer
+_VARIANT_OF = {"sd3": "sd3", "sd3-medium": "sd3", "sd35": "sd35-large", "sd3.5": "sd35-large",
+               "sd35-large": "sd35-large", "sd35-medium": "sd35-medium"}
+# The all-in-one files users have (text encoders inside; the sd3.5 template loads the first).
+CHECKPOINT_NAMES = {"sd35-large": "sd3.5_large_fp8_scaled.safetensors",
+                    "sd35-medium": "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors",
+                    "sd3": "sd3_medium_incl_clips_t5xxlfp8.safetensors"}
+
+
+def _variant(arch: str, size: str) -> str:
+    if size == "full":
+        raise ValueError("a full-size SD3 checkpoint is 2-8 B parameters of random weights: "
+                         "write --size tiny or small (network_config(..., 'full') gives the "
+                         "real shapes on the meta device)")
+    return _VARIANT_OF.get(arch, "sd35-large")
+
+
+def _pooled_width(text: dict[str, Tensor]) -> int:
+    """CLIP-L's width + CLIP-G's projection width (the pooled vector the MMDiT's y sees)."""
+    l_norm = "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight"
+    g_proj = "text_encoders.clip_g.transformer.text_projection.weight"
+    return text[l_norm].shape[0] + text[g_proj].shape[0]
+
+
+def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
+                          prediction: str | None = None) -> dict[str, Tensor]:
+    """An all-in-one SD3 checkpoint: MMDiT, 16-channel VAE, CLIP-L + CLIP-G + T5 (tiny
+    encoders; the context stays 4096 wide as SD3's text set pads it)."""
+    from ... import text_sets, vae
+
+    variant = _variant(arch, size)
+    gen = torch.Generator().manual_seed(seed)
+    text = text_sets.checkpoint_text_state_dict("sd3", "tiny", gen)
+    sd = dict(text)
+    sd.update(vae.vae_state_dict("tiny", gen, kind="kl16", prefix=VAE_PREFIX))
+    net = diffusion_model_state_dict(variant, size, seed, context_in=4096,
+                                     adm_in=_pooled_width(text))
+    sd.update({UNET_PREFIX + k: v for k, v in net.items()})
+    return sd
+
+
+def model_files(arch: str, size: str, seed: int, prediction: str | None
+                ) -> dict[str, dict[str, dict[str, Tensor]]]:
+    """The all-in-one checkpoint, and the three text encoders as standalone files
+    (TripleCLIPLoader)."""
+    from ... import text_sets
+
+    variant = _variant(arch, size)
+    files = text_sets.text_encoder_files("sd3", "tiny", torch.Generator().manual_seed(seed))
+    return {"checkpoints": {CHECKPOINT_NAMES[variant]:
+                            checkpoint_state_dict(arch, size, seed, prediction)},
+            "text_encoders": files}
