@@ -79,6 +79,7 @@ def calls():
 # -- a base directory for the shipped workflows ------------------------------------------------
 SHIPPED_CHECKPOINT_NAMES = {"sd15": "v1-5-pruned-emaonly.safetensors",
                             "sdxl": "sd_xl_base_1.0.safetensors"}
+SHIPPED_DIT_ARCHS = ("sd35",)
 
 
 @pytest.fixture(scope="session")
@@ -86,12 +87,15 @@ def shipped_base(tmp_path_factory, tiny_sd15_checkpoint, tiny_sdxl_checkpoint) -
     """Tiny checkpoints under the file names the shipped workflows use, and a small training
     image set (with captions) in input/training_images."""
     from comfyless.demo import write_demo_dataset
+    from comfyless.models.checkpoint_writer import write_model_files
 
     base = tmp_path_factory.mktemp("shipped_base")
     checkpoints = base / "models" / "checkpoints"
     checkpoints.mkdir(parents=True)
     shutil.copyfile(tiny_sd15_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sd15"])
     shutil.copyfile(tiny_sdxl_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sdxl"])
+    for arch in SHIPPED_DIT_ARCHS:  # every file a user of the family has, under its real name
+        write_model_files(lambda kind: base / "models" / kind, arch, "tiny")
     write_demo_dataset(base / "input" / "training_images", count=3, size=64)
     return base
 
