@@ -235,9 +235,6 @@ def _diffusers_forward(model, x, timesteps, context, y, guidance=None) -> torch.
     return out.reshape(b, c, h, w)
 
 
-MAX_ABS_DIFF: dict[str, float] = {}  # measured oracle differences (printed with -s)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_network_matches_diffusers(name):
     net = _net(name)
@@ -249,7 +246,6 @@ def test_network_matches_diffusers(name):
         ours = net(**inputs, guidance=guidance)
         theirs = _diffusers_forward(theirs_model, **inputs, guidance=guidance)
     diff = float((ours - theirs).abs().max())
-    MAX_ABS_DIFF[name] = diff
     print(f"\n{name}: max |ours - diffusers| = {diff:.3g} (output std {float(ours.std()):.3g})")
     assert ours.abs().max() > 0.1 and diff <= 1e-4
 
@@ -533,15 +529,21 @@ def test_diffusers_lora_merged_matches_diffusers_with_the_same_lora(name):
     # q, k, v and proj_mlp: four patches on row slices of one fused weight
     assert {p.offset for p in patches["single_blocks.0.linear1.weight"]} == {
         (0, 0, 64), (0, 64, 64), (0, 128, 64), (0, 192, 256)}
-    backup = patch_weights(net, [(patches, 1.0)])
-    _merge_into_diffusers(theirs, lora)
     inputs = _inputs()
     guidance = inputs.pop("guidance") if name == "flux" else None
     inputs.pop("guidance", None)
     with torch.no_grad():
+        plain = net(**inputs, guidance=guidance)
+    backup = patch_weights(net, [(patches, 1.0)])
+    _merge_into_diffusers(theirs, lora)
+    with torch.no_grad():
         ours = net(**inputs, guidance=guidance)
+    assert (ours - plain).abs().max() > 0.1  # the LoRA matters
+    with torch.no_grad():
         reference = _diffusers_forward(theirs, **inputs, guidance=guidance)
-    assert float((ours - reference).abs().max()) <= 1e-4
+    diff = float((ours - reference).abs().max())
+    print(f"\n{name} + diffusers LoRA: max |ours - diffusers| = {diff:.3g}")
+    assert diff <= 1e-4
     # and the merged weights are the diffusers weights in the BFL layout
     merged = convert_diffusers_transformer(dict(theirs.state_dict()))
     for k, v in net.state_dict().items():
@@ -561,3 +563,57 @@ def test_read_lora_uses_the_networks_own_map_and_converter():
     assert torch.equal(placed, torch.cat([up[64:], up[:64]]))  # (scale, shift) -> (shift, scale)
     plain = {"transformer.x_embedder.lora_B.weight": torch.zeros(64, 2)}
     assert FluxNetwork.convert_lora_file(plain) is plain
+
+
+def test_model_patcher_applies_a_flux_lora_merged_and_bypassed(tmp_path):
+    path = tmp_path / "flux1-dev.safetensors"
+    save_file(_file_sd("flux"), str(path))
+    model = load_diffusion_model(path)
+    g = torch.Generator().manual_seed(7)
+    lora = {}
+    for d, (out, inp) in {"transformer_blocks.0.attn.to_v": (64, 64),
+                          "single_transformer_blocks.1.proj_mlp": (256, 64),
+                          "norm_out.linear": (128, 64), "x_embedder": (64, 64)}.items():
+        up, down = _lora_pair(out, inp, 2, g)
+        lora[f"transformer.{d}.lora_B.weight"], lora[f"transformer.{d}.lora_A.weight"] = up, down
+    inputs = _inputs()
+    extra = {"y": inputs["y"], "guidance": inputs["guidance"]}
+    sigma = inputs["timesteps"]
+    with torch.no_grad():
+        base = model.apply_model(inputs["x"], sigma, inputs["context"], **extra)
+        merged = model.with_lora(lora, 0.8).apply_model(inputs["x"], sigma, inputs["context"],
+                                                        **extra)
+        bypass = model.with_lora(lora, 0.8, bypass=True).apply_model(
+            inputs["x"], sigma, inputs["context"], **extra)
+        after = model.apply_model(inputs["x"], sigma, inputs["context"], **extra)
+    assert (merged - base).abs().max() > 1e-3
+    assert_close_scaled(bypass, merged)
+    assert torch.equal(after, base)  # weights restored
+
+
+def _swapped(t: torch.Tensor) -> torch.Tensor:
+    return torch.cat(t.chunk(2)[::-1])
+
+
+def test_norm_out_swap_covers_loha_lokr_and_diffs():
+    g = torch.Generator().manual_seed(3)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    p = "lycoris_norm_out_linear"
+    loha = {f"{p}.hada_w1_a": r(128, 2), f"{p}.hada_w1_b": r(2, 64),
+            f"{p}.hada_w2_a": r(128, 2), f"{p}.hada_w2_b": r(2, 64), f"{p}.alpha": r(())}
+    out = FluxNetwork.convert_lora_file(loha)
+    delta = (loha[f"{p}.hada_w1_a"] @ loha[f"{p}.hada_w1_b"]) * (
+        loha[f"{p}.hada_w2_a"] @ loha[f"{p}.hada_w2_b"])
+    assert torch.allclose((out[f"{p}.hada_w1_a"] @ out[f"{p}.hada_w1_b"]) * (
+        out[f"{p}.hada_w2_a"] @ out[f"{p}.hada_w2_b"]), _swapped(delta))
+    for w1_rows in (2, 1):  # kron(w1, w2): swap w1's halves, or w2's when w1 has one row
+        lokr = {f"{p}.lokr_w1": r(w1_rows, 4), f"{p}.lokr_w2": r(128 // w1_rows, 16)}
+        out = FluxNetwork.convert_lora_file(lokr)
+        assert torch.equal(torch.kron(out[f"{p}.lokr_w1"], out[f"{p}.lokr_w2"]),
+                           _swapped(torch.kron(lokr[f"{p}.lokr_w1"], lokr[f"{p}.lokr_w2"])))
+    diffs = {"norm_out.linear.diff": r(128, 64), "norm_out.linear.diff_b": r(128)}
+    out = FluxNetwork.convert_lora_file(diffs)
+    assert all(torch.equal(out[k], _swapped(v)) for k, v in diffs.items())
