@@ -479,10 +479,10 @@ def _swap_rows(t: Tensor) -> Tensor:
     return torch.cat([b, a], dim=0)
 
 
-_FINAL_PREFIXES = tuple(
-    p for d in (names.DIFFUSERS_FINAL_MODULATION,)
-    for p in (f"transformer.{d}", f"lycoris_{d.replace('.', '_')}",
-              f"lora_transformer_{d.replace('.', '_')}", d))
+_FLAT_FINAL = names.DIFFUSERS_FINAL_MODULATION.replace(".", "_")
+# the four spellings of diffusers' `norm_out.linear` in LoRA files (as in lora_key_map)
+_FINAL_PREFIXES = (f"transformer.{names.DIFFUSERS_FINAL_MODULATION}", f"lycoris_{_FLAT_FINAL}",
+                   f"lora_transformer_{_FLAT_FINAL}", names.DIFFUSERS_FINAL_MODULATION)
 # Suffixes (after the prefix) whose dimension 0 is the output rows of the final modulation.
 _ROW_SUFFIXES = tuple(
     ("" if up.startswith("_") else ".") + up for up, _, _ in LORA_DIALECTS) + (

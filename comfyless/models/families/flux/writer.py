@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ...checkpoint_writer import random_init
 from . import names
-from .config import FluxConfig
+from .config import FluxConfig, axes_for_head_dim
 from .network import FluxNetwork
 
 NAMES = ("flux", "flux-schnell")
@@ -38,8 +38,6 @@ def network_config(name: str, size: str, context_in_dim: int = 4096,
     if name not in NAMES or size not in SIZES:
         raise ValueError(f"name must be one of {NAMES} and size one of {SIZES}, "
                          f"got {name!r}, {size!r}")
-    from .detect import axes_for_head_dim
-
     hidden, heads, depth, single = _LAYOUTS[size]
     return FluxConfig(hidden_size=hidden, num_heads=heads, depth=depth,
                       depth_single_blocks=single, context_in_dim=context_in_dim,
