@@ -24,6 +24,8 @@ from .tensor_files import TensorFile, error_where, open_tensor_file
 # ComfyUI's default VAE prefix in all-in-one files (VAELoader strips it from VAE files too);
 # a checkpoint's own VAE/text prefixes come from its family record.
 VAE_PREFIX = "first_stage_model."
+FLOAT8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2")
+                      if hasattr(torch, n))
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -39,16 +41,28 @@ def default_vae_dtype(device: str | torch.device) -> torch.dtype:
 def build_unet(detected: Detected, tensors: TensorFile, prefix: str, dtype: torch.dtype,
                device: str | torch.device, where: dict[str, Any], name: str) -> Any:
     """The family's network built on the meta device with the file's tensors assigned (no
-    double copies)."""
+    double copies).
+
+    Optional network hooks: `file_view(tensors, prefix)` gives the file's tensors under the
+    network's parameter names; a class attribute `keeps_fp8 = True` keeps float8 weights as
+    stored (the network upcasts them per call; `compute_dtype` is set to `dtype`).
+    """
     with torch.device("meta"):
         unet = detected.record.build_network(detected.config)
+    file_view = getattr(unet, "file_view", None)
+    if file_view is not None:  # the network reads its own file layouts (renames, fusions)
+        tensors, prefix = file_view(tensors, prefix), ""
     expected = unet.state_dict()
     _check_keys(tensors, expected, detected, prefix, where, name)
+    keep_fp8 = getattr(unet, "keeps_fp8", False)
     sd: dict[str, Tensor] = {}
     for key in expected:
         t = tensors[prefix + key]
-        sd[key] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+        cast = t.is_floating_point() and not (keep_fp8 and t.dtype in FLOAT8_DTYPES)
+        sd[key] = t.to(device=device, dtype=dtype if cast else t.dtype)
     unet.load_state_dict(sd, strict=True, assign=True)
+    if keep_fp8:
+        unet.compute_dtype = dtype  # fp8 weights are upcast to this per call
     unet.requires_grad_(False)  # base weights are frozen; adapters bring their own params
     return unet.eval()
 
