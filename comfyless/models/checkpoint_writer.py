@@ -10,7 +10,9 @@ The command line is `comfyless make-checkpoint` (comfyless/commands/make_checkpo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -56,8 +58,59 @@ def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
     return resolve(family(arch).random_checkpoint)(arch, size, seed, prediction)  # alias kept
 
 
+FLOAT8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       **dict(zip(FLOAT8, ("F8_E4M3", "F8_E5M2"), strict=False))}
+
+
 def _to_dtype(sd: dict[str, Tensor], target: torch.dtype) -> dict[str, Tensor]:
-    return {k: (v.to(target) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    """Floating tensors in `target`, except those already stored as fp8 (fp8 files keep them)."""
+    return {k: (v.to(target) if v.is_floating_point() and v.dtype not in FLOAT8 else v
+                ).contiguous() for k, v in sd.items()}
+
+
+def write_streamed(path: str | Path, shapes: dict[str, tuple[int, ...]],
+                   tensors: Iterable[tuple[str, Tensor]], dtype: torch.dtype,
+                   metadata: dict[str, str] | None = None) -> Path:
+    """Write a safetensors file tensor by tensor, so a model bigger than memory (the full
+    FLUX.1 transformer, T5-XXL) never exists as a whole: the header is computed from `shapes`,
+    then `tensors` (same keys, same order) are cast to `dtype` and appended one at a time."""
+    from ..files import write_atomic
+
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    header: dict[str, object] = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for key, shape in shapes.items():
+        n = itemsize * int(torch.Size(shape).numel())
+        header[key] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": list(shape),
+                       "data_offsets": [offset, offset + n]}
+        offset += n
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(head)) + head)
+            for (key, t), want in zip(tensors, shapes, strict=True):
+                if key != want or tuple(t.shape) != tuple(shapes[key]):
+                    raise ValueError(f"streamed tensor {key} {tuple(t.shape)} does not match "
+                                     f"the header's {want} {tuple(shapes[want])}")
+                f.write(t.to(dtype).contiguous().view(torch.uint8).numpy().tobytes())
+
+    write_atomic(Path(path), write)
+    return Path(path)
+
+
+def streamed_random(shapes: dict[str, tuple[int, ...]], seed: int
+                    ) -> Iterator[tuple[str, Tensor]]:
+    """(key, random_init tensor) one at a time, from one generator, in `shapes` order."""
+    gen = torch.Generator().manual_seed(seed)
+    for key, shape in shapes.items():
+        yield key, random_init({key: torch.Size(shape)}, gen)[key]
+
+
+# A file too big to build in memory: written by `write(path, dtype)` (see write_streamed).
+StreamedFile = Callable[[Path, torch.dtype], object]
 
 
 def _save(path: Path, sd: dict[str, Tensor], meta: dict[str, str]) -> Path:
@@ -80,7 +133,8 @@ def write_checkpoint(path: str | Path, arch: str = "sd15", size: str = "tiny", s
 
 def model_files(arch: str, size: str = "tiny", seed: int = 0, prediction: str | None = None
                 ) -> dict[str, dict[str, dict[str, Tensor]]]:
-    """{model folder kind: {file name: state dict}}: every file a ComfyUI user of `arch` has
+    """{model folder kind: {file name: state dict | StreamedFile}}: every file a ComfyUI user
+    of `arch` has
     (an all-in-one checkpoint and/or diffusion model, text encoders and VAE), float32, with
     the names the published workflows expect (the family record's `random_files`)."""
     return resolve(family(arch).random_files)(arch, size, seed, prediction)  # alias kept
@@ -98,6 +152,9 @@ def write_model_files(folders: Callable[[str], Path], arch: str, size: str = "ti
         folder.mkdir(parents=True, exist_ok=True)
         for name, sd in files.items():
             meta = {"comfyless.random_checkpoint": f"{arch}/{size}/seed={seed}/{kind}/{name}"}
-            _save(folder / name, _to_dtype(sd, target), meta)
+            if callable(sd):  # StreamedFile: bigger than memory
+                sd(folder / name, target)
+            else:
+                _save(folder / name, _to_dtype(sd, target), meta)
             written.setdefault(kind, []).append(name)
     return written

@@ -448,6 +448,25 @@ def text_encoder_files(clip_type: str, size: str = "tiny",
     return out
 
 
+def full_text_encoder_files(clip_type: str, seed: int = 0) -> dict[str, object]:
+    """The real-size standalone files: CLIP-L / CLIP-G as state dicts, T5-XXL (4.76 B
+    parameters) as a `checkpoint_writer.StreamedFile` that writes it tensor by tensor."""
+    from .checkpoint_writer import streamed_random, write_streamed
+
+    ts = text_set(clip_type)
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, object] = {}
+    for spec in ts.clip_specs:
+        sd = _random_hf(CONFIGS[(spec.name, "full")], generator)
+        if spec.name == "l":
+            sd["text_model.embeddings.position_ids"] = torch.arange(77)[None]
+        out[STANDALONE_NAMES[spec.name]] = sd
+    shapes = {k: tuple(v.shape) for k, v in t5_state_dict("full").items()}
+    out[STANDALONE_NAMES[T5_KEY]] = lambda path, dtype: write_streamed(
+        path, shapes, streamed_random(shapes, seed), dtype)
+    return out
+
+
 def checkpoint_text_state_dict(clip_type: str, size: str = "tiny",
                                generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """The same random encoders under the all-in-one checkpoint prefixes (`text_encoders.…`)."""

@@ -25,6 +25,14 @@ def _sd3_file(path):
     return path
 
 
+def _flux_file(path):
+    from comfyless.models.families.flux.writer import diffusion_model_state_dict
+
+    save_file(diffusion_model_state_dict("flux", "tiny", 0, context_in_dim=CONTEXT,
+                                         vec_in_dim=24), str(path))
+    return path
+
+
 # family -> (file writer, pooled width, keys the trainer must write with their shapes at rank r)
 FAMILIES = {
     "sd3": (_sd3_file, 24, lambda r, h: {
@@ -33,6 +41,19 @@ FAMILIES = {
         "diffusion_model.x_embedder.proj.lora_down.weight": (r, 16 * 2 * 2),
         "diffusion_model.context_embedder.lora_down.weight": (r, CONTEXT),
         "diffusion_model.joint_blocks.0.x_block.attn.qkv.diff_b": (3 * h,),
+    }),
+    "flux": (_flux_file, 24, lambda r, h: {  # model-families.md §1.6 with H = 64, F = 4H
+        "diffusion_model.double_blocks.0.img_attn.qkv.lora_up.weight": (3 * h, r),
+        "diffusion_model.double_blocks.0.img_attn.qkv.diff_b": (3 * h,),
+        "diffusion_model.double_blocks.0.img_attn.norm.query_norm.diff": (32,),
+        "diffusion_model.single_blocks.0.linear1.lora_up.weight": (3 * h + 4 * h, r),
+        "diffusion_model.single_blocks.0.linear2.lora_down.weight": (r, h + 4 * h),
+        "diffusion_model.double_blocks.0.img_mod.lin.lora_up.weight": (6 * h, r),
+        "diffusion_model.img_in.lora_down.weight": (r, 64),
+        "diffusion_model.txt_in.lora_down.weight": (r, CONTEXT),
+        "diffusion_model.vector_in.in_layer.lora_down.weight": (r, 24),
+        "diffusion_model.guidance_in.in_layer.lora_down.weight": (r, 256),
+        "diffusion_model.final_layer.adaLN_modulation.1.lora_up.weight": (2 * h, r),
     }),
 }
 

@@ -33,7 +33,9 @@ _COMMON = dict(
     clip_type="flux",
     extra_conds=f"{_HERE}.conditioning:flux_conds",
     lora_unet_key_map=None,  # FluxNetwork.lora_key_map
-    random_checkpoint=None,
+    random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
+    random_files=f"{_HERE}.writer:model_files",
+    test_unet_config=f"{_HERE}.writer:network_config",
 )
 
 FLUX_DEV = Family(

@@ -45,13 +45,13 @@ class Linear(nn.Linear):
         return F.linear(x, _cast(self.weight, x.dtype), _cast(self.bias, x.dtype))
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(nn.RMSNorm):
     """RMSNorm with a learned scale and PyTorch's default eps (the dtype's machine epsilon),
-    as ComfyUI builds the Flux q/k norms."""
+    as ComfyUI builds the Flux q/k norms. An nn.RMSNorm, so the trainer gives its scale a
+    `diff` as ComfyUI's RMSNorm op gets (model-families.md §1.6)."""
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        super().__init__(dim, eps=None)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.weight.shape, _cast(self.weight, x.dtype))

@@ -10,15 +10,13 @@ widths so tests can match tiny text encoders.
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ...checkpoint_writer import random_init
+from ...checkpoint_writer import random_init, write_streamed
 from . import names
 from .config import FluxConfig, axes_for_head_dim
 from .network import FluxNetwork
@@ -80,40 +78,83 @@ def diffusion_model_state_dict(name: str, size: str, seed: int = 0, context_in_d
     return dict(_random_tensors(name, size, seed, context_in_dim, vec_in_dim))
 
 
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
-for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")):
-    if hasattr(torch, _name):
-        _SAFETENSORS_DTYPES[getattr(torch, _name)] = _code
-
-
 def write_diffusion_model(path: str | Path, name: str = "flux", size: str = "tiny",
                           seed: int = 0, *, dtype: torch.dtype = torch.bfloat16,
                           context_in_dim: int = 4096, vec_in_dim: int = 768) -> Path:
-    """Write a random transformer file tensor by tensor (safetensors format, same numbers as
-    `diffusion_model_state_dict`), so "full" never needs the model in memory: the data are laid
-    out in drawing order (safetensors only needs the offsets to tile the data)."""
-    from ....files import write_atomic
-
-    path = Path(path)
+    """Write a random transformer file tensor by tensor (same numbers as
+    `diffusion_model_state_dict`), so "full" never needs the model in memory."""
     shapes = {_file_key(k): tuple(v) for k, v in
               diffusion_model_shapes(name, size, context_in_dim, vec_in_dim).items()}
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    header: dict[str, object] = {
-        "__metadata__": {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}}
-    offset = 0
-    for key, shape in shapes.items():
-        n = itemsize * int(torch.Size(shape).numel())
-        header[key] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": list(shape),
-                       "data_offsets": [offset, offset + n]}
-        offset += n
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    meta = {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}
+    return write_streamed(path, shapes, _random_tensors(name, size, seed, context_in_dim,
+                                                        vec_in_dim), dtype, meta)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(head)) + head)
-            for _, t in _random_tensors(name, size, seed, context_in_dim, vec_in_dim):
-                f.write(t.to(dtype).contiguous().view(torch.uint8).numpy().tobytes())
 
-    write_atomic(path, write)
-    return path
+# --- whole files (make-checkpoint, tests) -----------------------------------------------------
+UNET_PREFIX = "model.diffusion_model."
+# (diffusion model, all-in-one checkpoint) as users have them (the published workflows' names);
+# Comfy-Org's all-in-one files hold the transformer in fp8 (e4m3fn), as this writer does.
+FILE_NAMES = {"flux": ("flux1-dev.safetensors", "flux1-dev-fp8.safetensors"),
+              "flux-schnell": ("flux1-schnell.safetensors", "flux1-schnell-fp8.safetensors")}
+VAE_NAME = "ae.safetensors"
+_T5_SHARED = "text_encoders.t5xxl.transformer.shared.weight"
+_CLIP_L_NORM = "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight"
+
+
+def _variant(arch: str) -> str:
+    from .. import family
+
+    return family(arch).name
+
+
+def _text_widths(text: dict[str, Tensor]) -> tuple[int, int]:
+    """(T5 width -> txt_in, CLIP-L width -> vector_in) of the encoders written beside the net."""
+    return text[_T5_SHARED].shape[1], text[_CLIP_L_NORM].shape[0]
+
+
+def _text_and_vae(size: str, gen: torch.Generator) -> tuple[dict, dict, dict]:
+    from ... import text_sets, vae
+
+    if size == "full":
+        raise ValueError("a full-size FLUX.1 all-in-one checkpoint is not written in memory: "
+                         "use --base-dir (diffusion model and T5 are streamed to disk)")
+    files = text_sets.text_encoder_files("flux", "tiny", gen)
+    text = {text_sets.CHECKPOINT_PREFIXES[kind] + k: v
+            for kind, file in text_sets.STANDALONE_NAMES.items() if file in files
+            for k, v in files[file].items()}
+    return files, text, vae.vae_state_dict("tiny", gen, kind="kl16", prefix="")
+
+
+def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
+                          prediction: str | None = None) -> dict[str, Tensor]:
+    """An all-in-one FLUX.1 checkpoint: fp8 transformer, CLIP-L + T5 (tiny), 16-ch VAE."""
+    _, text, ae = _text_and_vae(size, torch.Generator().manual_seed(seed))
+    net = diffusion_model_state_dict(_variant(arch), size, seed, *_text_widths(text))
+    sd = {**text, **{"vae." + k: v for k, v in ae.items()}}
+    sd.update({UNET_PREFIX + k: v.to(torch.float8_e4m3fn) if v.ndim >= 2 else v
+               for k, v in net.items()})
+    return sd
+
+
+def model_files(arch: str, size: str, seed: int, prediction: str | None) -> dict[str, dict]:
+    """diffusion_models/flux1-dev.safetensors, text_encoders/clip_l + t5xxl_fp16,
+    vae/ae.safetensors and checkpoints/flux1-dev-fp8.safetensors (schnell likewise). "full":
+    the real shapes, the transformer and T5 streamed to disk, no all-in-one file."""
+    name = _variant(arch)
+    unet_name, checkpoint_name = FILE_NAMES[name]
+    if size == "full":
+        from ... import text_sets, vae
+
+        def write_net(path: Path, dtype: torch.dtype) -> None:
+            write_diffusion_model(path, name, "full", seed, dtype=dtype)
+
+        ae = vae.vae_state_dict("full", torch.Generator().manual_seed(seed), kind="kl16",
+                                prefix="")
+        return {"diffusion_models": {unet_name: write_net},
+                "text_encoders": text_sets.full_text_encoder_files("flux", seed),
+                "vae": {VAE_NAME: ae}}
+    files, text, ae = _text_and_vae(size, torch.Generator().manual_seed(seed))
+    net = diffusion_model_state_dict(name, size, seed, *_text_widths(text))
+    return {"diffusion_models": {unet_name: net},
+            "checkpoints": {checkpoint_name: checkpoint_state_dict(arch, size, seed)},
+            "text_encoders": files, "vae": {VAE_NAME: ae}}
