@@ -275,8 +275,7 @@ def test_diffusers_layout_converts_to_the_sai_file(name):
     cfg, sd, _ = _tiny(name)
     dif = sai_to_diffusers(sd, cfg.depth)
     assert is_diffusers_transformer(_shapes(dif)) and not is_diffusers_transformer(_shapes(sd))
-    with pytest.raises(DetectionError, match="unrecognised key layout"):
-        detect_family(_shapes(dif), prefix="")
+    assert detect_family(_shapes(dif), prefix="").config == cfg  # detected through the table
     back = convert_diffusers_transformer(dif)
     assert sorted(back) == sorted(sd)
     assert all(torch.equal(back[k], sd[k]) for k in sd)  # pure renaming/stacking: exact
@@ -399,3 +398,18 @@ def test_swapped_halves_cover_loha_and_diffs_and_leave_other_files_alone():
     untouched = {"transformer.transformer_blocks.0.norm1_context.linear.lora_B.weight": w1a,
                  "transformer.transformer_blocks.0.norm1_context.linear.lora_A.weight": w1b}
     assert net.convert_lora_file(untouched) is untouched  # block 0 is not the last block
+
+
+def test_a_diffusers_layout_file_loads_as_the_sai_file(tmp_path, one_torch_thread):
+    from safetensors.torch import save_file
+
+    from comfyless.models.checkpoint import load_diffusion_model
+
+    cfg, sd, net = _tiny("sd35-medium")
+    save_file(sai_to_diffusers(sd, cfg.depth), str(tmp_path / "diffusers.safetensors"))
+    save_file(sd, str(tmp_path / "sai.safetensors"))
+    a = load_diffusion_model(tmp_path / "diffusers.safetensors")
+    b = load_diffusion_model(tmp_path / "sai.safetensors")
+    x, t, ctx, y = _inputs(batch=1)
+    with torch.no_grad():
+        assert_close_scaled(a.diffusion_model(x, t, ctx, y), b.diffusion_model(x, t, ctx, y))

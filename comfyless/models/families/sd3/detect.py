@@ -87,7 +87,9 @@ def detect_mmdit_config(shapes: Shapes, prefix: str = "model.diffusion_model."
     """The MMDiT config under `prefix`; None without `<prefix>joint_blocks.0.context_block.
     attn.qkv.weight`; DetectionError for an MMDiT layout this network cannot build."""
     if f"{prefix}{TRIGGER_KEY}" not in shapes:
-        return None
+        if not is_diffusers_transformer(shapes, prefix):
+            return None
+        shapes, prefix = diffusers_shapes(shapes, prefix), ""
     _refuse_unsupported(shapes, prefix)
     hidden, in_ch, ph, pw = _shape(shapes, f"{prefix}x_embedder.proj.weight", "the patch embedder",
                                    4)
@@ -137,6 +139,15 @@ def describe(cfg: MMDiTConfig) -> str:
 def is_diffusers_transformer(shapes: Shapes, prefix: str = "") -> bool:
     """Whether `shapes` holds a diffusers SD3 transformer under `prefix` (convert it first)."""
     return all(f"{prefix}{k}" in shapes for k in DIFFUSERS_KEYS)
+
+
+def diffusers_shapes(shapes: Shapes, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """The SAI-layout {key: shape} of a diffusers transformer (converted on the meta device)."""
+    import torch
+
+    meta = {k[len(prefix):]: torch.empty(tuple(s), device="meta")
+            for k, s in shapes.items() if k.startswith(prefix)}
+    return {k: tuple(v.shape) for k, v in convert_diffusers_transformer(meta).items()}
 
 
 def _diffusers_depth(keys: list[str]) -> int:

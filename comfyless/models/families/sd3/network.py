@@ -252,6 +252,23 @@ class MMDiT(nn.Module):
         return x.permute(0, 5, 1, 3, 2, 4).reshape(x.shape[0], c, gh * p, gw * p)
 
     # -- LoRA files -------------------------------------------------------------------------
+    @staticmethod
+    def file_view(tensors: Any, prefix: str) -> Any:
+        """The file's tensors under this network's names (checkpoint.build_unet): as they are
+        for the SAI layout; a diffusers-layout transformer is converted (q/k/v fused, halves
+        swapped) in memory first, since fusing needs the tensors."""
+        from ...tensor_files import TensorFile
+        from .detect import convert_diffusers_transformer, is_diffusers_transformer
+
+        if not is_diffusers_transformer(tensors.shapes, prefix):
+            return TensorFile({k[len(prefix):]: s for k, s in tensors.shapes.items()
+                               if k.startswith(prefix)},
+                              lambda k: tensors[prefix + k], tensors.metadata)
+        sd = convert_diffusers_transformer({k[len(prefix):]: tensors[k] for k in tensors.shapes
+                                            if k.startswith(prefix)})
+        return TensorFile({k: tuple(v.shape) for k, v in sd.items()}, sd.__getitem__,
+                          tensors.metadata)
+
     def lora_key_map(self) -> dict[str, Target]:
         """File prefix -> parameter name (or a q/k/v row slice of a fused qkv), for ComfyUI
         (`diffusion_model.<path>`), kohya (`lora_unet_<path _>`) and diffusers names D as
