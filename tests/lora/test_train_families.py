@@ -112,3 +112,28 @@ def test_trained_lora_changes_the_prediction_merged_and_bypassed_alike(dit, one_
     bypassed = model.with_lora(lora, 1.0, bypass=True).apply_model(x, sigma, context, **extra)
     assert (merged - plain).abs().max() > 1e-4
     assert_close_scaled(bypassed, merged, rtol=1e-4)
+
+
+def test_saved_lora_file_loads_with_the_lora_loader_node(dit, tmp_path, one_torch_thread):
+    """SaveLoRA's file, read back by LoraLoaderModelOnly: every key placed, same prediction."""
+    from comfyless.engine.context import RunContext
+    from comfyless.nodes import REGISTRY
+
+    name, model, pooled = dit
+    lat, pos = _data(pooled)
+    lora = train_lora(model, lat, pos, _config("LoKr", steps=2)).lora
+    ctx = RunContext.create(tmp_path / "base").for_node("8", "LoraLoaderModelOnly")
+    folder = tmp_path / "base" / "models" / "loras"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in lora.items()}, str(folder / f"{name}.safetensors"))
+    messages = []
+    ctx.listeners.append(lambda event: messages.append(event))
+    (loaded,) = REGISTRY.get("LoraLoaderModelOnly").execute(
+        ctx, model=model, lora_name=f"{name}.safetensors", strength_model=0.8)
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(2))
+    context, options = pos[0][0]
+    extra = model.extra_conds(options, 64, 64)
+    want = model.with_lora(lora, 0.8).apply_model(x, torch.tensor([0.4]), context, **extra)
+    got = loaded.apply_model(x, torch.tensor([0.4]), context, **extra)
+    assert_close_scaled(got, want, rtol=1e-5)
+    assert not [m for m in messages if "not loaded" in str(m)]
