@@ -377,6 +377,10 @@ def _to_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _root_label(root: str) -> str:
+    return f" {root.split('.')[0]!r}" if root else ""
+
+
 def assign_weights(module: nn.Module, sources: Mapping[str, Mapping[str, Tensor]],
                    dtype: torch.dtype, device: torch.device, what: str = "text encoder") -> None:
     """Give a meta-device `module` its weights: parameter `<root><key>` comes from
@@ -388,10 +392,10 @@ def assign_weights(module: nn.Module, sources: Mapping[str, Mapping[str, Tensor]
         key = name[len(root):]
         part = sources[root]
         if key not in part:
-            raise KeyError(f"{what} {root.split('.')[0]!r}: weight {key!r} missing")
+            raise KeyError(f"{what}{_root_label(root)}: weight {key!r} missing")
         t = part[key]
         if t.shape != ref.shape:
-            raise ValueError(f"{what} {root.split('.')[0]!r}: {key!r} has shape "
+            raise ValueError(f"{what}{_root_label(root)}: {key!r} has shape "
                              f"{tuple(t.shape)}, expected {tuple(ref.shape)}")
         weights[name] = t.to(device=device, dtype=dtype)
     module.load_state_dict(weights, assign=True)

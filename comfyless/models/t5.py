@@ -272,17 +272,10 @@ def build_t5(sd: Mapping[str, Tensor], dtype: torch.dtype = torch.float32,
     cfg = infer_t5_config(sd)
     with torch.device("meta"):
         model = T5Encoder(cfg)
-    weights = {}
-    for name, ref in model.state_dict().items():
-        if name not in sd:
-            raise KeyError(f"T5 encoder: weight {name!r} missing")
-        t = sd[name]
-        if t.shape != ref.shape:
-            raise ValueError(f"T5 encoder: {name!r} has shape {tuple(t.shape)}, "
-                             f"expected {tuple(ref.shape)}")
-        weights[name] = t.to(device=device, dtype=dtype)
-    model.load_state_dict(weights, assign=True)
-    return model.eval().requires_grad_(False)
+    from .clip import assign_weights
+
+    assign_weights(model, {"": sd}, dtype, torch.device(device), what="T5 encoder")
+    return model
 
 
 def t5_state_dict(size: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -49,6 +49,7 @@ from .clip import (
     infer_config,
 )
 from .families import FAMILIES, EncoderSpec
+from .families.sd.text import clip_layer_count
 from .t5 import CONFIGS as T5_CONFIGS
 from .t5 import (
     T5Config,
@@ -273,13 +274,6 @@ def text_set(clip_type: str) -> TextSet:
 _LAYER = "text_model.encoder.layers.{}.mlp.fc1.weight"
 
 
-def _clip_layers(sd: Mapping[str, Tensor]) -> int:
-    n = 0
-    while f"text_model.encoder.layers.{n}.layer_norm1.weight" in sd:
-        n += 1
-    return n
-
-
 def clip_kind(sd: Mapping[str, Tensor]) -> str:
     """"g", "h" or "l" for HF-layout CLIP text-tower keys.
 
@@ -294,7 +288,7 @@ def clip_kind(sd: Mapping[str, Tensor]) -> str:
     width = sd["text_model.embeddings.token_embedding.weight"].shape[1]
     small_g = {(c.width, c.layers) for (kind, size), c in CONFIGS.items()
                if kind == "g" and size != "full"}
-    return "g" if (width, _clip_layers(sd)) in small_g else "l"
+    return "g" if (width, clip_layer_count(sd)) in small_g else "l"
 
 
 def split_encoder(sd: Mapping[str, Tensor]) -> tuple[str, dict[str, Tensor]]:

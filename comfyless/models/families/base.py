@@ -34,6 +34,13 @@ class EncoderSpec:
     act: str
 
 
+def prediction_const(config: Any, shapes: Shapes, prefix: str,
+                     read: Callable[[str], Any] | None) -> tuple[str, bool]:
+    """Flow models (FLUX.1, SD3): always CONST (x_t = σ·noise + (1 − σ)·x0, the network
+    predicts the velocity)."""
+    return "const", False
+
+
 def resolve(ref: str) -> Any:
     """The object a "package.module:attribute" reference names (imported on first use)."""
     module, _, attr = ref.partition(":")

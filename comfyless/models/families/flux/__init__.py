@@ -11,7 +11,7 @@ the make-checkpoint writer are not wired yet. The network brings its own LoRA ke
 from __future__ import annotations
 
 from ...latent_formats import FLUX
-from ..base import Family
+from ..base import Family, prediction_const
 from . import detect
 
 _HERE = __name__
@@ -20,7 +20,7 @@ _COMMON = dict(
     trigger_key=detect.TRIGGER_KEY,
     detect_config=detect.detect_flux_config,
     describe_config=detect.describe,
-    prediction=detect.prediction_const,
+    prediction=prediction_const,
     network=f"{_HERE}.network:FluxNetwork",
     latent_format=FLUX,
     default_prediction="const",

@@ -8,8 +8,6 @@ are first mapped onto BFL names (names.py). Header only: no tensor is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..base import DetectionError, Shapes
 from . import names
 from .config import PATCH_SIZE, FluxConfig, axes_for_head_dim
@@ -112,12 +110,6 @@ def matches_dev(cfg: FluxConfig) -> bool:
 def matches_schnell(cfg: FluxConfig) -> bool:
     """schnell: no guidance embedding."""
     return not cfg.guidance_embed
-
-
-def prediction_const(cfg: FluxConfig, shapes: Shapes, prefix: str,
-                     read: Callable[[str], object] | None) -> tuple[str, bool]:
-    """Flow models: always CONST (x_t = σ·noise + (1 − σ)·x0, the network predicts v)."""
-    return "const", False
 
 
 def describe(cfg: FluxConfig) -> str:

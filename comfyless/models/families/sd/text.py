@@ -12,7 +12,8 @@ from typing import Any
 _TOKEN_EMB = "text_model.embeddings.token_embedding.weight"
 
 
-def _layers(sd: Mapping[str, Any]) -> int:
+def clip_layer_count(sd: Mapping[str, Any]) -> int:
+    """The number of layers of an HF-layout CLIP text tower (`text_model.encoder.layers.N`)."""
     n = 0
     while f"text_model.encoder.layers.{n}.layer_norm1.weight" in sd:
         n += 1
@@ -21,7 +22,7 @@ def _layers(sd: Mapping[str, Any]) -> int:
 
 def _openclip_like(sd: Mapping[str, Any]) -> bool:
     """OpenCLIP ViT-H (24 layers, or a projection on a non-768 width) rather than CLIP-L."""
-    return _layers(sd) >= 23 or "text_projection.weight" in sd and \
+    return clip_layer_count(sd) >= 23 or "text_projection.weight" in sd and \
         sd[_TOKEN_EMB].shape[1] != 768
 
 

@@ -11,7 +11,7 @@ not declared yet: `text_encoders=()`.
 from __future__ import annotations
 
 from ...latent_formats import SD3
-from ..base import Family
+from ..base import Family, prediction_const
 from . import detect
 
 _HERE = __name__
@@ -23,7 +23,7 @@ SD3_FAMILY = Family(
     trigger_key=detect.TRIGGER_KEY,
     detect_config=detect.detect_mmdit_config,
     matches=detect.matches_sd3,
-    prediction=detect.prediction_const,
+    prediction=prediction_const,
     describe_config=detect.describe,
     network=f"{_HERE}.network:MMDiT",
     latent_format=SD3,

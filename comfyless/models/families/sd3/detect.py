@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..base import DetectionError, Shapes
@@ -119,12 +119,6 @@ def detect_mmdit_config(shapes: Shapes, prefix: str = "model.diffusion_model."
 def matches_sd3(cfg: MMDiTConfig) -> bool:
     """SD3 / SD3.5: a 16-channel latent in and out (ComfyUI's `SD3` class)."""
     return cfg.in_channels == 16 and cfg.out_channels == 16
-
-
-def prediction_const(cfg: MMDiTConfig, shapes: Shapes, prefix: str,
-                     read: Callable[[str], object] | None) -> tuple[str, bool]:
-    """SD3 / SD3.5 are rectified-flow models: always CONST (velocity) prediction."""
-    return "const", False
 
 
 def describe(cfg: MMDiTConfig) -> str:
