@@ -134,7 +134,8 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     where = error_where(node_id, input_name)
     vae_dtype = dtype or default_vae_dtype(device)
     dtype = dtype or default_dtype(device)
-    with open_tensor_file(path, **where) as tensors:
+    # scaled-fp8 weights come dequantised straight into the compute dtype (models/quant.py)
+    with open_tensor_file(path, dequantize_dtype=dtype, **where) as tensors:
         detected = _detect(tensors, path.name, where)
         unet = build_unet(detected, tensors, detected.unet_prefix, dtype, device, where,
                           path.name)
@@ -154,7 +155,7 @@ def load_diffusion_model(path: str | os.PathLike, *, device: str | torch.device 
     path = Path(path)
     where = error_where(node_id, input_name)
     dtype = dtype or default_dtype(device)
-    with open_tensor_file(path, **where) as tensors:
+    with open_tensor_file(path, dequantize_dtype=dtype, **where) as tensors:
         has_prefix = any(k.startswith(UNET_PREFIX) for k in tensors.shapes)
         prefix = UNET_PREFIX if has_prefix else ""
         detected = _detect(tensors, path.name, where, prefix=prefix)

@@ -473,11 +473,12 @@ def _root_of(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     raise KeyError("no 'token_embedding.weight' key: not a CLIP text encoder")
 
 
-def _read(path: str | Path) -> dict[str, Tensor]:
-    """The encoder keys of a text-encoder file, in HF layout (safetensors read memory-mapped)."""
+def _read(path: str | Path, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """The encoder keys of a text-encoder file, in HF layout (safetensors read memory-mapped;
+    scaled-fp8 weights dequantised in `dtype`)."""
     from .tensor_files import open_tensor_file
 
-    with open_tensor_file(path) as tensors:
+    with open_tensor_file(path, dequantize_dtype=dtype) as tensors:
         return _root_of({k: tensors[k] for k in tensors})
 
 
@@ -500,7 +501,7 @@ def load_clip_files(paths: Sequence[str | Path], type: str, device: str | torch.
     type: text_sets.load_text_encoder_files."""
     if dtype is None:
         dtype = default_text_dtype(device)
-    encoders = [_read(p) for p in paths]
+    encoders = [_read(p, dtype) for p in paths]
     for record in FAMILIES:
         if record.clip_type != type or record.assign_text_encoders is None:
             continue

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .quant import dequantized_state_dict
 from .tokenizer import TokenWeights, parse_weights
 
 PAD_TOKEN = 0
@@ -235,16 +236,14 @@ def is_t5(keys) -> bool:
 
 def t5_root(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The T5 keys without whatever prefix sits before `encoder.block…` (`shared.weight` and
-    `encoder.embed_tokens.weight` folded into one `shared.weight`)."""
+    `encoder.embed_tokens.weight` folded into one `shared.weight`; scaled-fp8 weights
+    dequantised)."""
     root = next((k[: -len(Q_KEY)] for k in sd if k.endswith(Q_KEY)), None)
     if root is None:
         raise KeyError(f"not a T5 encoder: no '{Q_KEY}' key")
-    out = {k[len(root):]: v for k, v in sd.items() if k.startswith(root)}
-    if "scaled_fp8" in out or any(k.endswith(".scale_weight") for k in out):
-        # per-tensor scales would have to multiply every weight; refuse rather than misload
-        raise ValueError("scaled-fp8 T5 files (with 'scaled_fp8' / '*.scale_weight' keys) are "
-                         "not supported; expected plain fp32/fp16/bf16/fp8 weights such as "
-                         "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors")
+    # scaled fp8 (t5xxl_fp8_e4m3fn_scaled): files arrive dequantised (tensor_files); a state
+    # dict handed in directly is dequantised here (float32), its marker and scales dropped
+    out = dequantized_state_dict({k[len(root):]: v for k, v in sd.items() if k.startswith(root)})
     embed = out.pop("encoder.embed_tokens.weight", None)
     if "shared.weight" not in out and embed is not None:
         out["shared.weight"] = embed  # same tensor, stored under the encoder's own name

@@ -49,10 +49,47 @@ def error_where(node_id: str | None, input_name: str | None) -> dict[str, Any]:
 
 @contextmanager
 def open_tensor_file(path: str | os.PathLike, *, node_id: str | None = None,
-                     input_name: str | None = None) -> Iterator[TensorFile]:
-    """Open a safetensors (memory-mapped) or weights-only pickle file as a TensorFile."""
+                     input_name: str | None = None,
+                     dequantize_dtype: torch.dtype = torch.float32) -> Iterator[TensorFile]:
+    """Open a safetensors (memory-mapped) or weights-only pickle file as a TensorFile.
+
+    Quantised files (ComfyUI's scaled fp8, per-tensor fp8 mixed precision; models/quant.py)
+    read as plain ones: scaled weights come dequantised in `dequantize_dtype` (pass the
+    compute dtype: float32 doubles a bf16 load's transient memory) and the scale/marker keys
+    are hidden.
+    """
     path = Path(path)
     where = error_where(node_id, input_name)
+    with _opened(path, where) as tensors:
+        yield _dequantized(tensors, dequantize_dtype, path, where)
+
+
+def _dequantized(tensors: TensorFile, dtype: torch.dtype, path: Path,
+                 where: dict[str, Any]) -> TensorFile:
+    """`tensors` with scaled weights dequantised to `dtype` and the quantisation keys hidden
+    (the same object for a plain file); quant.py's refusals become ModelLoadErrors."""
+    from .quant import QuantFormatError, dequantized_reader, plan_dequantization
+
+    try:
+        plan = plan_dequantization(tensors.shapes, tensors.metadata, tensors.__getitem__)
+    except QuantFormatError as exc:
+        raise ModelLoadError(f"{path.name}: {exc}", **where) from exc
+    if plan is None:
+        return tensors
+    dequantized = dequantized_reader(plan, tensors.__getitem__, dtype)
+
+    def read(key: str) -> Tensor:
+        try:
+            return dequantized(key)
+        except QuantFormatError as exc:
+            raise ModelLoadError(f"{path.name}: {exc}", **where) from exc
+
+    shapes = {k: v for k, v in tensors.shapes.items() if k not in plan.hidden}
+    return TensorFile(shapes, read, tensors.metadata)
+
+
+@contextmanager
+def _opened(path: Path, where: dict[str, Any]) -> Iterator[TensorFile]:
     if not path.is_file():
         listing = ", ".join(sorted(p.name for p in path.parent.glob("*"))[:20]) \
             if path.parent.is_dir() else "(folder missing)"

@@ -300,10 +300,12 @@ def split_encoder(sd: Mapping[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
     return clip_kind(part), part
 
 
-def _read_file(path: str | Path) -> tuple[str, dict[str, Tensor]]:
+def _read_file(path: str | Path, dtype: torch.dtype = torch.float32
+               ) -> tuple[str, dict[str, Tensor]]:
     from .tensor_files import open_tensor_file
 
-    with open_tensor_file(path) as tensors:
+    # scaled-fp8 files (t5xxl_fp8_e4m3fn_scaled) come dequantised in the load dtype
+    with open_tensor_file(path, dequantize_dtype=dtype) as tensors:
         return split_encoder({k: tensors[k] for k in tensors})
 
 
@@ -359,7 +361,7 @@ def load_text_set_files(paths: Sequence[str | Path], clip_type: str,
     """DualCLIPLoader / TripleCLIPLoader / CLIPLoader for a text-set type: each file routed
     by its keys (T5 by `encoder.block.*`, CLIP by `layers.30` ⇒ G, `layers.22` ⇒ H, else L)."""
     names = list(names) if names is not None else [Path(p).name for p in paths]
-    files = [_read_file(p) for p in paths]
+    files = [_read_file(p, dtype) for p in paths]
     assign_files([k for k, _ in files], clip_type, names)
     return build_text_set(dict(files), clip_type, dtype=dtype, device=device)
 

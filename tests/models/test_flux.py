@@ -96,8 +96,7 @@ def test_extra_channel_variants_are_refused_by_name(channels, what):
         detect_family(shapes, prefix="")
 
 
-@pytest.mark.parametrize("key, what", [("distilled_guidance_layer.norms.0.scale", "Chroma"),
-                                       ("double_blocks.0.img_attn.qkv.scale_weight", "scaled")])
+@pytest.mark.parametrize("key, what", [("distilled_guidance_layer.norms.0.scale", "Chroma")])
 def test_other_flux_like_files_are_refused_by_name(key, what):
     shapes = _shapes(_file_sd("flux"))
     shapes[key] = (1,)

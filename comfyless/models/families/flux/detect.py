@@ -8,6 +8,7 @@ are first mapped onto BFL names (names.py). Header only: no tensor is read.
 
 from __future__ import annotations
 
+from ...quant import plain_keys
 from ..base import DetectionError, Shapes
 from . import names
 from .config import PATCH_SIZE, FluxConfig, axes_for_head_dim
@@ -32,7 +33,9 @@ _OTHER_MODELS = {
 
 def bfl_shapes(shapes: Shapes, prefix: str) -> dict[str, tuple[int, ...]] | None:
     """The Flux parameters under `prefix` by ComfyUI name (prefix stripped, `_norm.scale` ->
-    `_norm.weight`, a diffusers layout fused); None if the keys are not a Flux transformer."""
+    `_norm.weight`, a diffusers layout fused); None if the keys are not a Flux transformer.
+    Scaled-fp8 scales and markers are left out: the loader dequantises them (quant.py)."""
+    shapes = plain_keys(shapes)
     if names.is_diffusers_layout(shapes, prefix):
         plan = names.diffusers_plan(shapes, prefix)
         return {k: names.fused_shape(shapes, v) for k, v in plan.items()}
@@ -50,7 +53,7 @@ def detect_flux_config(shapes: Shapes, prefix: str = "model.diffusion_model.") -
     found = bfl_shapes(shapes, prefix)
     if found is None:
         return None
-    _refuse_unsupported(found, shapes, prefix)
+    _refuse_unsupported(found, prefix)
     hidden, patch_features = found["img_in.weight"]
     in_channels = patch_features // (PATCH_SIZE * PATCH_SIZE)
     if in_channels != LATENT_CHANNELS:
@@ -80,7 +83,7 @@ def detect_flux_config(shapes: Shapes, prefix: str = "model.diffusion_model.") -
     )
 
 
-def _refuse_unsupported(found: dict[str, tuple[int, ...]], shapes: Shapes, prefix: str) -> None:
+def _refuse_unsupported(found: dict[str, tuple[int, ...]], prefix: str) -> None:
     """Flux-like models and storage formats we cannot run: say which, never a shape error."""
     for key, model in _OTHER_MODELS.items():
         if key in found:
@@ -89,11 +92,6 @@ def _refuse_unsupported(found: dict[str, tuple[int, ...]], shapes: Shapes, prefi
     if "vector_in.in_layer.weight" not in found:
         raise DetectionError("Flux layout without vector_in (LongCat-Image or another "
                              "derivative) is not supported yet")
-    scaled = [k for k in shapes if k.startswith(prefix) and (
-        k.endswith((".scale_weight", ".weight_scale", ".comfy_quant")) or k.endswith("scaled_fp8"))]
-    if scaled:
-        raise DetectionError(f"scaled-fp8 / quantised Flux files (keys like {scaled[0]!r}) are "
-                             "not supported yet; use a plain bf16/fp16/fp8 file")
     missing = [k for k in ("txt_in.weight", f"{_QUERY_NORM}.weight",
                            "double_blocks.0.img_mlp.0.weight", "final_layer.linear.weight")
                if k not in found]
