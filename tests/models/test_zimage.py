@@ -149,6 +149,26 @@ def test_load_diffusion_model_file(registered, tmp_path, prefix):
         assert_close_scaled(model.diffusion_model(x, t, ctx), net(x, t, ctx))
 
 
+def test_fp8_file_keeps_fp8_weights_and_matches_the_upcast_model(registered, tmp_path):
+    from comfyless.models.checkpoint import load_diffusion_model
+
+    fp8 = torch.float8_e4m3fn
+    cfg, sd, _ = _tiny()
+    stored = {k: v.to(fp8) if v.ndim == 2 else v for k, v in sd.items()}
+    save_file(stored, str(tmp_path / "z_image_fp8.safetensors"))
+    model = load_diffusion_model(tmp_path / "z_image_fp8.safetensors")
+    net = model.diffusion_model
+    assert net.layers[0].attention.qkv.weight.dtype == fp8 and net.x_pad_token.dtype == fp8
+    assert net.x_embedder.bias.dtype == torch.float32 and model.dtype == torch.float32
+    upcast = ZImageNetwork(cfg)
+    upcast.load_state_dict({k: v.float() for k, v in stored.items()})
+    x, t, ctx = _inputs()
+    with torch.no_grad():
+        ours, reference = net(x, t, ctx), upcast(x, t, ctx)
+    assert ours.dtype == torch.float32
+    assert_close_scaled(ours, reference, rtol=1e-5, atol_rel=1e-5)
+
+
 def test_apply_model_and_the_family_conditioning(registered, one_torch_thread):
     from comfyless.models.patcher import ModelPatcher
 
