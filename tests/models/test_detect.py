@@ -101,7 +101,7 @@ def test_inpaint_unet_is_refused_with_description():
 @pytest.mark.parametrize("key, name", [
     ("model.diffusion_model.head.modulation", "Wan"),
     ("txt_norm.weight", "Qwen-Image"),
-    ("model.diffusion_model.cap_embedder.1.weight", "Z-Image"),
+    ("model.diffusion_model.t5_yproj.weight", "Mochi"),
     ("adaln_single.emb.timestep_embedder.linear_1.bias", "LTX-Video"),
 ])
 def test_known_unsupported_families_are_named(key, name):

@@ -4,7 +4,7 @@ and a LoRA training smoke test.
 
 The ComfyUI -> diffusers renaming used to feed the oracle is written out here on purpose (from
 model-families.md §3.6), independently of the package's table in zimage/names.py. The family is
-not in the registry yet: tests that go through it register the record on a copy of FAMILIES.
+in the registry (models/families/__init__.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from comfyless.lora.formats import place_patches, read_lora
 from comfyless.models import families
 from comfyless.models.families import detect_family
 from comfyless.models.families.base import DetectionError
-from comfyless.models.families.zimage import ZIMAGE
 from comfyless.models.families.zimage.conditioning import zimage_conds
 from comfyless.models.families.zimage.detect import detect_zimage_config
 from comfyless.models.families.zimage.network import ZImageNetwork
@@ -38,10 +37,9 @@ PREFIX = "model.diffusion_model."
 
 
 @pytest.fixture
-def registered(monkeypatch):
-    """The zimage record in the registry (on a copy of FAMILIES, restored afterwards)."""
-    monkeypatch.setattr(families, "FAMILIES", list(families.FAMILIES))
-    return families.register(ZIMAGE)
+def registered():
+    """The zimage record, as the registry holds it."""
+    return families.family("zimage")
 
 
 def _shapes(sd):
