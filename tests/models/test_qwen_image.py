@@ -150,8 +150,8 @@ def test_fp8_file_keeps_fp8_weights_and_matches_the_upcast_model(tmp_path):
     path = tmp_path / "qwen_image_fp8_e4m3fn.safetensors"
     save_file(sd, str(path))
     net = load_diffusion_model(path).diffusion_model
-    assert net.img_in.weight.dtype == fp8 and net.transformer_blocks[1].attn.to_q.weight.dtype == (
-        fp8)
+    assert net.img_in.weight.dtype == fp8
+    assert net.transformer_blocks[1].attn.to_q.weight.dtype == fp8
     assert net.txt_norm.weight.dtype == torch.float32 and net.dtype == torch.float32
     upcast = QwenImageNetwork(net.config)
     upcast.load_state_dict({k: v.float() for k, v in sd.items()})
@@ -339,7 +339,7 @@ def test_family_record_and_sampling():
         writer.network_config("qwen-image", "tiny", CONTEXT))
 
 
-def test_conds_pass_the_mask_only_when_it_has_padding(tmp_path):
+def test_conds_pass_the_mask_only_when_it_has_padding():
     class Patcher:
         latent_format = WAN21
 
