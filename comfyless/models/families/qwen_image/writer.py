@@ -1,0 +1,86 @@
+"""Random-weight Qwen-Image transformers in the ComfyUI/diffusers file layout (prefix-free keys),
+for tests, benchmarks and make-checkpoint.
+
+Sizes: "tiny" (hidden 64, 2 heads x 32, 2 blocks), "small" (hidden 512, 4 heads x 128,
+4 blocks), "full" (the real 20.4 B-parameter shapes: build it on the meta device,
+`diffusion_model_shapes`, or write it tensor by tensor, `write_diffusion_model`; it is never
+held in memory). joint_attention_dim defaults to the real Qwen2.5-VL-7B width 3584 so tests can
+pick a tiny text width instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ...checkpoint_writer import random_init, write_streamed
+from ..flux.config import axes_for_head_dim
+from .config import JOINT_ATTENTION_DIM, QwenImageConfig
+from .network import QwenImageNetwork
+
+NAMES = ("qwen-image", "qwen_image", "qwen-image-2512")  # one layout for all
+SIZES = ("tiny", "small", "full")
+_LAYOUTS = {  # (hidden, heads, blocks)
+    "tiny": (64, 2, 2),
+    "small": (512, 4, 4),
+    "full": (3072, 24, 60),
+}
+
+
+def network_config(name: str = "qwen-image", size: str = "tiny",
+                   joint_attention_dim: int | None = JOINT_ATTENTION_DIM,
+                   adm_in_channels: int | None = None) -> QwenImageConfig:
+    """The QwenImageConfig written for (name, size); the signature is the family record's
+    `test_unet_config` (Qwen-Image has no pooled/adm input: `adm_in_channels` is ignored)."""
+    if name not in NAMES or size not in SIZES:
+        raise ValueError(f"name must be one of {NAMES} and size one of {SIZES}, "
+                         f"got {name!r}, {size!r}")
+    hidden, heads, blocks = _LAYOUTS[size]
+    return QwenImageConfig(hidden_size=hidden, num_heads=heads, num_layers=blocks,
+                           joint_attention_dim=joint_attention_dim or JOINT_ATTENTION_DIM,
+                           mlp_hidden=4 * hidden, axes_dim=axes_for_head_dim(hidden // heads))
+
+
+def diffusion_model_shapes(name: str = "qwen-image", size: str = "tiny",
+                           joint_attention_dim: int = JOINT_ATTENTION_DIM
+                           ) -> dict[str, torch.Size]:
+    """{file key: shape}, built on the meta device."""
+    with torch.device("meta"):
+        net = QwenImageNetwork(network_config(name, size, joint_attention_dim))
+    return {k: v.shape for k, v in net.state_dict().items()}
+
+
+def _random_tensors(name: str, size: str, seed: int, joint_attention_dim: int
+                    ) -> Iterator[tuple[str, Tensor]]:
+    """(file key, float32 tensor) one at a time, in a fixed order from one generator."""
+    gen = torch.Generator().manual_seed(seed)
+    for key, shape in diffusion_model_shapes(name, size, joint_attention_dim).items():
+        # one key per call draws the same numbers as one call over all keys
+        yield key, random_init({key: shape}, gen)[key]
+
+
+def diffusion_model_state_dict(name: str = "qwen-image", size: str = "tiny", seed: int = 0,
+                               joint_attention_dim: int = JOINT_ATTENTION_DIM
+                               ) -> dict[str, Tensor]:
+    """Random float32 weights under the file keys (prefix-free). "full" is refused here
+    (82 GB of float32): use `write_diffusion_model` or `diffusion_model_shapes`."""
+    if size == "full":
+        raise ValueError("the full Qwen-Image transformer (20.4 B parameters) is never built "
+                         "in memory: use write_diffusion_model(...) or "
+                         "diffusion_model_shapes(...)")
+    return dict(_random_tensors(name, size, seed, joint_attention_dim))
+
+
+def write_diffusion_model(path: str | Path, name: str = "qwen-image", size: str = "tiny",
+                          seed: int = 0, *, dtype: torch.dtype = torch.bfloat16,
+                          joint_attention_dim: int = JOINT_ATTENTION_DIM) -> Path:
+    """Write a random transformer file tensor by tensor (same numbers as
+    `diffusion_model_state_dict`), so "full" never needs the model in memory."""
+    shapes = {k: tuple(v) for k, v in
+              diffusion_model_shapes(name, size, joint_attention_dim).items()}
+    meta = {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}
+    return write_streamed(path, shapes, _random_tensors(name, size, seed, joint_attention_dim),
+                          dtype, meta)
