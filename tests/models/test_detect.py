@@ -100,7 +100,7 @@ def test_inpaint_unet_is_refused_with_description():
 
 @pytest.mark.parametrize("key, name", [
     ("model.diffusion_model.head.modulation", "Wan"),
-    ("txt_norm.weight", "Qwen-Image"),
+    ("clf.1.weight", "Stable Cascade"),
     ("model.diffusion_model.t5_yproj.weight", "Mochi"),
     ("adaln_single.emb.timestep_embedder.linear_1.bias", "LTX-Video"),
 ])

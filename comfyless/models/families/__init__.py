@@ -15,13 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import flux, sd, sd3, unsupported, zimage
+from . import flux, qwen_image, sd, sd3, unsupported, zimage
 from .base import DetectionError, EncoderSpec, Family, Shapes, resolve
 
 __all__ = ["FAMILIES", "DetectionError", "Detected", "EncoderSpec", "Family", "detect_family",
            "family", "names", "register", "resolve", "unet_prefix"]
 
-FAMILIES: list[Family] = [*sd.FAMILIES, *flux.FAMILIES, *sd3.FAMILIES, *zimage.FAMILIES]
+FAMILIES: list[Family] = [*sd.FAMILIES, *flux.FAMILIES, *sd3.FAMILIES, *zimage.FAMILIES,
+                          *qwen_image.FAMILIES]
 
 # ComfyUI counts these prefixes; the most frequent wins if it has more than 5 keys.
 _CANDIDATE_PREFIXES = ("model.diffusion_model.", "model.model.", "net.")

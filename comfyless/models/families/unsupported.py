@@ -14,7 +14,6 @@ from collections.abc import Iterable
 KNOWN_UNSUPPORTED: tuple[tuple[str, str], ...] = (
     ("double_stream_modulation_img.lin.weight", "FLUX.2"),
     ("distilled_guidance_layer.norms.0.scale", "Chroma"),
-    ("txt_norm.weight", "Qwen-Image"),
     ("head.modulation", "Wan 2.x (video)"),
     ("txt_in.individual_token_refiner.blocks.0.norm1.weight", "HunyuanVideo"),
     ("adaln_single.emb.timestep_embedder.linear_1.bias", "LTX-Video"),
