@@ -380,7 +380,8 @@ class QwenTextClip(ClipModel):
         return {self.encoder.root: QwenTokenizer(self.encoder).tokenize_with_weights(text)}
 
     def encode_from_tokens(self, tokens: Mapping[str, list[TokenWeights]],
-                           return_pooled: bool = True, return_dict: bool = False):
+                           return_pooled: bool = True, return_dict: bool = False
+                           ) -> tuple[Tensor, None] | dict[str, Tensor | None]:
         """(cond [1, L, hidden], None) float32 on the CPU; with `return_dict`
         {"cond", "pooled_output": None, "attention_mask" [1, L] only when it has zeros}.
         Token weights are ignored (always 1: the weight syntax is disabled)."""
@@ -461,11 +462,19 @@ def describe_qwen(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     if kind is None:
         return None
     encoder = next(e for e in QWEN_TEXT_ENCODERS.values() if e.kind == kind)
-    width = qwen_width(shapes)
-    if width == encoder.real_width or width <= TEST_MAX_WIDTH:
+    if is_encoder_file(shapes, encoder):
         return f"a {encoder.title} text encoder"
     family = "Qwen3" if kind == "qwen3" else "Qwen2.5"
-    return f"a {family} text encoder {width} wide (not {encoder.title}, {encoder.real_width})"
+    return (f"a {family} text encoder {qwen_width(shapes)} wide (not {encoder.title}, "
+            f"{encoder.real_width})")
+
+
+def is_encoder_file(shapes: Mapping[str, tuple[int, ...]], encoder: QwenTextEncoder) -> bool:
+    """True if the keys hold this encoder: its Qwen kind at its real width (or a test width)."""
+    if qwen_kind(shapes) != encoder.kind:
+        return False
+    width = qwen_width(shapes)
+    return width == encoder.real_width or width <= TEST_MAX_WIDTH
 
 
 def qwen_width(shapes: Mapping[str, tuple[int, ...]]) -> int:
@@ -554,10 +563,3 @@ def _random_weight(key: str, shape: torch.Size, generator: torch.Generator | Non
         return 0.1 * t
     return 1.0 + 0.1 * t  # norm scales
 
-
-def is_encoder_file(shapes: Mapping[str, tuple[int, ...]], encoder: QwenTextEncoder) -> bool:
-    """True if the keys hold this encoder: its Qwen kind at its real width (or a test width)."""
-    if qwen_kind(shapes) != encoder.kind:
-        return False
-    width = qwen_width(shapes)
-    return width == encoder.real_width or width <= TEST_MAX_WIDTH

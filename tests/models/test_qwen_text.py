@@ -380,3 +380,22 @@ def test_lora_on_the_text_encoder_matches_merged_weights(tiny_sds):
     assert not torch.allclose(before, after, atol=1e-3)
     assert_close_scaled(after, merged)
     assert_close_scaled(clip.encode("a cat")[0], before)  # weights restored
+
+
+def test_clip_loader_node_and_text_encode(tmp_path, tiny_sds):
+    from comfyless.engine.context import RunContext
+    from comfyless.nodes.conditioning import CLIPTextEncode
+    from comfyless.nodes.loaders import CLIPLoader
+    from comfyless.typesys.errors import ModelLoadError
+
+    ctx = RunContext.create(tmp_path / "base").for_node("6", "CLIPLoader")
+    folder = ctx.paths.folders("text_encoders")[0]
+    folder.mkdir(parents=True)
+    _write(folder, "qwen_2.5_vl_7b.safetensors", tiny_sds["qwen_image"])
+    (clip,) = CLIPLoader.execute(ctx, clip_name="qwen_2.5_vl_7b.safetensors", type="qwen_image")
+    ((cond, extras),) = CLIPTextEncode.execute(ctx, text="a cat", clip=clip)[0]
+    assert cond.shape == (1, 7, 32) and extras["pooled_output"] is None
+    with pytest.raises(ModelLoadError) as info:
+        CLIPLoader.execute(ctx, clip_name="qwen_2.5_vl_7b.safetensors", type="lumina2")
+    assert (info.value.node_id, info.value.input_name) == ("6", "clip_name")
+    assert "Qwen2.5-VL-7B" in str(info.value)
