@@ -399,3 +399,18 @@ def test_clip_loader_node_and_text_encode(tmp_path, tiny_sds):
         CLIPLoader.execute(ctx, clip_name="qwen_2.5_vl_7b.safetensors", type="lumina2")
     assert (info.value.node_id, info.value.input_name) == ("6", "clip_name")
     assert "Qwen2.5-VL-7B" in str(info.value)
+
+
+def test_scaled_fp8_file_loads_dequantised(tmp_path, tiny_sds):
+    """`qwen_2.5_vl_7b_fp8_scaled.safetensors`-style file: Linear weights fp8 with
+    `scale_weight`, a bare `scaled_fp8` marker; equals the model of the dequantised weights."""
+    from tests.models.test_scaled_fp8 import scale_fp8
+
+    scaled, plain = scale_fp8(tiny_sds["qwen_image"], "")
+    assert scaled["model.layers.0.mlp.up_proj.weight"].dtype == torch.float8_e4m3fn
+    path = _write(tmp_path, "qwen_2.5_vl_7b_fp8_scaled.safetensors", scaled)
+    clip = load_text_encoder_files([path], "qwen_image", names=["clip_name"])
+    direct = qt.build_qwen_text(plain, qt.QWEN_TEXT_ENCODERS["qwen_image"])
+    assert_close_scaled(clip.encode("a cat")[0], direct.encode("a cat")[0])
+    assert_close_scaled(qt.build_qwen_text(scaled, qt.QWEN_TEXT_ENCODERS["qwen_image"])
+                        .encode("a cat")[0], direct.encode("a cat")[0])  # a dict handed in
