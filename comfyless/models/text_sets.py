@@ -1,5 +1,7 @@
 """Text-encoder sets with T5-XXL: ComfyUI's CLIP types `flux` (CLIP-L + T5-XXL) and `sd3`
-(any of CLIP-L, CLIP-G, T5-XXL), as one CLIP payload (`TextSetClip`).
+(any of CLIP-L, CLIP-G, T5-XXL), as one CLIP payload (`TextSetClip`); the single-file Qwen
+encoders of types `lumina2` (Qwen3-4B) and `qwen_image` (Qwen2.5-VL-7B) are routed to
+models/qwen_text.py (`QwenTextClip`) by the same entry points.
 
 Facts (model-families.md §1.4, §2.3, §7):
 * flux: tokens {"l": CLIP windows, "t5xxl": one T5 sequence, min_length 256};
@@ -50,6 +52,18 @@ from .clip import (
 )
 from .families import FAMILIES, EncoderSpec
 from .families.sd.text import clip_layer_count
+from .qwen_text import (
+    QWEN_TEXT_ENCODERS,
+    QwenTextClip,
+    build_qwen_text,
+    describe_qwen,
+    is_encoder_file,
+    lm_keys,
+    qwen_kind,
+    qwen_state_dict,
+    qwen_text_dtype,
+    qwen_text_encoder,
+)
 from .t5 import CONFIGS as T5_CONFIGS
 from .t5 import (
     T5Config,
@@ -387,19 +401,98 @@ def load_text_set(state_dict: Mapping[str, Tensor], clip_type: str,
     return build_text_set(encoders, clip_type, dtype=dtype, device=device, family=family)
 
 
+# --- Qwen text encoders (lumina2, qwen_image): one file each ---------------------------------
+
+def _found_in(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """What a text-encoder file or checkpoint part holds, for error messages."""
+    if (qwen := describe_qwen(shapes)) is not None:
+        return qwen
+    if is_t5(shapes):
+        return "a T5-XXL text encoder"
+    if any(k.endswith("token_embedding.weight") for k in shapes):
+        return "a CLIP text encoder"
+    return f"no known text-encoder keys ({len(shapes)} keys, e.g. {sorted(shapes)[:3]})"
+
+
+def _qwen_expects(clip_type: str) -> str:
+    enc = qwen_text_encoder(clip_type)
+    return f"CLIP type {clip_type!r} expects one {enc.title} file (e.g. {enc.file_name})"
+
+
+def load_qwen_text_files(paths: Sequence[str | Path], clip_type: str,
+                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                         names: Sequence[str] | None = None) -> QwenTextClip:
+    """CLIPLoader for `lumina2` / `qwen_image`: exactly one file holding that Qwen LM (its
+    vision tower and lm_head are not read); TextSetError naming the input otherwise."""
+    from .tensor_files import open_tensor_file
+
+    enc = qwen_text_encoder(clip_type)
+    names = list(names) if names is not None else [Path(p).name for p in paths]
+    if len(paths) != 1:
+        raise TextSetError(f"{', '.join(names) or 'no files'}: {len(paths)} files; "
+                           f"{_qwen_expects(clip_type)}", input_name=names[-1] if names else None)
+    dtype = dtype or qwen_text_dtype(device)
+    with open_tensor_file(paths[0], dequantize_dtype=dtype) as tensors:
+        if not is_encoder_file(tensors.shapes, enc):
+            raise TextSetError(f"{names[0]}: found {_found_in(tensors.shapes)}; "
+                               f"{_qwen_expects(clip_type)}", input_name=names[0])
+        sd = {k: tensors[k] for k in lm_keys(tensors.shapes)}
+    return build_qwen_text(sd, enc, dtype=dtype, device=device, family=_family_name(clip_type))
+
+
+def _refuse_qwen_files(paths: Sequence[str | Path], clip_type: str,
+                       names: Sequence[str] | None) -> None:
+    """A Qwen LM file given with another CLIP type: TextSetError naming the input and the type
+    that loads it (its keys would otherwise read as 'not a CLIP text encoder')."""
+    from .tensor_files import open_tensor_file
+
+    names = list(names) if names is not None else [Path(p).name for p in paths]
+    for path, name in zip(paths, names, strict=True):
+        with open_tensor_file(path) as tensors:
+            kind = qwen_kind(tensors.shapes)
+            if kind is None:
+                continue
+            found = _found_in(tensors.shapes)
+        right = [e.clip_type for e in QWEN_TEXT_ENCODERS.values() if e.kind == kind]
+        raise TextSetError(f"{name}: found {found}; it loads alone with CLIPLoader type "
+                           f"{right[0]!r}, not as CLIP type {clip_type!r}", input_name=name)
+
+
+def load_qwen_checkpoint_text(state_dict: Mapping[str, Tensor], clip_type: str,
+                              dtype: torch.dtype = torch.float32,
+                              device: str | torch.device = "cpu",
+                              family: str | None = None) -> QwenTextClip | None:
+    """The Qwen encoder of an all-in-one checkpoint (`text_encoders.qwen3_4b.transformer.…` /
+    `text_encoders.qwen25_7b.transformer.…`); None if it has no keys there."""
+    enc = qwen_text_encoder(clip_type)
+    part = _take(state_dict, enc.checkpoint_prefix)
+    if not part:
+        return None
+    shapes = {k: tuple(v.shape) for k, v in part.items()}
+    if not is_encoder_file(shapes, enc):
+        raise TextSetError(f"checkpoint text encoder under {enc.checkpoint_prefix!r}: found "
+                           f"{_found_in(shapes)}; CLIP type {clip_type!r} expects {enc.title}")
+    return build_qwen_text(part, enc, dtype=dtype, device=device, family=family)
+
+
 # --- entry points for every CLIP type (the loaders and the checkpoint loader call these) ----
 
 def clip_file_types() -> tuple[str, ...]:
-    """Every CLIPLoader / DualCLIPLoader `type` comfyless loads: the families' and the T5 sets'."""
-    return tuple(dict.fromkeys([*clip_mod.clip_file_types(), *TEXT_SETS]))
+    """Every CLIPLoader / DualCLIPLoader `type` comfyless loads: the families', the T5 sets' and
+    the Qwen encoders'."""
+    return tuple(dict.fromkeys([*clip_mod.clip_file_types(), *TEXT_SETS, *QWEN_TEXT_ENCODERS]))
 
 
 def load_text_encoder_files(paths: Sequence[str | Path], clip_type: str,
                             device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                             names: Sequence[str] | None = None) -> ClipModel:
-    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader for any type: a T5 set (flux, sd3) or
-    clip.load_clip_files (SD types). `names` label the files in errors (the node's input
-    names); a set error is a TextSetError carrying the offending `input_name`."""
+    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader for any type: a Qwen encoder (lumina2,
+    qwen_image), a T5 set (flux, sd3) or clip.load_clip_files (SD types). `names` label the
+    files in errors (the node's input names); a set error is a TextSetError carrying the
+    offending `input_name`."""
+    if clip_type in QWEN_TEXT_ENCODERS:
+        return load_qwen_text_files(paths, clip_type, device=device, dtype=dtype, names=names)
+    _refuse_qwen_files(paths, clip_type, names)
     if dtype is None:
         dtype = default_text_dtype(device)
     if clip_type in TEXT_SETS:
@@ -410,10 +503,13 @@ def load_text_encoder_files(paths: Sequence[str | Path], clip_type: str,
 def load_checkpoint_text_encoders(state_dict: Mapping[str, Tensor], family: str,
                                   dtype: torch.dtype = torch.float32,
                                   device: str | torch.device = "cpu") -> ClipModel | None:
-    """The text encoders of a single-file checkpoint of `family`: its T5 set when the family's
-    `clip_type` is one (keys under `text_encoders.`; None if there are none), else
-    clip.load_clip."""
+    """The text encoders of a single-file checkpoint of `family`: its Qwen encoder or T5 set
+    when the family's `clip_type` is one (keys under `text_encoders.`; None if there are none),
+    else clip.load_clip."""
     record = find_family(family)
+    if record is not None and record.clip_type in QWEN_TEXT_ENCODERS:
+        return load_qwen_checkpoint_text(state_dict, record.clip_type, dtype, device,
+                                         family=record.name)
     if record is not None and record.clip_type in TEXT_SETS:
         return load_text_set(state_dict, record.clip_type, dtype, device, family=record.name)
     return clip_mod.load_clip(state_dict, family, dtype=dtype, device=device)
@@ -429,11 +525,16 @@ def text_encoder_files(clip_type: str, size: str = "tiny",
                        generator: torch.Generator | None = None) -> dict[str, dict[str, Tensor]]:
     """{file name: state dict} of random standalone encoders (float32) in the real layouts:
     clip_l / clip_g in HF CLIPTextModel keys (`text_model.…`, G with `text_projection`),
-    T5 in T5EncoderModel keys (`encoder.…`, `shared.weight`). Sizes: "tiny" ("full" is
-    4.8 B parameters: use t5.t5_state_dict("full") for shapes)."""
-    ts = text_set(clip_type)
+    T5 in T5EncoderModel keys (`encoder.…`, `shared.weight`), the Qwen encoders (lumina2,
+    qwen_image) in their `model.…` layout under their reference names. Sizes: "tiny" ("full"
+    is billions of parameters: use t5.t5_state_dict / qwen_text.qwen_state_dict("full") for
+    shapes, full_text_encoder_files to write them)."""
     if size not in T5_CONFIGS or size == "full":
         raise ValueError(f"text-encoder file size {size!r}: expected 'tiny'")
+    if clip_type in QWEN_TEXT_ENCODERS:
+        enc = QWEN_TEXT_ENCODERS[clip_type]
+        return {enc.file_name: qwen_state_dict(enc, size, generator)}
+    ts = text_set(clip_type)
     out = {}
     for spec in ts.clip_specs:
         sd = _random_hf(CONFIGS[(spec.name, size)], generator)
@@ -446,9 +547,15 @@ def text_encoder_files(clip_type: str, size: str = "tiny",
 
 def full_text_encoder_files(clip_type: str, seed: int = 0) -> dict[str, object]:
     """The real-size standalone files: CLIP-L / CLIP-G as state dicts, T5-XXL (4.76 B
-    parameters) as a `checkpoint_writer.StreamedFile` that writes it tensor by tensor."""
+    parameters) and the Qwen LMs (4.0 B / 7.1 B) as `checkpoint_writer.StreamedFile`s that
+    write them tensor by tensor."""
     from .checkpoint_writer import streamed_random, write_streamed
 
+    if clip_type in QWEN_TEXT_ENCODERS:
+        enc = QWEN_TEXT_ENCODERS[clip_type]
+        qwen_shapes = {k: tuple(v.shape) for k, v in qwen_state_dict(enc, "full").items()}
+        return {enc.file_name: lambda path, dtype: write_streamed(
+            path, qwen_shapes, streamed_random(qwen_shapes, seed), dtype)}
     ts = text_set(clip_type)
     generator = torch.Generator().manual_seed(seed)
     out: dict[str, object] = {}
@@ -467,6 +574,9 @@ def checkpoint_text_state_dict(clip_type: str, size: str = "tiny",
                                generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """The same random encoders under the all-in-one checkpoint prefixes (`text_encoders.…`)."""
     files = text_encoder_files(clip_type, size, generator)
+    if clip_type in QWEN_TEXT_ENCODERS:
+        enc = QWEN_TEXT_ENCODERS[clip_type]
+        return {enc.checkpoint_prefix + k: v for k, v in files[enc.file_name].items()}
     by_kind = {kind: files[name] for kind, name in STANDALONE_NAMES.items() if name in files}
     return {CHECKPOINT_PREFIXES[kind] + k: v for kind, sd in by_kind.items()
             for k, v in sd.items()}

@@ -1,0 +1,565 @@
+"""Qwen decoder-only language models as text encoders, and Qwen's byte-level BPE tokenizer.
+
+Two encoders (model-families.md §3.5, §4.5), both one standalone file loaded by CLIPLoader:
+* Qwen3-4B (Z-Image; CLIP type `lumina2`; ComfyUI root `qwen3_4b`): 36 layers, hidden 2560,
+  32 q / 8 kv heads × 128, MLP 9728, per-head RMSNorm on q and k, no q/k/v bias, tied
+  embeddings, vocab 151936. Template `<|im_start|>user\\n{prompt}<|im_end|>\\n<|im_start|>
+  assistant\\n`; output = hidden state after layer index 34 (second-to-last) without the final
+  norm; nothing dropped.
+* Qwen2.5-VL-7B's language model (Qwen-Image; CLIP type `qwen_image`; root `qwen25_7b`): 28
+  layers, hidden 3584, 28 q / 4 kv heads × 128, MLP 18944, q/k/v with bias, no q/k norm,
+  vocab 152064. Template with Qwen-Image's system prompt (a prompt already starting with
+  `<|im_start|>` or `<|start_header_id|>` is used as is); output = last layer after the final
+  norm, then the template head is dropped (§4.5: up to the second `<|im_start|>`, plus `user`
+  `\\n` after it: 34 tokens for the default template). Vision-tower keys (`visual.…`) and any
+  `lm_head` are ignored (text-only prompts: the multimodal RoPE is plain 1-D RoPE).
+
+Weights in the HF / ComfyUI layout `model.embed_tokens.weight`, `model.layers.N.self_attn.
+{q,k,v,o}_proj.{weight,bias}`, `model.layers.N.self_attn.{q,k}_norm.weight`, `model.layers.N.
+mlp.{gate,up,down}_proj.weight`, `model.layers.N.{input,post_attention}_layernorm.weight`,
+`model.norm.weight`; held under ComfyUI's module roots `<root>.transformer.model.…` so LoRA
+keys `text_encoders.<root>.transformer.model.…` land on them. Config comes from shapes; the
+head width is the q_norm width, else Qwen's 128 (a k projection narrower than 128 rows, as in
+test files, is one head).
+
+Numerics follow ComfyUI's llama.py: activations float32 whatever the storage dtype (weights
+cast per call); RMSNorm eps 1e-6; rotate-half RoPE, θ 1e6, positions 0…L−1; causal attention
+with the padding mask as an additive −finfo.min/4 bias on key positions; SiLU-gated MLP.
+
+Tokenizer (ComfyUI's Qwen tokenizers on its `qwen25_tokenizer`): the shipped
+`vocab/qwen_tokenizer.json.gz` (Apache-2.0, see vocab/README.md); prompt-weight syntax
+disabled (`\\(` / `\\)` still lose their backslash, as in ComfyUI), no BOS/EOS, pad 151643,
+min_length 1, no maximum, one sequence (never chunked). Attention mask: 1 up to the first pad
+token (`<|endoftext|>`, which a prompt may contain literally), 0 from there on (leading pads
+are masked too); it is returned only when it has zeros. No pooled output.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .clip import ClipModel, assign_weights
+from .quant import MARKER, dequantized_state_dict
+from .tokenizer import TokenWeights, _escape, _unescape
+
+TOKENIZER_FILE = Path(__file__).with_name("vocab") / "qwen_tokenizer.json.gz"
+PAD_TOKEN = 151643  # <|endoftext|>
+IM_START = 151644  # <|im_start|>
+USER_TOKEN = 872  # "user"
+NEWLINE_TOKEN = 198  # "\n"
+HEAD_WIDTH = 128  # every Qwen model's attention head width
+TEST_MAX_WIDTH = 512  # hidden widths up to this are test encoders (real ones: 2560, 3584)
+
+
+@dataclass(frozen=True)
+class QwenConfig:
+    """Shape parameters of a Qwen decoder (defaults: Qwen3-4B)."""
+
+    hidden: int = 2560
+    layers: int = 36
+    heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = HEAD_WIDTH
+    mlp: int = 9728
+    vocab: int = 151936
+    qkv_bias: bool = False
+    qk_norm: bool = True
+    rope_theta: float = 1e6
+    eps: float = 1e-6
+
+
+QWEN3_4B = QwenConfig()
+QWEN25_7B_LM = QwenConfig(hidden=3584, layers=28, heads=28, kv_heads=4, mlp=18944, vocab=152064,
+                          qkv_bias=True, qk_norm=False)
+
+
+@dataclass(frozen=True)
+class QwenTextEncoder:
+    """One Qwen text encoder as ComfyUI uses it (what differs between Z-Image and Qwen-Image)."""
+
+    clip_type: str  # CLIPLoader type
+    root: str  # ComfyUI's module root and token-dict key
+    title: str  # for messages
+    file_name: str  # the standalone file's name in the reference workflows
+    template: str
+    raw_prefixes: tuple[str, ...]  # prompts starting with one of these skip the template
+    layer_idx: int | None  # None: last layer after the final norm; else that layer, no norm
+    drop_template_head: bool
+    configs: Mapping[str, QwenConfig]  # size -> config; "tiny" keeps the full vocabulary
+
+    @property
+    def checkpoint_prefix(self) -> str:
+        """Key prefix of this encoder in all-in-one checkpoints."""
+        return f"text_encoders.{self.root}.transformer."
+
+    @property
+    def kind(self) -> str:
+        """`qwen_kind` of its files: "qwen3" or "qwen25"."""
+        return "qwen3" if self.configs["full"].qk_norm else "qwen25"
+
+    @property
+    def real_width(self) -> int:
+        return self.configs["full"].hidden
+
+
+_QWEN_IMAGE_SYSTEM = ("Describe the image by detailing the color, shape, size, texture, quantity, "
+                      "text, spatial relationships of the objects and background:")
+QWEN_TEXT_ENCODERS: dict[str, QwenTextEncoder] = {e.clip_type: e for e in (
+    QwenTextEncoder(
+        clip_type="lumina2", root="qwen3_4b", title="Qwen3-4B", file_name="qwen_3_4b.safetensors",
+        template="<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", raw_prefixes=(),
+        layer_idx=-2, drop_template_head=False,
+        configs={"tiny": QwenConfig(hidden=32, layers=3, heads=4, kv_heads=2, head_dim=16,
+                                    mlp=64),
+                 "full": QWEN3_4B}),
+    QwenTextEncoder(
+        clip_type="qwen_image", root="qwen25_7b", title="Qwen2.5-VL-7B",
+        file_name="qwen_2.5_vl_7b.safetensors",
+        template=(f"<|im_start|>system\n{_QWEN_IMAGE_SYSTEM}<|im_end|>\n<|im_start|>user\n{{}}"
+                  "<|im_end|>\n<|im_start|>assistant\n"),
+        raw_prefixes=("<|im_start|>", "<|start_header_id|>"), layer_idx=None,
+        drop_template_head=True,
+        configs={"tiny": QwenConfig(hidden=32, layers=3, heads=4, kv_heads=1, head_dim=8, mlp=64,
+                                    vocab=152064, qkv_bias=True, qk_norm=False),
+                 "full": QWEN25_7B_LM}),
+)}
+
+
+def qwen_text_encoder(clip_type: str) -> QwenTextEncoder:
+    """The Qwen encoder of a CLIP type (ValueError naming the known ones)."""
+    if clip_type not in QWEN_TEXT_ENCODERS:
+        raise ValueError(f"CLIP type {clip_type!r} has no Qwen text encoder; expected one of "
+                         f"{sorted(QWEN_TEXT_ENCODERS)}")
+    return QWEN_TEXT_ENCODERS[clip_type]
+
+
+# --- modules -------------------------------------------------------------------------------
+
+class CastLinear(nn.Linear):
+    """Linear computing in the input's dtype (weight and bias cast per call)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class QwenRMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · weight (ComfyUI's llama RMSNorm, not its RMSNorm op)."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x * self.weight.to(x.dtype)
+
+
+def rope_tables(length: int, head_dim: int, theta: float, device: torch.device
+                ) -> tuple[Tensor, Tensor]:
+    """(cos, sin) [L, head_dim] float32 for positions 0…L−1; each frequency appears twice
+    (first half, second half), as rotate-half RoPE pairs x_j with x_{j + head_dim/2}."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    angles = torch.arange(length, device=device).float()[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x [B, heads, L, head_dim] rotated: x·cos + rotate_half(x)·sin."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class QwenAttention(nn.Module):
+    """`self_attn`: grouped-query attention with optional q/k/v bias and per-head q/k norms."""
+
+    def __init__(self, cfg: QwenConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.head_dim
+        inner, kv = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+        self.q_proj = CastLinear(cfg.hidden, inner, bias=cfg.qkv_bias)
+        self.k_proj = CastLinear(cfg.hidden, kv, bias=cfg.qkv_bias)
+        self.v_proj = CastLinear(cfg.hidden, kv, bias=cfg.qkv_bias)
+        self.o_proj = CastLinear(inner, cfg.hidden, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = QwenRMSNorm(cfg.head_dim, cfg.eps)
+            self.k_norm = QwenRMSNorm(cfg.head_dim, cfg.eps)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+        b, t, _ = x.shape
+        # (B, heads, L, head_dim)
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        groups = self.heads // self.kv_heads  # each kv head serves `groups` q heads in a row
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=bias is None)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class QwenMLP(nn.Module):
+    """`mlp`: down(silu(gate(x)) · up(x)), no biases."""
+
+    def __init__(self, cfg: QwenConfig):
+        super().__init__()
+        self.gate_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
+        self.up_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
+        self.down_proj = CastLinear(cfg.mlp, cfg.hidden, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class QwenLayer(nn.Module):
+    """`layers.N`: pre-norm attention and MLP, each with a residual."""
+
+    def __init__(self, cfg: QwenConfig):
+        super().__init__()
+        self.self_attn = QwenAttention(cfg)
+        self.mlp = QwenMLP(cfg)
+        self.input_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
+        self.post_attention_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, bias)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class QwenBody(nn.Module):
+    """`model`: token embedding, decoder layers, final norm."""
+
+    def __init__(self, cfg: QwenConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab, cfg.hidden)
+        self.layers = nn.ModuleList(QwenLayer(cfg) for _ in range(cfg.layers))
+        self.norm = QwenRMSNorm(cfg.hidden, cfg.eps)
+
+
+def attention_bias(mask: Tensor | None, length: int) -> Tensor | None:
+    """Additive [B, 1, L, L] float32 bias: causal plus masked keys (ComfyUI's −finfo.min/4,
+    finite so a fully masked row stays a number); None when nothing is masked (plain causal)."""
+    if mask is None or bool(mask.all()):
+        return None
+    neg = torch.finfo(torch.float32).min / 4
+    causal = torch.full((length, length), neg, device=mask.device).triu_(1)
+    keys = (mask[:, None, None, :] == 0).float() * neg
+    return causal + keys
+
+
+class QwenLM(nn.Module):
+    """`transformer`: the decoder under `model.` (ComfyUI's Qwen3_4B / Qwen25_7BVLI text part)."""
+
+    def __init__(self, cfg: QwenConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = QwenBody(cfg)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None, layer_idx: int | None = None
+                ) -> Tensor:
+        """Hidden states [B, L, hidden] float32: after the final norm (layer_idx None), else
+        the output of layer `layer_idx` (negative counts from the end) without it. `mask`
+        [B, L] (1 = attend) masks key positions on top of the causal mask."""
+        body, cfg = self.model, self.config
+        x = body.embed_tokens(ids).float()
+        rope = rope_tables(ids.shape[1], cfg.head_dim, cfg.rope_theta, ids.device)
+        bias = attention_bias(mask, ids.shape[1])
+        stop = len(body.layers) - 1 if layer_idx is None else layer_idx % len(body.layers)
+        for layer in body.layers[: stop + 1]:  # later layers cannot change the chosen output
+            x = layer(x, rope, bias)
+        return body.norm(x) if layer_idx is None else x
+
+
+class QwenTextStack(nn.Module):
+    """`<root>.transformer` (a QwenLM): ComfyUI's module path for LoRA keys."""
+
+    def __init__(self, root: str, cfg: QwenConfig):
+        super().__init__()
+        holder = nn.Module()
+        holder.transformer = QwenLM(cfg)
+        self.root = root
+        self.add_module(root, holder)
+
+    def lm(self) -> QwenLM:
+        return getattr(self, self.root).transformer
+
+
+# --- tokenizer -----------------------------------------------------------------------------
+
+@functools.cache
+def qwen_tokenizer():
+    """The `tokenizers` pipeline of the shipped Qwen tokenizer.json (built once)."""
+    from tokenizers import Tokenizer
+
+    with gzip.open(TOKENIZER_FILE, "rt", encoding="utf-8") as f:
+        return Tokenizer.from_str(f.read())
+
+
+def encode_qwen_text(text: str) -> list[int]:
+    """Token ids of `text`: special tokens written in the text become their ids; nothing added."""
+    return qwen_tokenizer().encode(text, add_special_tokens=False).ids
+
+
+class QwenTokenizer:
+    """Prompt -> one sequence of (id, 1.0): ComfyUI's Z-Image / Qwen-Image tokenizers."""
+
+    def __init__(self, encoder: QwenTextEncoder):
+        self.encoder = encoder
+
+    def prompt_text(self, text: str) -> str:
+        """The text actually tokenized: the template around the prompt, or the prompt as is."""
+        if self.encoder.raw_prefixes and text.startswith(self.encoder.raw_prefixes):
+            return text
+        return self.encoder.template.format(text)
+
+    def tokenize_with_weights(self, text: str) -> list[TokenWeights]:
+        """[[(id, 1.0), ...]]: weights disabled (only `\\(`/`\\)` unescaped), padded to 1."""
+        literal = _unescape(_escape(self.prompt_text(text)))
+        ids = encode_qwen_text(literal) if literal else []
+        return [[(t, 1.0) for t in ids or [PAD_TOKEN]]]
+
+
+def attention_mask(ids: list[int]) -> list[int]:
+    """ComfyUI's mask for a sequence with pad token 151643 and no end token: 1 until the
+    first pad token (itself 0), 0 after it; pads at the very start are 0 (left padding)."""
+    mask, ended, left_pad = [], False, False
+    for i, t in enumerate(ids):
+        if i == 0 and t == PAD_TOKEN:
+            left_pad = True
+        if ended or (left_pad and t == PAD_TOKEN):
+            mask.append(0)
+        else:
+            mask.append(1)
+            left_pad = False
+        if not ended and t == PAD_TOKEN and not left_pad:
+            mask[-1] = 0
+            ended = True
+    return mask
+
+
+def template_head_length(ids: list[int], encoded_length: int) -> int:
+    """Tokens ComfyUI's Qwen-Image encoder drops from the front (§4.5): up to the second
+    `<|im_start|>` (the first if there is one), and `user` `\\n` after it when the output is
+    longer than that. Without any `<|im_start|>` this is ComfyUI's −1: only the last token
+    is kept (unless `user` `\\n` starts the sequence)."""
+    starts = [i for i, t in enumerate(ids) if t == IM_START][:2]
+    end = starts[-1] if starts else -1
+    if (encoded_length > end + 3 and ids[end + 1:end + 3] == [USER_TOKEN, NEWLINE_TOKEN]):
+        end += 3
+    return end
+
+
+# --- the CLIP payload ----------------------------------------------------------------------
+
+@dataclass
+class QwenTextClip(ClipModel):
+    """CLIP payload of a Qwen text encoder (CLIP types lumina2, qwen_image); same interface as
+    ClipModel, with `encode_from_tokens(..., return_dict=True)` for the attention mask."""
+
+    encoder: QwenTextEncoder | None = field(default=None, kw_only=True)
+
+    def tokenize(self, text: str) -> dict[str, list[TokenWeights]]:
+        """{root: [one sequence of (id, 1.0)]} (ComfyUI's token dict)."""
+        return {self.encoder.root: QwenTokenizer(self.encoder).tokenize_with_weights(text)}
+
+    def encode_from_tokens(self, tokens: Mapping[str, list[TokenWeights]],
+                           return_pooled: bool = True, return_dict: bool = False
+                           ) -> tuple[Tensor, None] | dict[str, Tensor | None]:
+        """(cond [1, L, hidden], None) float32 on the CPU; with `return_dict`
+        {"cond", "pooled_output": None, "attention_mask" [1, L] only when it has zeros}.
+        Token weights are ignored (always 1: the weight syntax is disabled)."""
+        from ..lora.apply import loras_applied
+
+        windows = [[t for t, _ in w] for w in tokens[self.encoder.root]] or [[PAD_TOKEN]]
+        with torch.no_grad(), loras_applied(self.stack, list(self.patches), target="clip"):
+            cond, mask = self._encode_windows(windows)
+        if self.encoder.drop_template_head:
+            start = template_head_length(windows[0], cond.shape[1])
+            cond, mask = cond[:, start:], mask[:, start:]
+        if not return_dict:
+            return cond, None
+        out = {"cond": cond, "pooled_output": None}
+        if not bool(mask.all()):
+            out["attention_mask"] = mask
+        return out
+
+    def _layer_choice(self, layers: int) -> int | None:
+        """The encoder's default layer, or CLIPSetLastLayer's (beyond the depth: the last
+        layer after the final norm, as ComfyUI falls back to "last")."""
+        if self.layer_idx is None:
+            return self.encoder.layer_idx
+        return None if abs(self.layer_idx) > layers else self.layer_idx
+
+    def _encode_windows(self, windows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Each sequence encoded on its own (no attention across them), concatenated:
+        (hidden [1, ΣL, D] float32 CPU, mask [1, ΣL] long)."""
+        lm = self.stack.lm()
+        layer_idx = self._layer_choice(lm.config.layers)
+        conds, masks = [], []
+        for ids in windows:
+            mask = torch.tensor([attention_mask(ids)], dtype=torch.long)
+            batch = torch.tensor([ids], dtype=torch.long, device=self.device)
+            conds.append(lm(batch, mask.to(self.device), layer_idx).float().cpu())
+            masks.append(mask)
+        return torch.cat(conds, dim=1), torch.cat(masks, dim=1)
+
+
+# --- recognising, loading, random weights --------------------------------------------------
+
+_Q_KEY = "layers.0.self_attn.q_proj.weight"
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+def lm_root(keys) -> str | None:
+    """The prefix before `layers.0.self_attn.q_proj.weight` of a decoder LM with a gated MLP
+    and a post-attention norm (`model.`, `text_encoders.qwen3_4b.transformer.model.`, ...);
+    vision towers and CLIP text towers excluded; None if there is none."""
+    keys = list(keys)
+    known = set(keys)
+    for k in keys:
+        root = k[: -len(_Q_KEY)]
+        if (k.endswith(_Q_KEY) and "visual" not in root
+                and f"{root}layers.0.mlp.gate_proj.weight" in known
+                and f"{root}layers.0.post_attention_layernorm.weight" in known):
+            return root
+    return None
+
+
+def qwen_kind(keys) -> str | None:
+    """"qwen3" (q/k norms, no Gemma feed-forward norms), "qwen25" (q/k/v bias, no q/k norms)
+    or None for the keys of a file or checkpoint part."""
+    keys = set(keys)
+    root = lm_root(keys)
+    if root is None or f"{root}layers.0.pre_feedforward_layernorm.weight" in keys:
+        return None  # not a decoder LM, or a Gemma one
+    if f"{root}layers.0.self_attn.q_norm.weight" in keys:
+        return "qwen3"
+    if f"{root}layers.0.self_attn.k_proj.bias" in keys:
+        return "qwen25"
+    return None
+
+
+def describe_qwen(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """"a Qwen3-4B text encoder", "a Qwen3 text encoder 4096 wide", ... for Qwen LM keys."""
+    kind = qwen_kind(shapes)
+    if kind is None:
+        return None
+    encoder = next(e for e in QWEN_TEXT_ENCODERS.values() if e.kind == kind)
+    if is_encoder_file(shapes, encoder):
+        return f"a {encoder.title} text encoder"
+    family = "Qwen3" if kind == "qwen3" else "Qwen2.5"
+    return (f"a {family} text encoder {qwen_width(shapes)} wide (not {encoder.title}, "
+            f"{encoder.real_width})")
+
+
+def is_encoder_file(shapes: Mapping[str, tuple[int, ...]], encoder: QwenTextEncoder) -> bool:
+    """True if the keys hold this encoder: its Qwen kind at its real width (or a test width)."""
+    if qwen_kind(shapes) != encoder.kind:
+        return False
+    width = qwen_width(shapes)
+    return width == encoder.real_width or width <= TEST_MAX_WIDTH
+
+
+def qwen_width(shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Hidden width of the Qwen LM in `shapes` (its layer-0 post-attention norm)."""
+    root = lm_root(shapes)
+    return int(shapes[f"{root}layers.0.post_attention_layernorm.weight"][0])
+
+
+def lm_keys(keys) -> list[str]:
+    """The keys of a file or checkpoint part that the text encoder reads: the LM's own
+    (vision tower, lm_head and others left unread) and a scaled-fp8 marker."""
+    root = lm_root(keys)
+    return [k for k in keys if (root is not None and k.startswith(root))
+            or k == MARKER or k.endswith("." + MARKER)]
+
+
+def qwen_lm_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The LM keys as `model.…` (whatever prefix they had; scaled fp8 dequantised)."""
+    root = lm_root(sd)
+    if root is None:
+        raise KeyError(f"not a Qwen language model: no '{_Q_KEY}' key")
+    part = dequantized_state_dict({k: sd[k] for k in lm_keys(sd)})
+    return {"model." + k[len(root):]: v for k, v in part.items() if k.startswith(root)}
+
+
+def infer_qwen_config(sd: Mapping[str, Tensor]) -> QwenConfig:
+    """QwenConfig from `model.…` keys and shapes."""
+    base = "model.layers.0."
+    for key in ("model.embed_tokens.weight", base + "self_attn.k_proj.weight",
+                base + "mlp.gate_proj.weight", "model.norm.weight"):
+        if key not in sd:
+            raise KeyError(f"not a Qwen language model: {key!r} missing")
+    vocab, hidden = sd["model.embed_tokens.weight"].shape
+    q_norm = sd.get(base + "self_attn.q_norm.weight")
+    kv_rows = sd[base + "self_attn.k_proj.weight"].shape[0]
+    head_dim = q_norm.shape[0] if q_norm is not None else min(HEAD_WIDTH, kv_rows)
+    layers = 1 + max(int(m.group(1)) for k in sd if (m := _LAYER.match(k[len("model."):])))
+    return QwenConfig(hidden=hidden, layers=layers,
+                      heads=sd[base + "self_attn.q_proj.weight"].shape[0] // head_dim,
+                      kv_heads=kv_rows // head_dim, head_dim=head_dim,
+                      mlp=sd[base + "mlp.gate_proj.weight"].shape[0], vocab=vocab,
+                      qkv_bias=base + "self_attn.q_proj.bias" in sd, qk_norm=q_norm is not None)
+
+
+def build_qwen_text(sd: Mapping[str, Tensor], encoder: QwenTextEncoder,
+                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                    family: str | None = None) -> QwenTextClip:
+    """A QwenTextClip from LM keys under any prefix (meta-built, tensors assigned)."""
+    part = qwen_lm_state_dict(sd)
+    cfg = infer_qwen_config(part)
+    with torch.device("meta"):
+        stack = QwenTextStack(encoder.root, cfg)
+    device = torch.device(device)
+    assign_weights(stack, {f"{encoder.root}.transformer.": part}, dtype, device,
+                   what=encoder.title)
+    return QwenTextClip(stack, (), family or encoder.clip_type, dtype, device, encoder=encoder)
+
+
+def qwen_text_dtype(device: str | torch.device) -> torch.dtype:
+    """float32 on the CPU; bfloat16 on an accelerator (Qwen's own dtype: fp16 storage would
+    cut its range)."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+
+
+def qwen_state_dict(encoder: QwenTextEncoder, size: str,
+                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Random LM weights in the standalone file layout (`model.…`, float32). "full" gives
+    meta tensors (shapes only: Qwen3-4B is 4.0 B parameters, the 7B LM 7.1 B)."""
+    if size not in encoder.configs:
+        raise ValueError(f"{encoder.title} size {size!r}: expected one of "
+                         f"{sorted(encoder.configs)}")
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in QwenLM(encoder.configs[size]).state_dict().items()}
+    if size == "full":
+        return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    return {k: _random_weight(k, s, generator) for k, s in shapes.items()}
+
+
+def _random_weight(key: str, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+    t = torch.randn(shape, generator=generator)
+    if key.endswith("embed_tokens.weight"):
+        return t  # O(1) embeddings: RMS-normed before use
+    if len(shape) == 2:
+        return t / math.sqrt(shape[1])
+    if key.endswith(".bias"):
+        return 0.1 * t
+    return 1.0 + 0.1 * t  # norm scales
+
