@@ -31,7 +31,7 @@ H, HEAD, MLP = 64, 32, 256  # the tiny layout: hidden, head dim, MLP width
 
 
 def test_the_family_is_registered():
-    assert families.family("qwen_image") is QWEN_IMAGE
+    assert families.family("qwen-image") is QWEN_IMAGE
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def test_detects_the_tiny_layout_with_and_without_prefix():
         assert detected.config == writer.network_config("qwen-image", "tiny", CONTEXT)
     assert detect_family(_shapes(sd, "model.diffusion_model.")).family == "qwen-image"
     assert families.family("qwen-image-2512") is QWEN_IMAGE
-    assert families.family("qwen_image") is QWEN_IMAGE
+    assert families.family("qwen-image") is QWEN_IMAGE
 
 
 def test_detects_the_real_shapes():

@@ -41,7 +41,7 @@ QWEN_IMAGE = Family(
     random_checkpoint=None,  # the lead wires the make-checkpoint writers
     random_files=None,
     test_unet_config=f"{_HERE}.writer:network_config",
-    aliases=("qwen_image", "qwen-image-2512"),
+    aliases=("qwen-image-2512", "qwenimage"),
 )
 
 FAMILIES = (QWEN_IMAGE,)
