@@ -30,9 +30,7 @@ WAN_VAE_PREFIXES = ("", "vae.", "first_stage_model.")
 WAN21_KEY = "decoder.middle.0.residual.0.gamma"
 WAN21_DIFFUSERS_KEY = "decoder.mid_block.resnets.0.norm1.gamma"
 WAN22_KEYS = ("decoder.upsamples.0.upsamples.0.residual.2.weight",  # ComfyUI/Wan names
-              "decoder.up_blocks.0.upsampler.resample.1.weight",  # diffusers names
-              "decoder.up_blocks.0.avg_shortcut.proj.weight")
-TEMPORAL_RATIO = 4  # two time-halving levels: 1 + 4k frames -> 1 + k latent frames
+              "decoder.up_blocks.0.upsampler.resample.1.weight")  # diffusers names
 
 
 @dataclass(frozen=True)
@@ -257,12 +255,12 @@ class WanVAENetwork(nn.Module):
     `downscale_ratio`, `latent_channels`, `temporal_ratio`).
     """
 
-    temporal_ratio = TEMPORAL_RATIO
-
     def __init__(self, cfg: WanVAEConfig):
         super().__init__()
         self.config = cfg
         self.downscale_ratio = 2 ** (len(cfg.dim_mult) - 1)
+        # two time-halving levels: 1 + 4k frames <-> 1 + k latent frames
+        self.temporal_ratio = 2 ** sum(cfg.temporal_downsample)
         self.latent_channels = cfg.z_dim
         self.encoder = Encoder3d(cfg)
         self.conv1 = CausalConv3d(2 * cfg.z_dim, 2 * cfg.z_dim, 1)
@@ -276,7 +274,7 @@ class WanVAENetwork(nn.Module):
             mean, logvar = self.moments(x.unsqueeze(2))
             return mean.squeeze(2), logvar.squeeze(2)
         _check_ndim(x, 5, "pixels [B, C, H, W] or [B, C, T, H, W]")
-        frames = 1 + (x.shape[2] - 1) // TEMPORAL_RATIO * TEMPORAL_RATIO
+        frames = 1 + (x.shape[2] - 1) // self.temporal_ratio * self.temporal_ratio
         mean, logvar = self.conv1(self.encoder(x[:, :, :frames])).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 

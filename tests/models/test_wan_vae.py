@@ -254,10 +254,13 @@ def test_vae_loader_reads_bare_and_all_in_one_files(tmp_path, tiny_sd, tiny_vae)
 
 # --- refusals ------------------------------------------------------------------------------
 
-def test_wan22_file_is_refused_by_name(tmp_path, tiny_sd):
+@pytest.mark.parametrize("marker", ["decoder.upsamples.0.upsamples.0.residual.2.weight",
+                                    "decoder.up_blocks.0.upsampler.resample.1.weight"])
+def test_wan22_file_is_refused_by_name(tmp_path, tiny_sd, marker):
+    """Wan 2.2's VAE (48 channels), in ComfyUI or diffusers names, is named, not misread."""
     ctx, folder = _vae_folder(tmp_path)
     sd = dict(tiny_sd)
-    sd["decoder.upsamples.0.upsamples.0.residual.2.weight"] = torch.zeros(4, 4, 3, 3, 3)
+    sd[marker] = torch.zeros(4, 4, 3, 3)
     save_file(sd, folder / "wan2.2_vae.safetensors")
     with pytest.raises(ModelLoadError, match="Wan 2.2") as info:
         VAELoader.execute(ctx, vae_name="wan2.2_vae.safetensors")
