@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import wan_vae
+
 VAE_PREFIX = "first_stage_model."
 # Where all-in-one checkpoints keep the VAE: SD1/SD2/SDXL/SD3 `first_stage_model.`, Flux (and
 # Z-Image, Qwen-Image) `vae.` (model-families.md §0.1). A standalone file has no prefix.
@@ -211,9 +213,13 @@ class Decoder(nn.Module):
 class AutoencoderKL(nn.Module):
     """Encoder + decoder with the 1x1 quant convs; parameter names = LDM keys."""
 
+    temporal_ratio = 1  # images only: a video latent's frames are decoded one by one
+
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.config = cfg
+        self.downscale_ratio = 2 ** (len(cfg.ch_mult) - 1)
+        self.latent_channels = cfg.z_channels
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         if cfg.use_quant_conv:
@@ -238,15 +244,18 @@ class AutoencoderKL(nn.Module):
 class VAE:
     """The VAE payload: IMAGE [B,H,W,3] in [0,1] <-> raw latent [B,z,H/8,W/8] (no scale factor).
 
-    z is 4 (SD) or 16 (Flux, SD3); the family's latent format is applied by the sampler, not here.
+    z is 4 (SD) or 16 (Flux, SD3, Qwen-Image); the family's latent format is applied by the
+    sampler, not here. `model` is an AutoencoderKL or a `wan_vae.WanVAENetwork` (Qwen-Image):
+    both have `moments`, `decode`, `downscale_ratio`, `latent_channels`, `temporal_ratio`.
     """
 
-    def __init__(self, model: AutoencoderKL, dtype: torch.dtype, device: torch.device):
+    def __init__(self, model: AutoencoderKL | wan_vae.WanVAENetwork, dtype: torch.dtype,
+                 device: torch.device):
         self.model = model
         self.dtype = dtype
         self.device = device
-        self.downscale_ratio = 2 ** (len(model.config.ch_mult) - 1)
-        self.latent_channels = model.config.z_channels
+        self.downscale_ratio = model.downscale_ratio
+        self.latent_channels = model.latent_channels
 
     def crop(self, pixels: Tensor) -> Tensor:
         """Centre-crop H and W down to multiples of the downscale ratio (as ComfyUI does)."""
@@ -287,10 +296,9 @@ class VAE:
 
     @torch.no_grad()
     def decode(self, samples: Tensor) -> Tensor:
-        """Raw latent [B, C, h, w] -> IMAGE [B, 8h, 8w, 3] float32 in [0, 1]."""
-        if samples.ndim == 5:  # video latents [B, C, T, h, w]: frames become the batch
-            samples = samples.movedim(2, 1).flatten(0, 1)
-        if samples.ndim != 4:
+        """Raw latent [B, C, h, w] -> IMAGE [B, 8h, 8w, 3] float32 in [0, 1]; the frames of a
+        video latent [B, C, T, h, w] become the batch."""
+        if samples.ndim not in (4, 5):
             raise ValueError(f"expected a latent [B, {self.latent_channels}, h, w], got shape "
                              f"{tuple(samples.shape)}")
         if samples.shape[1] != self.latent_channels:  # checked before any weight is touched
@@ -299,12 +307,30 @@ class VAE:
                 f"{self.latent_channels}-channel latents (shape {tuple(samples.shape)}); a "
                 "4-channel latent is SD1/SD2/SDXL, a 16-channel one Flux/SD3: use the VAE of the "
                 "model that made it")
+        if samples.ndim == 5:
+            if self.model.temporal_ratio > 1 and samples.shape[2] > 1:
+                return self._decode_clips(samples)
+            samples = samples.movedim(2, 1).flatten(0, 1)
         r = self.downscale_ratio
         out = []
         for chunk in samples.split(self._chunk(samples.shape[2] * samples.shape[3] * r * r)):
             x = self.model.decode(chunk.to(self.device, self.dtype)).float()
-            out.append(((x + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).to(samples.device))
+            out.append(_to_image(x).to(samples.device))
         return torch.cat(out)
+
+    def _decode_clips(self, samples: Tensor) -> Tensor:
+        """Latent frames of a network that compresses time (Wan: T -> 1 + 4(T-1) frames) are
+        decoded together, one clip per pass."""
+        out = []
+        for clip in samples.split(1):
+            frames = self.model.decode(clip.to(self.device, self.dtype)).float()[0]
+            out.append(_to_image(frames.movedim(1, 0)).to(samples.device))
+        return torch.cat(out)
+
+
+def _to_image(x: Tensor) -> Tensor:
+    """Network output [N, 3, H, W] in ~[-1, 1] -> IMAGE [N, H, W, 3] in [0, 1]."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
 
 
 # --- config inference ----------------------------------------------------------------------
@@ -407,9 +433,12 @@ def _safe_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
 
 def load_vae(state_dict: Mapping[str, Tensor], dtype: torch.dtype = torch.float32,
              device: str | torch.device = "cpu") -> VAE:
-    """A VAE from LDM keys (bare, or under `first_stage_model.` / `vae.`) or diffusers keys."""
+    """A VAE from LDM keys (bare, or under `first_stage_model.` / `vae.`) or diffusers keys;
+    a Wan 2.1 / Qwen-Image VAE (either naming) gets a `wan_vae.WanVAENetwork`."""
     device = torch.device(device)
     dtype = _safe_dtype(dtype, device)
+    if wan_vae.is_wan_vae(state_dict):  # Qwen-Image's causal 3-D VAE (model-families.md §4.3)
+        return VAE(wan_vae.load_wan_vae_network(state_dict, dtype, device), dtype, device)
     sd = _strip_prefix(state_dict)
     if "decoder.up_blocks.0.resnets.0.norm1.weight" in sd:
         sd = convert_diffusers(sd)
