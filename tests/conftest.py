@@ -79,7 +79,7 @@ def calls():
 # -- a base directory for the shipped workflows ------------------------------------------------
 SHIPPED_CHECKPOINT_NAMES = {"sd15": "v1-5-pruned-emaonly.safetensors",
                             "sdxl": "sd_xl_base_1.0.safetensors"}
-SHIPPED_DIT_ARCHS = ("sd35", "flux")
+SHIPPED_DIT_ARCHS = ("sd35", "flux", "zimage", "qwen-image")
 
 
 @pytest.fixture(scope="session")

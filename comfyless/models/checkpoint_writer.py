@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -158,3 +159,71 @@ def write_model_files(folders: Callable[[str], Path], arch: str, size: str = "ti
                 _save(folder / name, _to_dtype(sd, target), meta)
             written.setdefault(kind, []).append(name)
     return written
+
+
+# --- the separate files of a DiT family (diffusion model + text encoders + VAE) --------------
+@dataclass(frozen=True)
+class DiTFiles:
+    """Where a DiT family's random files go and how they are drawn (make-checkpoint, tests):
+    `shapes(size, text_width)` gives the prefix-free network shapes, `text_width(files)` reads
+    the context width off the tiny text-encoder files, `vae(size, generator)` the bare VAE."""
+
+    unet_name: str  # diffusion_models/<unet_name>
+    text_type: str  # the text_sets CLIP type of the family's encoders
+    vae_name: str  # vae/<vae_name>
+    shapes: Callable[[str, int], dict[str, tuple[int, ...]]]
+    text_width: Callable[[dict[str, dict[str, Tensor]]], int]
+    vae: Callable[[str, torch.Generator], dict[str, Tensor]]
+    vae_prefix: str = "vae."  # inside the all-in-one checkpoint
+    unet_fp8: bool = False  # the file stores its >= 2-D weights as float8_e4m3fn
+
+
+def _tiny_text(layout: DiTFiles, size: str, seed: int) -> dict[str, dict[str, Tensor]]:
+    from . import text_sets
+
+    if size == "full":
+        raise ValueError("a full-size all-in-one DiT checkpoint is not written in memory: "
+                         "use --base-dir (the diffusion model and text encoders are streamed)")
+    return text_sets.text_encoder_files(layout.text_type, "tiny",
+                                        torch.Generator().manual_seed(seed))
+
+
+def _unet(layout: DiTFiles, size: str, seed: int, width: int) -> dict[str, Tensor]:
+    sd = dict(streamed_random(layout.shapes(size, width), seed))
+    if layout.unet_fp8:
+        sd = {k: v.to(FLOAT8[0]) if v.ndim >= 2 else v for k, v in sd.items()}
+    return sd
+
+
+def dit_checkpoint(layout: DiTFiles, size: str, seed: int) -> dict[str, Tensor]:
+    """An all-in-one checkpoint: `model.diffusion_model.` + `text_encoders.…` + the VAE."""
+    from . import text_sets
+
+    files = _tiny_text(layout, size, seed)  # the same draws as the standalone files
+    text = text_sets.checkpoint_text_state_dict(layout.text_type, "tiny",
+                                                torch.Generator().manual_seed(seed))
+    vae = layout.vae("tiny", torch.Generator().manual_seed(seed + 1))
+    unet = _unet(layout, size, seed, layout.text_width(files))
+    return {**text, **{layout.vae_prefix + k: v for k, v in vae.items()},
+            **{"model.diffusion_model." + k: v for k, v in unet.items()}}
+
+
+def dit_model_files(layout: DiTFiles, size: str, seed: int) -> dict[str, dict]:
+    """diffusion_models/, text_encoders/ and vae/ files; "full" has the real shapes, with the
+    diffusion model and the text encoders streamed to disk."""
+    from . import text_sets
+
+    vae = {layout.vae_name: layout.vae(size, torch.Generator().manual_seed(seed + 1))}
+    if size == "full":
+        shapes = layout.shapes("full", 0)
+
+        def write_unet(path: Path, dtype: torch.dtype) -> None:
+            write_streamed(path, shapes, streamed_random(shapes, seed), dtype)
+
+        return {"diffusion_models": {layout.unet_name: write_unet},
+                "text_encoders": text_sets.full_text_encoder_files(layout.text_type, seed),
+                "vae": vae}
+    files = _tiny_text(layout, size, seed)
+    return {"diffusion_models": {layout.unet_name: _unet(layout, size, seed,
+                                                         layout.text_width(files))},
+            "text_encoders": files, "vae": vae}

@@ -37,7 +37,8 @@ def test_shipped_workflow_validates(path, shipped_base):
     assert expected <= outputs
 
 
-@pytest.mark.parametrize("name", ["lora-train", "sd35-lora-train", "flux-lora-train"])
+@pytest.mark.parametrize("name", ["lora-train", "sd35-lora-train", "flux-lora-train",
+                                  "zimage-lora-train", "qwen-image-lora-train"])
 def test_api_twin_is_the_conversion_of_the_ui_file(name):
     ui = to_api_json(load_workflow(SHIPPED_DIR / f"{name}.json", REGISTRY))
     api = json.loads((SHIPPED_DIR / f"{name}-api.json").read_text())
@@ -46,7 +47,9 @@ def test_api_twin_is_the_conversion_of_the_ui_file(name):
 
 @pytest.mark.parametrize(("seed", "name"), list(enumerate([
     "lora-train", "lora-train-api", "lora-train-sdxl", "lora-train-captioned",
-    "sd35-lora-train", "sd35-lora-train-api", "flux-lora-train", "flux-lora-train-api"])))
+    "sd35-lora-train", "sd35-lora-train-api", "flux-lora-train", "flux-lora-train-api",
+    "qwen-image-lora-train", "qwen-image-lora-train-api", "zimage-lora-train",
+    "zimage-lora-train-api"])))
 def test_shipped_workflow_runs_end_to_end(seed, name, shipped_base, capsys):
     out = shipped_base / "output"
     before = set(out.rglob("*")) if out.exists() else set()

@@ -38,8 +38,8 @@ QWEN_IMAGE = Family(
     clip_type="qwen_image",
     extra_conds=f"{_HERE}.conditioning:qwen_image_conds",
     lora_unet_key_map=None,  # QwenImageNetwork.lora_key_map
-    random_checkpoint=None,  # the lead wires the make-checkpoint writers
-    random_files=None,
+    random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
+    random_files=f"{_HERE}.writer:model_files",
     test_unet_config=f"{_HERE}.writer:network_config",
     aliases=("qwen-image-2512", "qwenimage"),
 )

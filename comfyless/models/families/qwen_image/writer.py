@@ -84,3 +84,35 @@ def write_diffusion_model(path: str | Path, name: str = "qwen-image", size: str 
     meta = {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}
     return write_streamed(path, shapes, _random_tensors(name, size, seed, joint_attention_dim),
                           dtype, meta)
+
+
+# --- whole files (make-checkpoint, tests) -----------------------------------------------------
+def _layout():
+    from ... import wan_vae
+    from ...checkpoint_writer import DiTFiles
+
+    return DiTFiles(
+        # the reference workflow's transformer: fp8-stored, as that file is
+        unet_name="qwen_image_fp8_e4m3fn.safetensors", unet_fp8=True,
+        text_type="qwen_image", vae_name="qwen_image_vae.safetensors",
+        shapes=lambda size, width: {k: tuple(v) for k, v in diffusion_model_shapes(
+            "qwen-image", size, width or JOINT_ATTENTION_DIM).items()},
+        text_width=lambda files: files["qwen_2.5_vl_7b.safetensors"][
+            "model.embed_tokens.weight"].shape[1],
+        vae=lambda size, gen: wan_vae.wan_vae_state_dict(size, gen, prefix=""))
+
+
+def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
+                          prediction: str | None = None) -> dict[str, Tensor]:
+    """An all-in-one Qwen-Image checkpoint (MMDiT, Qwen2.5-VL LM, Wan 2.1 VAE)."""
+    from ...checkpoint_writer import dit_checkpoint
+
+    return dit_checkpoint(_layout(), size, seed)
+
+
+def model_files(arch: str, size: str, seed: int, prediction: str | None) -> dict[str, dict]:
+    """diffusion_models/qwen_image_fp8_e4m3fn, text_encoders/qwen_2.5_vl_7b,
+    vae/qwen_image_vae (the reference workflow's files)."""
+    from ...checkpoint_writer import dit_model_files
+
+    return dit_model_files(_layout(), size, seed)

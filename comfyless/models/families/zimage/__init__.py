@@ -39,8 +39,8 @@ ZIMAGE = Family(
     clip_type="lumina2",
     extra_conds=f"{_HERE}.conditioning:zimage_conds",
     lora_unet_key_map=None,  # ZImageNetwork.lora_key_map
-    random_checkpoint=None,
-    random_files=None,
+    random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
+    random_files=f"{_HERE}.writer:model_files",
     test_unet_config=f"{_HERE}.writer:network_config",
     aliases=("z-image", "z-image-turbo", "zimage-turbo"),
 )

@@ -81,3 +81,34 @@ def write_diffusion_model(path: str | Path, name: str = "zimage", size: str = "t
     meta = {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}
     return write_streamed(path, shapes, _random_tensors(name, size, seed, cap_feat_dim), dtype,
                           meta)
+
+
+# --- whole files (make-checkpoint, tests) -----------------------------------------------------
+def _layout():
+    from ... import vae
+    from ...checkpoint_writer import DiTFiles
+
+    return DiTFiles(
+        unet_name="z_image_turbo_bf16.safetensors",  # Turbo and Base share the layout
+        text_type="lumina2", vae_name="ae.safetensors",
+        shapes=lambda size, width: {k: tuple(v) for k, v in diffusion_model_shapes(
+            "zimage", size, width or 2560).items()},
+        text_width=lambda files: files["qwen_3_4b.safetensors"][
+            "model.embed_tokens.weight"].shape[1],
+        vae=lambda size, gen: vae.vae_state_dict(size, gen, kind="kl16", prefix=""))
+
+
+def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
+                          prediction: str | None = None) -> dict[str, Tensor]:
+    """An all-in-one Z-Image checkpoint (NextDiT, Qwen3-4B, the 16-channel Flux VAE)."""
+    from ...checkpoint_writer import dit_checkpoint
+
+    return dit_checkpoint(_layout(), size, seed)
+
+
+def model_files(arch: str, size: str, seed: int, prediction: str | None) -> dict[str, dict]:
+    """diffusion_models/z_image_turbo_bf16, text_encoders/qwen_3_4b, vae/ae (the reference
+    workflow's files)."""
+    from ...checkpoint_writer import dit_model_files
+
+    return dit_model_files(_layout(), size, seed)
