@@ -373,6 +373,8 @@ class QwenTextClip(ClipModel):
     """CLIP payload of a Qwen text encoder (CLIP types lumina2, qwen_image); same interface as
     ClipModel, with `encode_from_tokens(..., return_dict=True)` for the attention mask."""
 
+    returns_attention_mask = True  # CLIPTextEncode asks for the dict form
+
     encoder: QwenTextEncoder | None = field(default=None, kw_only=True)
 
     def tokenize(self, text: str) -> dict[str, list[TokenWeights]]:

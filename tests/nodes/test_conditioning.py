@@ -136,3 +136,22 @@ def test_clip_none_in_a_workflow_is_a_node_error(tmp_path):
         run_workflow(b.build(), RunContext.create(tmp_path / "base"), registry)
     assert info.value.node_id == "2"
     assert "input 'clip'" in str(info.value.__cause__)
+
+
+def test_clip_text_encode_carries_a_qwen_text_mask_only_when_it_has_zeros(tmp_path, ctx):
+    """Qwen encoders (CLIPLoader qwen_image / lumina2): ComfyUI puts the text attention mask
+    in the conditioning only when it masks something (a literal <|endoftext|> in the prompt)."""
+    from safetensors.torch import save_file
+
+    from comfyless.models import text_sets
+    from comfyless.nodes.impl.conditioning import clip_text_encode
+
+    files = text_sets.text_encoder_files("qwen_image", "tiny", torch.Generator().manual_seed(0))
+    (name, sd), = files.items()
+    save_file(sd, str(tmp_path / name))
+    clip = text_sets.load_text_encoder_files([tmp_path / name], "qwen_image")
+    ((cond, options),), = clip_text_encode(ctx, "a cat", clip)
+    assert "attention_mask" not in options and options["pooled_output"] is None
+    ((masked_cond, masked),), = clip_text_encode(ctx, "a cat <|endoftext|> hidden", clip)
+    mask = masked["attention_mask"]
+    assert mask.shape == masked_cond.shape[:2] and (mask == 0).any() and (mask == 1).any()

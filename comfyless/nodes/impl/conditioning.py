@@ -15,7 +15,15 @@ def _require_clip(ctx, clip, input_name: str = "clip"):
 
 def clip_text_encode(ctx, text: str, clip):
     clip = _require_clip(ctx, clip)
-    cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+    tokens = clip.tokenize(text)
+    if getattr(clip, "returns_attention_mask", False):
+        # LLM encoders (Qwen): the cond carries its text mask when the mask has zeros
+        out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
+        options = {"pooled_output": out["pooled_output"]}
+        if "attention_mask" in out:
+            options["attention_mask"] = out["attention_mask"]
+        return ([[out["cond"], options]],)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
     return ([[cond, {"pooled_output": pooled}]],)
 
 
