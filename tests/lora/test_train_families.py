@@ -33,6 +33,21 @@ def _flux_file(path):
     return path
 
 
+def _zimage_file(path):
+    from comfyless.models.families.zimage.writer import diffusion_model_state_dict
+
+    save_file(diffusion_model_state_dict("zimage", "tiny", 0, cap_feat_dim=CONTEXT), str(path))
+    return path
+
+
+def _qwen_image_file(path):
+    from comfyless.models.families.qwen_image.writer import diffusion_model_state_dict
+
+    save_file(diffusion_model_state_dict("qwen-image", "tiny", 0, joint_attention_dim=CONTEXT),
+              str(path))
+    return path
+
+
 # family -> (file writer, pooled width, keys the trainer must write with their shapes at rank r)
 FAMILIES = {
     "sd3": (_sd3_file, 24, lambda r, h: {
@@ -55,6 +70,22 @@ FAMILIES = {
         "diffusion_model.guidance_in.in_layer.lora_down.weight": (r, 256),
         "diffusion_model.final_layer.adaLN_modulation.1.lora_up.weight": (2 * h, r),
     }),
+    "zimage": (_zimage_file, None, lambda r, h: {  # model-families.md §3.6
+        "diffusion_model.layers.0.attention.qkv.lora_up.weight": (3 * h, r),
+        "diffusion_model.layers.0.attention_norm1.diff": (h,),
+        "diffusion_model.noise_refiner.0.adaLN_modulation.0.diff_b": (4 * h,),
+        "diffusion_model.cap_embedder.0.diff": (CONTEXT,),
+        "diffusion_model.cap_embedder.1.lora_down.weight": (r, CONTEXT),
+        "diffusion_model.x_embedder.lora_down.weight": (r, 64),
+    }),
+    "qwen-image": (_qwen_image_file, None, lambda r, h: {  # model-families.md §4.6
+        "diffusion_model.transformer_blocks.0.attn.to_q.lora_up.weight": (h, r),
+        "diffusion_model.transformer_blocks.0.attn.to_q.diff_b": (h,),
+        "diffusion_model.transformer_blocks.0.img_mod.1.lora_up.weight": (6 * h, r),
+        "diffusion_model.txt_norm.diff": (CONTEXT,),
+        "diffusion_model.txt_in.lora_down.weight": (r, CONTEXT),
+        "diffusion_model.img_in.lora_down.weight": (r, 64),
+    }),
 }
 
 
@@ -69,7 +100,8 @@ def _data(pooled: int, n: int = 2):
     g = torch.Generator().manual_seed(0)
     lat = {"samples": torch.randn(n, 16, 8, 8, generator=g)}
     conds = [[torch.randn(1, TOKENS, CONTEXT, generator=g),
-              {"pooled_output": torch.randn(1, pooled, generator=g)}] for _ in range(n)]
+              {} if pooled is None else {"pooled_output": torch.randn(1, pooled, generator=g)}]
+             for _ in range(n)]
     return [lat], [conds]
 
 
@@ -94,7 +126,8 @@ def test_every_algorithm_trains_and_loads_back(dit, algorithm, one_torch_thread)
 def test_lora_keys_are_comfyui_trainer_names(dit, one_torch_thread):
     name, model, pooled = dit
     lora = train_lora(model, *_data(pooled), _config("LoRA", steps=1)).lora
-    hidden = model.diffusion_model.config.hidden_size
+    config = model.diffusion_model.config
+    hidden = getattr(config, "hidden_size", None) or config.dim
     for key, shape in FAMILIES[name][2](4, hidden).items():
         assert tuple(lora[key].shape) == shape, key
 
