@@ -11,8 +11,8 @@ unguided prediction of the last call (a plain denoiser without it counts as ungu
 Differences from ComfyUI, on purpose: the SDE samplers (dpmpp_sde, dpmpp_2m_sde and their _gpu
 twins) draw independent seeded Gaussian noise per step instead of torchsde's Brownian tree, so
 their images differ from ComfyUI's for the same seed (still deterministic); "ddim" is Euler, as
-in ComfyUI. Algorithms follow Karras et al. (2022), DPM-Solver(++) (Lu et al.) and UniPC
-(Zhao et al.), as k-diffusion restates them.
+in ComfyUI. Algorithms follow Karras et al. (2022), DPM-Solver(++) (Lu et al.), UniPC
+(Zhao et al.) and RES (Zhang et al.), as k-diffusion and ComfyUI restate them.
 """
 
 from __future__ import annotations
@@ -552,6 +552,104 @@ def sample_dpmpp_2m_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None,
     return x
 
 
+# -- RES multistep (Zhang et al. 2023, "refined exponential solver", arXiv 2308.02157) -------
+def _h_phi_1(h: Tensor) -> Tensor:
+    """phi_1(h) = (e^h - 1) / h: the weight of a constant x0 prediction over one step."""
+    return torch.expm1(h) / h
+
+
+def _h_phi_2(h: Tensor) -> Tensor:
+    """phi_2(h) = (phi_1(h) - 1) / h: the weight of the prediction's linear trend."""
+    return (_h_phi_1(h) - 1) / h
+
+
+def _model_noise_scale(model: Denoiser) -> float:
+    """The model's noise_scale (flow models may scale their noise; everything else: 1)."""
+    return float(getattr(getattr(model, "model_sampling", None), "noise_scale", 1.0))
+
+
+def _res_weights(h: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
+    """(b1, b2): weights of the current and the previous x0 prediction in a RES 2M step.
+
+    The previous prediction sits c2 * h before the current one (c2 < 0); 0/0 cases (a zero
+    step or c2 = 0) count as 0, as in ComfyUI."""
+    phi_1, phi_2 = _h_phi_1(-h), _h_phi_2(-h)
+    b1 = torch.nan_to_num(phi_1 - phi_2 / c2, nan=0.0)
+    b2 = torch.nan_to_num(phi_2 / c2, nan=0.0)
+    return b1, b2
+
+
+@torch.no_grad()
+def _res_multistep(model, x, sigmas, *, extra_args, callback, generator, eta: float,
+                   s_noise: float, cfg_pp: bool):
+    """RES second-order multistep in t = -log sigma, one evaluation per step; ComfyUI's
+    res_multistep family (eta > 0: ancestral, cfg_pp: CFG++ along the unguided prediction).
+
+    The first step (and any step whose target is sigma 0) is Euler. Later steps integrate
+    the exponential form exactly for an x0 prediction that varies linearly in t between the
+    previous and the current one. `direction` is the prediction the step integrates: the
+    guided one, or with CFG++ the unguided one. The ancestral split (sigma_down, sigma_up) is
+    the variance-exploding one for every model: ComfyUI has no flow form of this sampler."""
+    noise_std = s_noise * _model_noise_scale(model)
+    old_direction = old_sigma_down = None
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _call(model, x, sigma, extra_args)
+        direction = _uncond(model, denoised) if cfg_pp else denoised
+        _report(callback, x, i, sigma, denoised)
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        if sigma_down == 0 or old_direction is None:
+            # Euler to sigma_down; CFG++ moves the guided prediction along the unguided slope
+            x = denoised + (x - direction) * (sigma_down / sigma)
+        else:
+            t, t_next = _t(sigma), _t(sigma_down)
+            h = t_next - t
+            # the previous step ran from sigmas[i-1] to old_sigma_down in its own frame
+            c2 = (_t(sigmas[i - 1]) - _t(old_sigma_down)) / h
+            b1, b2 = _res_weights(h, c2)
+            # CFG++ (as ComfyUI): shift x by the guidance difference before the decay
+            x = (-h).exp() * (x + denoised - direction) \
+                + h * (b1 * direction + b2 * old_direction)
+        if sigma_next > 0 and eta:
+            x = x + _noise(x, generator) * noise_std * sigma_up
+        old_direction, old_sigma_down = direction, sigma_down
+    return x
+
+
+@torch.no_grad()
+def sample_res_multistep(model, x, sigmas, *, extra_args=None, callback=None, generator=None):
+    """RES multistep, deterministic (eta 0)."""
+    return _res_multistep(model, x, sigmas, extra_args=extra_args, callback=callback,
+                          generator=generator, eta=0.0, s_noise=1.0, cfg_pp=False)
+
+
+@_needs_uncond
+@torch.no_grad()
+def sample_res_multistep_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None,
+                                generator=None):
+    """RES multistep with CFG++, deterministic (eta 0)."""
+    return _res_multistep(model, x, sigmas, extra_args=extra_args, callback=callback,
+                          generator=generator, eta=0.0, s_noise=1.0, cfg_pp=True)
+
+
+@torch.no_grad()
+def sample_res_multistep_ancestral(model, x, sigmas, *, extra_args=None, callback=None,
+                                   generator=None, eta: float = 1.0, s_noise: float = 1.0):
+    """RES multistep down to sigma_down, then fresh noise of std sigma_up."""
+    return _res_multistep(model, x, sigmas, extra_args=extra_args, callback=callback,
+                          generator=generator, eta=eta, s_noise=s_noise, cfg_pp=False)
+
+
+@_needs_uncond
+@torch.no_grad()
+def sample_res_multistep_ancestral_cfg_pp(model, x, sigmas, *, extra_args=None, callback=None,
+                                          generator=None, eta: float = 1.0,
+                                          s_noise: float = 1.0):
+    """RES multistep ancestral with CFG++."""
+    return _res_multistep(model, x, sigmas, extra_args=extra_args, callback=callback,
+                          generator=generator, eta=eta, s_noise=s_noise, cfg_pp=True)
+
+
 # -- UniPC ---------------------------------------------------------------------------------------
 def _unipc_update(x: Tensor, models: list[Tensor], lambdas: list[Tensor], sigma_prev: Tensor,
                   sigma: Tensor, lambda_t: Tensor, order: int, variant: str,
@@ -677,6 +775,10 @@ SAMPLERS: dict[str, Sampler] = {
     "euler_cfg_pp": sample_euler_cfg_pp,
     "euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
     "dpmpp_2m_cfg_pp": sample_dpmpp_2m_cfg_pp,
+    "res_multistep": sample_res_multistep,
+    "res_multistep_cfg_pp": sample_res_multistep_cfg_pp,
+    "res_multistep_ancestral": sample_res_multistep_ancestral,
+    "res_multistep_ancestral_cfg_pp": sample_res_multistep_ancestral_cfg_pp,
     "ipndm": sample_ipndm,
     "gradient_estimation": sample_gradient_estimation,
     "ddpm": sample_ddpm,
@@ -691,6 +793,7 @@ STOCHASTIC = frozenset({
     "euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu",
     "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "ddpm",
     "lcm", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "euler_ancestral_cfg_pp",
+    "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
 })
 
 
