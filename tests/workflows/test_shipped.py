@@ -48,7 +48,8 @@ def test_api_twin_is_the_conversion_of_the_ui_file(name):
 @pytest.mark.parametrize(("seed", "name"), list(enumerate([
     "lora-train", "lora-train-api", "lora-train-sdxl", "lora-train-captioned",
     "sd35-lora-train", "sd35-lora-train-api", "flux-lora-train", "flux-lora-train-api",
-    "qwen-image-lora-train", "qwen-image-lora-train-api"])))
+    "qwen-image-lora-train", "qwen-image-lora-train-api", "zimage-lora-train",
+    "zimage-lora-train-api"])))
 def test_shipped_workflow_runs_end_to_end(seed, name, shipped_base, capsys):
     out = shipped_base / "output"
     before = set(out.rglob("*")) if out.exists() else set()
