@@ -106,12 +106,13 @@ def check_write_target(root: Path, name: str, *, node_id: str | None = None,
     return root / name
 
 
-def next_counter(folder: Path, base: str, tail: str) -> int:
+def next_counter(folder: Path, base: str, tail: str, *, gap: str = "_") -> int:
     """1 + the highest `<n>` of the files `<base>_<n>_<tail>` in `folder` (1 when none).
 
     `tail` is a regular expression for what follows the number's `_` (`re.escape(ext)` for
     one file per number, `\\d+\\.png` for a numbered series), so a new number never reuses
-    one in use and an earlier file is never overwritten."""
-    pattern = re.compile(re.escape(base) + r"_(\d+)_" + tail + "$")
+    one in use and an earlier file is never overwritten. `gap`: the literal text between the
+    number and `tail` (`""` for names like SaveImageAdvanced's `<base>_<n>.png`)."""
+    pattern = re.compile(re.escape(base) + r"_(\d+)" + re.escape(gap) + tail + "$")
     used = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
     return max(used, default=0) + 1

@@ -107,11 +107,12 @@ class RunContext:
         return target
 
     def save_path(self, prefix: str, ext: str, *, folder: str = "output",
-                  input_name: str = "filename_prefix") -> Path:
-        """A new, unused `<folder>/<sub>/<base>_<counter:05>_<ext>` path for `prefix`.
+                  input_name: str = "filename_prefix", gap: str = "_") -> Path:
+        """A new, unused `<folder>/<sub>/<base>_<counter:05><gap><ext>` path for `prefix`.
 
         The counter is 1 + the highest counter already used by that exact name pattern, so an
         earlier file is never overwritten (ComfyUI's SaveLoRA can overwrite; we do not).
+        `gap` is "_" for SaveImage's `_00001_.png`, "" for SaveImageAdvanced's `_00001.png`.
         """
         where = {"node_id": self.node_id, "input_name": input_name}
         root = self.paths.folders(folder)[0]
@@ -123,5 +124,5 @@ class RunContext:
             raise InvalidValue("empty file name prefix", **where)
         sub = target.parent.relative_to(root).as_posix()
         target_dir = self.output_dir(sub, folder=folder, input_name=input_name)
-        counter = next_counter(target_dir, target.name, re.escape(ext))
-        return target_dir / f"{target.name}_{counter:05}_{ext}"
+        counter = next_counter(target_dir, target.name, re.escape(ext), gap=gap)
+        return target_dir / f"{target.name}_{counter:05}{gap}{ext}"

@@ -1,14 +1,19 @@
 """Run a checked workflow: a short loop over the plan, with caching and progress events.
 
-State of one run (`_Run`): `plan` (validate.Checked: order, planned nodes), `results` node id ->
-per-slot output lists (every stored output is a list, as in ComfyUI), `keys` node id -> cache
-key or None, `ui` output node id -> merged UI dict, and the caller's `ctx` (listeners,
-interrupt flag) and `cache`.
+State of one run (`run_plan`): `plan` (validate.Checked: planned nodes, strong edges),
+`schedule` (graph.DemandSchedule: what is ready, what waits), `keys` node id -> cache key or
+None (computed up front from the recipes, for every planned node), `result.outputs` node id ->
+per-slot output lists of the nodes that ran or came from the cache (every stored output is a
+list, as in ComfyUI), `result.ui` output node id -> merged UI dict, and the caller's `ctx`
+(listeners, interrupt flag) and `cache`.
 
-Ordering policy: `plan.order`, the smallest lexicographic topological order of the output
-nodes and their ancestors (graph.py); it depends only on ids and edges, so it is the same for
-every PYTHONHASHSEED. Each node: cache lookup -> gather inputs -> call execute once per item
-(or once with whole lists for `is_input_list` nodes) -> check arity -> merge per slot.
+Ordering policy: the smallest lexicographic topological order (graph.py) of the output nodes
+and their ancestors along links into non-lazy inputs; it depends only on ids and edges, so it
+is the same for every PYTHONHASHSEED (without lazy inputs it is `plan.order`). Each node: cache
+lookup -> gather inputs -> lazy inputs its `check_lazy_status` asks for and that have not run:
+schedule their producers and come back later -> call execute once per item (or once with whole
+lists for `is_input_list` nodes) -> check arity -> merge per slot. A lazy input nobody asks
+for is None and its producer never runs (ComfyUI's lazy evaluation, e.g. ComfySwitchNode).
 
 Autograd: nodes run with torch's grad mode as the caller left it; the engine never enters
 `torch.inference_mode()` (ComfyUI does) because the trainer needs autograd and inference-mode
@@ -25,6 +30,7 @@ from ..typesys.errors import Interrupted, NodeExecutionError
 from ..typesys.schema import NodeRegistry, Result
 from .cache import DEFAULT_CACHE, CacheEntry, OutputCache, cache_key, file_stamps
 from .context import ProgressEvent, RunContext
+from .graph import DemandSchedule
 from .validate import Checked, PlannedNode, check_workflow, raise_if_invalid
 
 
@@ -59,37 +65,84 @@ def run_plan(plan: Checked, ctx: RunContext, *, cache: OutputCache | None = None
     """Execute a checked plan in order (raises NodeExecutionError / Interrupted)."""
     cache = DEFAULT_CACHE if cache is None else cache
     result = RunResult()
-    keys: dict[str, str | None] = {}
+    keys = plan_keys(plan, ctx)
     outputs = set(plan.outputs)
+    schedule = DemandSchedule(plan.outputs, plan.strong_deps)
     cache.begin_run()
-    for node_id in plan.order:
+    while (node_id := schedule.next()) is not None:
         ctx.check_interrupt()
         planned = plan.nodes[node_id]
-        keys[node_id] = key = cache_key(planned, keys, file_stamps(planned, ctx.paths))
-        entry = cache.get(key)
+        entry = cache.get(keys[node_id])
         if entry is not None:
             ctx.emit(ProgressEvent("cached", node_id, planned.class_type))
             result.cached.append(node_id)
         else:
+            wanted = lazy_producers_wanted(planned, result.outputs)
+            if wanted:
+                schedule.demand(node_id, wanted)
+                continue
             entry = run_node(planned, ctx, result.outputs)
-            cache.put(key, entry)
+            cache.put(keys[node_id], entry)
             result.executed.append(node_id)
         result.outputs[node_id] = entry.outputs
         if node_id in outputs:
             result.ui[node_id] = entry.ui
+        schedule.finished(node_id)
     cache.end_run()
     return result
 
 
+def plan_keys(plan: Checked, ctx: RunContext) -> dict[str, str | None]:
+    """Every planned node's cache key, producers first (keys hash recipes, never results, so
+    a node's key covers a lazy branch whether or not that branch will run)."""
+    keys: dict[str, str | None] = {}
+    for node_id in plan.order:
+        planned = plan.nodes[node_id]
+        keys[node_id] = cache_key(planned, keys, file_stamps(planned, ctx.paths))
+    return keys
+
+
+def lazy_producers_wanted(planned: PlannedNode, results: Mapping[str, tuple[list[Any], ...]]
+                          ) -> list[str]:
+    """Producers of the lazy inputs the node's `check_lazy_status` asks for that have not run."""
+    hook = getattr(planned.node, "check_lazy_status", None)
+    schema = planned.node.schema
+    pending = {name: src for name, (src, _) in planned.links.items()
+               if schema.input(name).lazy and src not in results}
+    if hook is None or not pending:
+        return []
+    wanted: list[str] = []
+    for kwargs in _calls(planned, resolve_inputs(planned, results)):
+        for name in _call_hook(planned, hook, kwargs) or ():
+            if name in pending and pending[name] not in wanted:
+                wanted.append(pending[name])
+    return wanted
+
+
+def _call_hook(planned: PlannedNode, hook: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        return hook(**kwargs)
+    except Exception as exc:
+        raise NodeExecutionError(
+            f"node {planned.node_id} ({planned.class_type}) failed in check_lazy_status: "
+            f"{type(exc).__name__}: {exc}", node_id=planned.node_id,
+            class_type=planned.class_type, exception_type=type(exc).__name__,
+            exception_message=str(exc)) from exc
+
+
 def resolve_inputs(planned: PlannedNode, results: Mapping[str, tuple[list[Any], ...]]
                    ) -> dict[str, list[Any]]:
-    """Every input as a list: a link gives the producer's slot list, a constant [value]."""
+    """Every input as a list: a link gives the producer's slot list, a constant [value], a
+    lazy input whose producer has not run [None]."""
     inputs: dict[str, list[Any]] = {}
-    is_list = planned.node.schema.is_input_list
+    schema = planned.node.schema
     for name, value in planned.constants.items():
-        inputs[name] = value if is_list and isinstance(value, list) else [value]
+        inputs[name] = value if schema.is_input_list and isinstance(value, list) else [value]
     for name, (src, slot) in planned.links.items():
-        inputs[name] = results[src][slot]
+        if src not in results and schema.input(name).lazy:
+            inputs[name] = [None]
+        else:
+            inputs[name] = results[src][slot]
     return inputs
 
 

@@ -7,7 +7,8 @@ module that knows how edges are walked, so swapping in networkx or graphlib is a
 Ordering policy: Kahn's algorithm whose ready set is a heap keyed by `node_order`, i.e. the
 lexicographically smallest topological order (numeric ids numerically, other ids as strings,
 subgraph ids `a:b` part by part). It depends only on ids and edges, never on set or hash
-order, so it is the same for every PYTHONHASHSEED.
+order, so it is the same for every PYTHONHASHSEED. `DemandSchedule` is the same order grown at
+run time, for lazy inputs: only producers whose value is asked for are scheduled.
 """
 
 from __future__ import annotations
@@ -110,3 +111,64 @@ def dependent_outputs(outputs: Iterable[str], deps: Deps) -> dict[str, list[str]
         for node in ancestors_of([out], deps):
             result.setdefault(node, []).append(out)
     return result
+
+
+class DemandSchedule:
+    """Kahn's order (smallest `node_order` first) over the nodes a run turns out to need.
+
+    It starts with `targets` and, transitively, their producers along `strong` edges (links
+    into non-lazy inputs). A lazy input's producer joins only when `demand` asks for it
+    (ComfyUI: a lazy input nobody asks for never makes its producer run). Without `demand`
+    calls the order equals `topological_order` of the targets' strong ancestors.
+
+    State: `waiting` node -> producers it still waits for (None once done), `users` producer ->
+    nodes waiting for it, `ready` heap of nodes whose producers are all done. The caller pops
+    with `next()` and reports `finished(node)`, or `demand(node, producers)` to put the node
+    back until those producers have finished. The edges must be acyclic (validation's job).
+    """
+
+    def __init__(self, targets: Iterable[str], strong: Deps) -> None:
+        self.strong = strong
+        self.waiting: dict[str, set[str] | None] = {}
+        self.users: dict[str, list[str]] = {}
+        self.ready: list[tuple[tuple, str]] = []
+        self._need(targets)
+
+    def _need(self, nodes: Iterable[str]) -> None:
+        """Schedule `nodes` and every not yet scheduled producer along strong edges."""
+        pending = list(nodes)
+        while pending:
+            node = pending.pop()
+            if node in self.waiting:
+                continue
+            producers = {d for d in self.strong.get(node, ()) if d in self.strong}
+            self._wait(node, producers)
+            pending.extend(producers)
+
+    def _wait(self, node: str, producers: set[str]) -> None:
+        open_ = {p for p in producers if self.waiting.get(p, ()) is not None}
+        self.waiting[node] = open_
+        for producer in open_:
+            self.users.setdefault(producer, []).append(node)
+        if not open_:
+            heapq.heappush(self.ready, (node_order(node), node))
+
+    def next(self) -> str | None:
+        """The ready node to run next, or None when the run is complete."""
+        return heapq.heappop(self.ready)[1] if self.ready else None
+
+    def finished(self, node: str) -> None:
+        """`node` ran (or came from the cache): release the nodes waiting for it."""
+        self.waiting[node] = None
+        for user in self.users.pop(node, ()):
+            waits = self.waiting.get(user)
+            if waits is not None and node in waits:
+                waits.discard(node)
+                if not waits:
+                    heapq.heappush(self.ready, (node_order(user), user))
+
+    def demand(self, node: str, producers: Iterable[str]) -> None:
+        """Put `node` (just popped) back until `producers` (and their own producers) ran."""
+        wanted = set(producers)
+        self._need(sorted(wanted, key=node_order))
+        self._wait(node, wanted)

@@ -60,7 +60,7 @@ def _input_options(inp: Input, paths: BasePaths | None) -> dict[str, Any]:
         opts["options"] = list(_choices(inp, paths))
     for key, flag in (("multiline", inp.multiline), ("forceInput", inp.force_input),
                       ("control_after_generate", inp.control_after_generate),
-                      ("image_upload", inp.image_upload)):
+                      ("image_upload", inp.image_upload), ("lazy", inp.lazy)):
         if flag:
             opts[key] = True
     if inp.display_name:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..files import UnsafePath, check_write_target
-from ..typesys.check import check_value, compatible, nearest
+from ..typesys.check import MATCH_TYPE, check_value, compatible, nearest
 from ..typesys.errors import (
     BadLink,
     CustomValidationFailed,
@@ -67,7 +67,11 @@ class PlannedNode:
 
 @dataclass
 class Checked:
-    """The outcome of `check_workflow`; `order` is empty when there are errors."""
+    """The outcome of `check_workflow`; `order` is empty when there are errors.
+
+    `deps`: node id -> producers it links to; `strong_deps`: the same for the planned nodes
+    without the links into lazy inputs (what a run must compute first; execute.py).
+    """
 
     errors: list[WorkflowError]
     nodes: dict[str, PlannedNode]
@@ -75,6 +79,7 @@ class Checked:
     order: list[str]
     deps: dict[str, list[str]]
     class_types: dict[str, str]
+    strong_deps: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _where(node_id: str, class_type: str) -> str:
@@ -205,7 +210,7 @@ class _Checker:
 
     def _check_constant(self, prefix: str, node_id: str, schema: NodeSchema, inp: Input,
                         value: Any) -> tuple[bool, Any]:
-        if inp.type.name == "*":
+        if inp.type.name in ("*", MATCH_TYPE):  # any type: ComfyUI passes the value unchanged
             return True, value
         if not inp.type.widget:
             self.errors.append(InvalidValue(
@@ -290,12 +295,17 @@ class _Checker:
                 node_id=planned.node_id, input_name=name))
 
 
-def _deps(workflow: Mapping[str, Any]) -> dict[str, list[str]]:
+def _deps(workflow: Mapping[str, Any], skip: Mapping[str, frozenset[str]] | None = None
+          ) -> dict[str, list[str]]:
+    """node id -> producers it links to, leaving out the inputs named in `skip[node id]`."""
     deps: dict[str, list[str]] = {}
     for node_id, api_node in workflow.items():
         inputs = getattr(api_node, "inputs", None) or {}
+        skipped = skip.get(node_id, frozenset()) if skip else frozenset()
         found = []
-        for value in inputs.values():
+        for name, value in inputs.items():
+            if name in skipped:
+                continue
             link = link_of(value)
             if link is not None and link[0] in workflow:
                 found.append(link[0])
@@ -333,7 +343,14 @@ def check_workflow(workflow: Mapping[str, Any], registry: NodeRegistry,
     if checker.errors:
         order = []
     class_types = {n: _class_type(workflow, n) for n in workflow}
-    return Checked(checker.errors, nodes, outputs, order, deps, class_types)
+    lazy = {n: _lazy_inputs(p.node.schema) for n, p in nodes.items()}
+    strong = _deps(workflow, lazy)
+    strong_deps = {n: [d for d in strong[n] if d in nodes] for n in nodes}
+    return Checked(checker.errors, nodes, outputs, order, deps, class_types, strong_deps)
+
+
+def _lazy_inputs(schema: NodeSchema) -> frozenset[str]:
+    return frozenset(inp.name for inp in schema.inputs if inp.lazy)
 
 
 def _class_type(workflow: Mapping[str, Any], node_id: str) -> str:

@@ -29,6 +29,8 @@ FAMILIES = (
     "train",
     "train_outputs",
     "lora_loaders",
+    "logic",
+    "resolution",
 )
 
 

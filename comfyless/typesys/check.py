@@ -9,8 +9,9 @@ from typing import Any
 
 from .errors import InvalidValue, NotInChoices, ValueOutOfRange, WorkflowError
 from .schema import Input
+from .types import COMFY_MATCHTYPE_V3
 
-MATCH_TYPE = "COMFY_MATCHTYPE_V3"
+MATCH_TYPE = COMFY_MATCHTYPE_V3.name
 
 
 def nearest(name: Any, names: Iterable[Any], n: int = 3, cutoff: float = 0.6) -> list[str]:

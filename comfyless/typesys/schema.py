@@ -43,6 +43,8 @@ class Input:
     takes `default` (required), with one log line, instead of failing as a missing input.
     `save_to`: this STRING names a file prefix or folder to be written under that folder kind
     ("output", "temp", "datasets"); validation refuses one that would leave the folder.
+    `lazy`: a linked value is computed only if the node's `check_lazy_status` hook asks for it
+    (ComfyUI's lazy inputs); until then, and if never asked, the node sees None there.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Input:
     tooltip: str = ""
     added_in: str | None = None
     save_to: str | None = None
+    lazy: bool = False
 
     @property
     def is_widget(self) -> bool:
@@ -195,12 +198,17 @@ class Node:
       check(**constants) -> dict[input_name, message]: cross-input validation on constants
         (linked inputs arrive as None), run before anything executes.
       fingerprint(**constants) -> hashable: joins the cache key (e.g. a file's mtime).
+      check_lazy_status(**inputs) -> list[input_name] | None: called at run time, once per
+        item like execute, before execute; lazy inputs not computed yet arrive as None. The
+        named ones are computed (their producers run) and the hook is asked again, until it
+        names nothing new; lazy inputs never named stay None and their producers never run.
     """
 
     schema: ClassVar[NodeSchema]
     execute: ClassVar[Callable[..., Any]]
     check: ClassVar[Callable[..., dict[str, str]] | None] = None
     fingerprint: ClassVar[Callable[..., Any] | None] = None
+    check_lazy_status: ClassVar[Callable[..., list[str] | None] | None] = None
 
 
 class Implementation:

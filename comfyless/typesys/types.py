@@ -52,6 +52,10 @@ NOISE = io_type("NOISE", "comfyless.models.guidance.RandomNoise | EmptyNoise: .s
                          ".generate(latent dict) -> Tensor")
 GUIDER = io_type("GUIDER", "comfyless.models.guidance.Guider: model + conds + cfg, .sample(...)")
 ANY = io_type("*", "anything")
+# ComfyUI V3 MatchType: every socket of one template (e.g. a switch's two inputs and its output)
+# carries the same type, whichever it is; the frontend enforces that, the backend accepts any.
+COMFY_MATCHTYPE_V3 = io_type("COMFY_MATCHTYPE_V3", "any one type, the same on every socket "
+                                                   "of the node's match-type template")
 
 # The one seed range: ComfyUI's seed widgets go up to 0xffffffffffffffff, and generators are
 # seeded with the seed masked to 64 bits (`seed & SEED_MAX`).
@@ -60,7 +64,8 @@ SEED_MAX = 2**64 - 1
 ALL_TYPES: dict[str, IOType] = {
     t.name: t
     for t in (INT, FLOAT, STRING, BOOLEAN, COMBO, MODEL, CLIP, VAE, LATENT, IMAGE, MASK,
-              CONDITIONING, LORA_MODEL, LOSS_MAP, SAMPLER, SIGMAS, NOISE, GUIDER, ANY)
+              CONDITIONING, LORA_MODEL, LOSS_MAP, SAMPLER, SIGMAS, NOISE, GUIDER, ANY,
+              COMFY_MATCHTYPE_V3)
 }
 
 

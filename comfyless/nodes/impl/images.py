@@ -1,12 +1,15 @@
 """Execute of the image nodes (nodes/images.py): LoadImage, SaveImage, PreviewImage,
-ImageStitch, FluxKontextImageScale."""
+SaveImageAdvanced, ImageStitch, FluxKontextImageScale."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from ...files import write_atomic
 from ...typesys.schema import Result
-from . import image_files, image_ops
+from ..images import SAVE_FORMATS
+from . import image_files, image_formats, image_ops
 
 
 def load_image(ctx, image: str):
@@ -26,6 +29,70 @@ def preview_image(ctx, images):
     saved = image_files.save_images(ctx, images, image_files.temp_prefix(), folder="temp",
                                     compress_level=1)
     return Result((), {"images": saved})
+
+
+# -- SaveImageAdvanced -------------------------------------------------------------------------
+
+# PNG bit depth -> (full scale, sample type); values are scaled, clipped and truncated.
+PNG_DEPTHS = {"8-bit": (255.0, np.uint8), "16-bit": (65535.0, np.uint16)}
+# EXR input colour space -> (curve to scene-linear or None, primaries written to the header).
+EXR_SPACES = {
+    "sRGB": (image_formats.srgb_to_linear, image_formats.REC709_CHROMATICITIES),
+    "HDR": (image_formats.hlg_to_linear, image_formats.REC2020_CHROMATICITIES),
+    "linear": (None, image_formats.REC709_CHROMATICITIES),
+}
+
+
+def _check_format(file_format: str, bit_depth: str, color_space: str) -> None:
+    """Refuse a sub-input the chosen format does not offer (linked values skip validation)."""
+    subs = SAVE_FORMATS.get(file_format)
+    if subs is None:
+        raise ValueError(f"input 'format': {file_format!r} is not one of "
+                         f"{', '.join(SAVE_FORMATS)}")
+    for name, value in (("format.bit_depth", bit_depth),
+                        ("format.input_color_space", color_space)):
+        if value not in subs[name]:
+            raise ValueError(f"input '{name}': {value!r} is not a {file_format} choice; "
+                             f"expected one of {', '.join(subs[name])}")
+
+
+def _png_file(pixels: np.ndarray, bit_depth: str, texts: dict[str, str]) -> bytes:
+    scale, sample_type = PNG_DEPTHS[bit_depth]
+    quantised = np.clip(pixels * np.float32(scale), 0, scale).astype(np.int32)
+    return image_formats.encode_png(quantised.astype(sample_type), texts)
+
+
+def _exr_file(pixels: np.ndarray, color_space: str, texts: dict[str, str]) -> bytes:
+    curve, primaries = EXR_SPACES[color_space]
+    if curve is not None:  # colour channels only: alpha is already linear
+        colour = slice(0, 3) if pixels.shape[2] == 4 else slice(None)
+        pixels = pixels.copy()
+        pixels[:, :, colour] = curve(pixels[:, :, colour])
+    attributes = [image_formats.exr_string(k, v) for k, v in texts.items()]
+    attributes.append(image_formats.exr_chromaticities(primaries))
+    return image_formats.encode_exr(pixels, attributes)
+
+
+def save_image_advanced(ctx, images, filename_prefix: str = "ComfyUI", format: str = "png",
+                        **format_inputs):
+    """Each sample to output/<prefix>_<counter:05>.<format>; images passed on, UI entries."""
+    bit_depth = format_inputs.get("format.bit_depth", "8-bit")
+    color_space = format_inputs.get("format.input_color_space", "sRGB")
+    _check_format(format, bit_depth, color_space)
+    texts = image_formats.json_texts(ctx.prompt, ctx.extra_pnginfo)
+    root = ctx.paths.folders("output")[0]
+    entries = []
+    for index, sample in enumerate(image_ops.samples(images)):
+        pixels = sample.detach().float().cpu().numpy()
+        if format == "png":
+            data = _png_file(pixels, bit_depth, texts)
+        else:
+            data = _exr_file(pixels, color_space, texts)
+        name = image_files.expand_prefix(filename_prefix, pixels.shape[1], pixels.shape[0])
+        path = ctx.save_path(name.replace("%batch_num%", str(index)), f".{format}", gap="")
+        write_atomic(path, lambda tmp, data=data: tmp.write_bytes(data))
+        entries.append(image_files.ui_entry(path, root, "output"))
+    return Result((images,), {"images": entries})
 
 
 # -- FluxKontextImageScale --------------------------------------------------------------------
