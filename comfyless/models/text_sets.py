@@ -549,7 +549,7 @@ def full_text_encoder_files(clip_type: str, seed: int = 0) -> dict[str, object]:
     """The real-size standalone files: CLIP-L / CLIP-G as state dicts, T5-XXL (4.76 B
     parameters) and the Qwen LMs (4.0 B / 7.1 B) as `checkpoint_writer.StreamedFile`s that
     write them tensor by tensor."""
-    from .checkpoint_writer import streamed_random, write_streamed
+    from .random_weights import streamed_random, write_streamed
 
     if clip_type in QWEN_TEXT_ENCODERS:
         enc = QWEN_TEXT_ENCODERS[clip_type]
