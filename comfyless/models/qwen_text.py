@@ -36,8 +36,6 @@ are masked too); it is returned only when it has zeros. No pooled output.
 
 from __future__ import annotations
 
-import functools
-import gzip
 import math
 import re
 from collections.abc import Mapping
@@ -50,7 +48,7 @@ from torch import Tensor, nn
 
 from .clip import ClipModel, assign_weights
 from .quant import MARKER, dequantized_state_dict
-from .tokenizer import TokenWeights, _escape, _unescape
+from .tokenizer import TokenWeights, _escape, _unescape, shipped_tokenizer
 
 TOKENIZER_FILE = Path(__file__).with_name("vocab") / "qwen_tokenizer.json.gz"
 PAD_TOKEN = 151643  # <|endoftext|>
@@ -303,13 +301,9 @@ class QwenTextStack(nn.Module):
 
 # --- tokenizer -----------------------------------------------------------------------------
 
-@functools.cache
 def qwen_tokenizer():
     """The `tokenizers` pipeline of the shipped Qwen tokenizer.json (built once)."""
-    from tokenizers import Tokenizer
-
-    with gzip.open(TOKENIZER_FILE, "rt", encoding="utf-8") as f:
-        return Tokenizer.from_str(f.read())
+    return shipped_tokenizer(TOKENIZER_FILE)
 
 
 def encode_qwen_text(text: str) -> list[int]:

@@ -24,8 +24,6 @@ segment encoded on its own without its `</s>`, no start token, one end token 1 a
 
 from __future__ import annotations
 
-import functools
-import gzip
 import math
 import re
 from collections.abc import Mapping
@@ -37,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .quant import dequantized_state_dict
-from .tokenizer import TokenWeights, parse_weights
+from .tokenizer import TokenWeights, parse_weights, shipped_tokenizer
 
 PAD_TOKEN = 0
 END_TOKEN = 1
@@ -301,13 +299,9 @@ def _random_weight(key: str, shape: torch.Size, generator: torch.Generator | Non
 
 # --- tokenizer -----------------------------------------------------------------------------
 
-@functools.cache
 def t5_tokenizer():
     """The `tokenizers` pipeline of the shipped T5 v1.1 tokenizer.json (built once)."""
-    from tokenizers import Tokenizer
-
-    with gzip.open(TOKENIZER_FILE, "rt", encoding="utf-8") as f:
-        return Tokenizer.from_str(f.read())
+    return shipped_tokenizer(TOKENIZER_FILE)
 
 
 def encode_t5_text(text: str) -> list[int]:

@@ -197,3 +197,13 @@ class ClipTokenizer:
         """The empty prompt's ids: start, end, padding."""
         n = self.max_length if length is None else length
         return ([START_TOKEN, END_TOKEN] + [self.pad_token] * n)[:n]
+
+
+@functools.cache
+def shipped_tokenizer(path: Path):
+    """The `tokenizers` pipeline of a gzipped tokenizer.json shipped in models/vocab/ (T5,
+    Qwen), built once per process."""
+    from tokenizers import Tokenizer
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return Tokenizer.from_str(f.read())
