@@ -238,7 +238,23 @@ def clip_key_map(
             for d in dotted:
                 key_map[d + hf] = target
     key_map.update(_t5_kohya_names(names, roots))
+    key_map.update(_llm_kohya_names(names))
     return key_map
+
+
+# single-LLM text encoders (Z-Image's Qwen3-4B, Qwen-Image's Qwen2.5-VL): their parameters
+# sit under `<root>.transformer.model.`; kohya-style files name `lora_te_<path after it, _>`
+_LLM_ROOT = re.compile(r"^[a-z0-9_]+\.transformer\.model\.")
+
+
+def _llm_kohya_names(names: set[str]) -> dict[str, Target]:
+    """`lora_te_<path with _>` for a single LLM encoder (model-families.md §3.6)."""
+    out: dict[str, Target] = {}
+    for n in names:
+        m = _LLM_ROOT.match(n)
+        if m and n.endswith(".weight"):
+            out["lora_te_" + n[m.end():-len(".weight")].replace(".", "_")] = n
+    return out
 
 
 _T5_ROOT = "t5xxl.transformer."

@@ -414,3 +414,20 @@ def test_scaled_fp8_file_loads_dequantised(tmp_path, tiny_sds):
     assert_close_scaled(clip.encode("a cat")[0], direct.encode("a cat")[0])
     assert_close_scaled(qt.build_qwen_text(scaled, qt.QWEN_TEXT_ENCODERS["qwen_image"])
                         .encode("a cat")[0], direct.encode("a cat")[0])  # a dict handed in
+
+
+def test_kohya_style_text_lora_names_reach_the_qwen_encoder():
+    """`lora_te_<path after qwen3_4b.transformer.model., _>` (model-families.md §3.6) places
+    on the LLM's weights, beside ComfyUI's `text_encoders.<parameter path>` form."""
+    from comfyless.lora.keys import clip_key_map
+
+    shapes = {"qwen3_4b.transformer.model.layers.0.self_attn.q_proj.weight": (8, 8),
+              "qwen3_4b.transformer.model.layers.0.mlp.up_proj.weight": (16, 8),
+              "qwen3_4b.transformer.model.norm.weight": (8,)}
+    key_map = clip_key_map(shapes)
+    assert key_map["lora_te_layers_0_self_attn_q_proj"] == \
+        "qwen3_4b.transformer.model.layers.0.self_attn.q_proj.weight"
+    assert key_map["lora_te_layers_0_mlp_up_proj"] == \
+        "qwen3_4b.transformer.model.layers.0.mlp.up_proj.weight"
+    assert key_map["text_encoders.qwen3_4b.transformer.model.layers.0.self_attn.q_proj"] == \
+        "qwen3_4b.transformer.model.layers.0.self_attn.q_proj.weight"
