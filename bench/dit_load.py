@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(r: dict, path: Path, size: int, bench: DiTBench, args: argparse.Namespace) -> None:
     gib = 2**30
     base = r["torch"]["VmHWM"]
-    print(f"{bench.label} file {path.name}: {size / gib:.2f} GiB, weights {', '.join(r['weight_dtypes'])}; "
-          f"RSS after import torch {base / gib:.2f} GiB")
+    print(f"{bench.label} file {path.name}: {size / gib:.2f} GiB, "
+          f"weights {', '.join(r['weight_dtypes'])}; RSS after import torch {base / gib:.2f} GiB")
     print(f"{'stage':18} {'seconds':>8} {'peak RSS GiB':>12} {'anon GiB':>8} {'file-backed':>11} "
           f"{'peak/file':>9} {'(peak-torch)/file':>17}")
     stages = [("load", r["load_s"], r["loaded"]), ("read every weight", r["read_s"], r["read"])]
@@ -162,8 +162,8 @@ def report(r: dict, path: Path, size: int, bench: DiTBench, args: argparse.Names
               f"{(st['VmHWM'] - base) / size:17.2f}")
     if "forward" in r:
         print(f"forward: 1 step, batch 1, {args.forward_px}x{args.forward_px} px "
-              f"({(args.forward_px // 16) ** 2} image + {args.tokens} {bench.text_encoder} tokens), bf16 compute; "
-              f"finite={r['forward_finite']}")
+              f"({(args.forward_px // 16) ** 2} image + {args.tokens} {bench.text_encoder} "
+              f"tokens), bf16 compute; finite={r['forward_finite']}")
 
 
 if __name__ == "__main__":
