@@ -20,7 +20,8 @@ class DiTBench:
     text_encoder: str  # whose hidden states the context stands for
     context_field: str  # the network config field holding the context width
     tokens: int  # default caption length of the training/forward context
-    file_name: str  # ComfyUI's models/diffusion_models file name of the bf16 release
+    file_name: str  # models/diffusion_models file name of the bf16 release
+    fp8_file_name: str  # ... and of its float8_e4m3fn release
     pooled: bool = False  # Flux: CLIP-L pooled vector + guidance in the conditioning dict
 
     def writer(self) -> Any:
@@ -51,13 +52,13 @@ class DiTBench:
 BENCHES = {b.family: b for b in (
     # Flux: T5's min_length pads every prompt to 256 tokens
     DiTBench("flux", "FLUX.1 dev", "T5-XXL", "context_in_dim", 256, "flux1-dev.safetensors",
-             pooled=True),
+             "flux1-dev-fp8.safetensors", pooled=True),
     # Z-Image: Qwen3-4B chat-template prompt, unpadded; a one-sentence caption is ~32-64 tokens
     DiTBench("zimage", "Z-Image", "Qwen3-4B", "cap_feat_dim", 48,
-             "z_image_turbo_bf16.safetensors"),
+             "z_image_turbo_bf16.safetensors", "z_image_turbo_fp8_e4m3fn.safetensors"),
     # Qwen-Image: Qwen2.5-VL-7B with the template's system prefix dropped: ~40 for a caption
     DiTBench("qwen-image", "Qwen-Image", "Qwen2.5-VL-7B", "joint_attention_dim", 40,
-             "qwen_image_bf16.safetensors"),
+             "qwen_image_bf16.safetensors", "qwen_image_fp8_e4m3fn.safetensors"),
 )}
 
 

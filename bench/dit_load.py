@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         written = False
         if path is None:
             base = args.base_dir or Path(tmp)
-            name = bench.file_name
-            if args.file_dtype != "bf16":
-                name = name.replace(".safetensors", f"_{args.file_dtype}.safetensors")
+            name = bench.file_name if args.file_dtype == "bf16" else bench.fp8_file_name
             path = base / "models" / "diffusion_models" / name
             if not path.exists():
                 seconds = write_transformer(path, bench, args.file_dtype)
