@@ -111,9 +111,22 @@ def _opened(path: Path, where: dict[str, Any]) -> Iterator[TensorFile]:
         raise ModelLoadError(
             f"{path.name}: not a readable safetensors file (corrupt or truncated?): {exc}",
             **where) from exc
+    except RuntimeError as exc:  # the kernel refused to map it (a file bigger than memory)
+        raise ModelLoadError(_map_refused(path, exc), **where) from exc
     with handle as f:
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         yield TensorFile(shapes, f.get_tensor, f.metadata() or {})
+
+
+def _map_refused(path: Path, exc: Exception) -> str:
+    """Why a safetensors file could not be mapped, with its size against this machine's RAM."""
+    size = path.stat().st_size
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") \
+        else 0
+    return (f"{path.name}: cannot map the file into memory ({size / 2**30:.1f} GiB; this "
+            f"machine has {ram / 2**30:.1f} GiB of RAM and the kernel refused the mapping: "
+            f"{exc}); use a smaller variant of the model (e.g. its fp8 file) or a machine with "
+            f"more memory or swap")
 
 
 def _open_pickle(path: Path, where: dict[str, Any]) -> TensorFile:

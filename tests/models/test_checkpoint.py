@@ -181,3 +181,20 @@ def test_unknown_extension_refused(tmp_path):
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF")
     assert ".safetensors" in str(_fails(path))
+
+
+def test_a_file_the_kernel_will_not_map_is_a_clear_error(tmp_path, tiny_sd15_checkpoint,
+                                                          monkeypatch):
+    """A safetensors file bigger than memory (no overcommit, no swap) fails to map with a
+    RuntimeError inside safetensors; the loader names the file, its size and the RAM."""
+    import safetensors
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("unable to mmap 40861031616 bytes: Cannot allocate memory (os error 12)")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    with pytest.raises(ModelLoadError) as info:
+        load_checkpoint(tiny_sd15_checkpoint, node_id="4", input_name="ckpt_name")
+    message = str(info.value)
+    assert "cannot map the file" in message and "GiB of RAM" in message
+    assert tiny_sd15_checkpoint.name in message and info.value.node_id == "4"
