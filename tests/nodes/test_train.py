@@ -303,3 +303,65 @@ def test_nan_loss_writes_nothing(tmp_path, builder, tiny_sd15_checkpoint):
     assert info.value.node_id == train.id
     folder = tmp_path / "output" / "loras"
     assert not folder.exists() or not any(folder.iterdir())
+
+
+# -- bf16 on a CPU without bf16 units: one warning per process ------------------------------
+@pytest.fixture
+def bf16_warnings(ctx, monkeypatch):
+    """(ctx for node 7, the warnings it emitted, a setter for the CPU's bf16 slowdown)."""
+    from comfyless import cpu
+    from comfyless.nodes.impl import train as impl
+
+    monkeypatch.setattr(impl, "_bf16_warned", [False])
+    slowdown = [None]
+    monkeypatch.setattr(cpu, "bf16_slowdown", lambda: slowdown[0])
+    events = []
+    ctx.listeners.append(events.append)
+    warnings = lambda: [e.info["warning"] for e in events  # noqa: E731
+                        if e.kind == "message" and "warning" in e.info]
+
+    def set_slowdown(value):
+        slowdown[0] = value
+    return ctx.for_node("7", "TrainLoraNode"), warnings, set_slowdown
+
+
+def _warn(ctx, model, **kw):
+    from comfyless.nodes.impl.train import warn_slow_bf16
+
+    warn_slow_bf16(ctx, model, TrainConfig(**kw))
+
+
+def test_bf16_on_a_slow_cpu_warns_once_naming_the_node(bf16_warnings, tiny_sd15_model, caplog):
+    ctx, warnings, set_slowdown = bf16_warnings
+    set_slowdown(80.0)
+    with caplog.at_level(logging.WARNING):
+        _warn(ctx, tiny_sd15_model, training_dtype="bf16", lora_dtype="bf16")
+        _warn(ctx, tiny_sd15_model, training_dtype="bf16", lora_dtype="bf16")
+    [msg] = warnings()
+    assert "1/80 of fp32 speed" in msg
+    assert "--set 7.training_dtype=fp32" in msg and "--set 7.lora_dtype=fp32" in msg
+    assert [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()] == [msg]
+
+
+def test_only_the_bf16_inputs_are_named(bf16_warnings, tiny_sd15_model):
+    ctx, warnings, set_slowdown = bf16_warnings
+    set_slowdown(80.0)
+    _warn(ctx, tiny_sd15_model, training_dtype="fp32", lora_dtype="bf16")
+    [msg] = warnings()
+    assert "--set 7.lora_dtype=fp32" in msg and "training_dtype" not in msg
+
+
+def test_no_bf16_warning_for_fp32_or_on_a_bf16_cpu(bf16_warnings, tiny_sd15_model):
+    ctx, warnings, set_slowdown = bf16_warnings
+    set_slowdown(80.0)
+    _warn(ctx, tiny_sd15_model, training_dtype="fp32", lora_dtype="fp32")
+    set_slowdown(None)
+    _warn(ctx, tiny_sd15_model, training_dtype="bf16", lora_dtype="bf16")
+    assert warnings() == []
+
+
+def test_the_node_keeps_fp32_without_warning(bf16_warnings, tiny_sd15_model):
+    ctx, warnings, set_slowdown = bf16_warnings
+    set_slowdown(80.0)
+    _, _, steps = run(ctx, tiny_sd15_model, steps=1)
+    assert steps == 1 and warnings() == []

@@ -8,11 +8,18 @@ import inspect
 import logging
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from ...lora.adapters import RankTooLarge
 from ...lora.train_options import NO_LORA, TRAIN_OPTIONS
-from ...lora.training import TrainConfig, TrainingStopped, steps_from_name, train_lora
+from ...lora.training import (
+    TrainConfig,
+    TrainingStopped,
+    compute_dtype,
+    steps_from_name,
+    train_lora,
+)
 from ...lora.weights import LoraWeights
 from ...typesys.errors import Interrupted, InvalidValue
 from ..train import SNAPSHOTS_KEPT
@@ -32,6 +39,7 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     cfg = _config(values, node)
     existing, prior = _existing(ctx, values["existing_lora"])
     model = _unwrap_list(model)
+    warn_slow_bf16(ctx, model, cfg)
 
     def progress(step: int, total: int, loss: float) -> None:
         ctx.progress(step, total, loss=loss)  # raises Interrupted when asked to stop
@@ -57,6 +65,48 @@ train_lora_node.__signature__ = inspect.Signature([
       for n in ("ctx", "model", "latents", "positive")),
     *(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=(o.default,))
       for o in TRAIN_OPTIONS)])
+
+
+# Whether this process has told the user about slow bf16 already (once is enough: the advice
+# is the same for every run and node).
+_bf16_warned = [False]
+
+
+def warn_slow_bf16(ctx, model: Any, cfg) -> None:
+    """Once per process: training on a CPU without bf16 units in bf16 (training_dtype or
+    lora_dtype) is much slower than fp32; say by how much and how to switch. The workflow's
+    dtypes are kept."""
+    if _bf16_warned[0]:
+        return
+    inputs = _bf16_inputs(model, cfg)
+    if not inputs:
+        return
+    from ...cpu import bf16_slowdown
+
+    ratio = bf16_slowdown()
+    if ratio is None:
+        return
+    _bf16_warned[0] = True
+    node = ctx.node_id
+    switches = " ".join(f"--set {node}.{name}=fp32" for name in inputs)
+    msg = (f"TrainLoraNode {node}: {' and '.join(inputs)} bf16 on a CPU without bf16 units: "
+           f"a bf16 matmul runs at 1/{ratio:.0f} of fp32 speed on this CPU, so training will "
+           f"be much slower than in fp32; to train in fp32: {switches}")
+    log.warning("%s", msg)
+    ctx.message(warning=msg)
+
+
+def _bf16_inputs(model: Any, cfg) -> list[str]:
+    """Names of the inputs that make a CPU training run compute or keep adapters in bf16."""
+    weight = next(iter(model.diffusion_model.parameters()), None)
+    if weight is None or weight.device.type != "cpu":
+        return []
+    names = []
+    if compute_dtype(cfg, weight.dtype) == torch.bfloat16:
+        names.append("training_dtype")
+    if cfg.lora_dtype == "bf16":
+        names.append("lora_dtype")
+    return names
 
 
 class _Keeper:
