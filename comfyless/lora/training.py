@@ -27,12 +27,20 @@ and σ; the logged loss is the un-scaled mean loss in every mode.
 
 `offloading` and `quantized_backward` only matter for GPU memory / FP8 matmuls; on CPU they
 are accepted and have no effect.
+
+On an accelerator the loop never waits for the device inside a step: inputs go from pinned
+memory without blocking, and the losses stay on the device until read together (`_LossLog`):
+at most every LOSS_READ_SECONDS, before a snapshot and at the end. The progress callback is
+called at those reads only (with the latest loss; it also checks for an interrupt, so a stop
+takes at most that long), and a non-finite loss is found there, still named by its step. On
+the CPU reading is free: every loss is read, and progress called, after its own iteration.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, make_dataclass
@@ -65,6 +73,10 @@ TRAINING_DTYPES: dict[str, torch.dtype | None] = {
     "bf16": torch.bfloat16, "fp32": torch.float32, "none": None,  # none: follow the weights
 }
 LORA_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp32": torch.float32}
+# On an accelerator: how often the losses are brought to the host (each read waits for the
+# device; ComfyUI reads every step). 0.5 s: a progress display a person can follow, and an
+# interrupt is noticed within that (or one step, if longer).
+LOSS_READ_SECONDS = 0.5
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -275,23 +287,77 @@ class _Step:
     def __call__(self, x0: Tensor, entries: Sequence[Any], gen: torch.Generator,
                  weight: float) -> Tensor:
         model, sampling = self.model, self.model.sampling
-        noise = torch.randn(x0.shape, generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)  # CPU generators: same file on any device
         p = torch.rand(x0.shape[0], generator=gen)
         sigma = torch.tensor([sampling.percent_to_sigma(float(v)) for v in p])
-        x0 = x0.to(self.device)
-        xt = sampling.noise_scaling(sigma.to(self.device), noise.to(self.device), x0)
-        context = _stack_context(entries).to(self.device)
-        extra = _extras(model, entries, x0.shape[-2], x0.shape[-1])
+        x0, noise, sigma = (to_device(t, self.device) for t in (x0, noise, sigma))
+        xt = sampling.noise_scaling(sigma, noise, x0)
+        context = to_device(_stack_context(entries), self.device)
+        extra = to_device(_extras(model, entries, x0.shape[-2], x0.shape[-1]), self.device)
         amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.autocast
                else nullcontext())
         with amp:
-            denoised = model.apply_model(xt, sigma.to(self.device), context, **extra)
+            denoised = model.apply_model(xt, sigma, context, **extra)
         loss = self.criterion(denoised.float(), x0.float())
-        if not torch.isfinite(loss):
+        # the check waits for the device: there a NaN is found later, by _LossLog
+        if not defers_reads(self.device) and not torch.isfinite(loss):
             return loss.detach()
         scaled = loss * (weight / self.grad_acc)
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         return loss.detach()
+
+
+def defers_reads(device: torch.device) -> bool:
+    """Whether values are left on `device` until needed (reading one waits for its queue)."""
+    return device.type != "cpu"
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """CPU tensors (also inside lists/dicts) on `device`; to CUDA from pinned memory without
+    blocking, so the copy does not wait for the kernels queued before it."""
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(v, device) for v in value)
+    if not isinstance(value, Tensor) or value.device == device:
+        return value
+    if device.type == "cuda" and value.device.type == "cpu":
+        return value.pin_memory().to(device, non_blocking=True)
+    return value.to(device)
+
+
+class _LossLog:
+    """The per-iteration losses: read at once on the CPU; on an accelerator kept on the device
+    and read in one transfer when due (LOSS_READ_SECONDS), so the step loop does not sync."""
+
+    def __init__(self, total: int, deferred: bool) -> None:
+        self.total, self.deferred = total, deferred
+        self.values: list[float] = []
+        self.pending: list[Tensor] = []  # 0-d losses not read yet, in iteration order
+        self.last_read = time.monotonic()
+
+    def add(self, loss: Tensor) -> None:
+        self.pending.append(loss.detach().float())
+        if not self.deferred:
+            self.read()
+
+    def due(self) -> bool:
+        """Whether progress should be reported now: when nothing waits to be read (always on
+        the CPU; on a device after a snapshot's read), at the end, or when a read is due."""
+        return (not self.pending or len(self.values) + len(self.pending) == self.total
+                or time.monotonic() - self.last_read >= LOSS_READ_SECONDS)
+
+    def read(self) -> list[float]:
+        """All losses so far as floats; NonFiniteLoss names the first non-finite iteration."""
+        if self.pending:
+            new = torch.stack(self.pending).tolist()  # the one wait for the device
+            self.pending.clear()
+            self.last_read = time.monotonic()
+            for value in new:
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(len(self.values) + 1, self.total, value)
+                self.values.append(value)
+        return self.values
 
 
 def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Sequence[Any],
@@ -367,15 +433,17 @@ class _Hooks:
     on_snapshot: Snapshot | None
     state: Callable[[], dict[str, Tensor]]
 
-    def after(self, i: int, cfg: TrainConfig, losses: list[float]) -> None:
-        """After iteration i (0-based): maybe a snapshot, then progress (which may stop us)."""
+    def after(self, i: int, cfg: TrainConfig, log: _LossLog) -> None:
+        """After iteration i (0-based): maybe a snapshot, then progress (which may stop us);
+        both read the losses first, so neither sees adapters trained on a non-finite loss."""
         grad_acc = cfg.grad_accumulation_steps
         done = (i + 1) // grad_acc  # whole optimizer steps so far
         stepped = (i + 1) % grad_acc == 0
         if stepped and self.every and done % self.every == 0 and done < cfg.steps:
-            self.on_snapshot(TrainResult(self.state(), list(losses), done))
-        if self.progress is None:
+            self.on_snapshot(TrainResult(self.state(), list(log.read()), done))
+        if self.progress is None or not log.due():
             return
+        losses = log.read()
         try:
             self.progress(i + 1, cfg.steps * grad_acc, losses[-1])
         except Exception as exc:  # the caller asked to stop: hand back what was trained
@@ -388,33 +456,35 @@ def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.O
     total = cfg.steps * cfg.grad_accumulation_steps
     pick = _generator(cfg.seed)
     sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
-    losses: list[float] = []
-    for i in range(total):
-        gen = _generator(cfg.seed + 1000 * i)
-        if data.multi_res:
-            loss = _multires_iteration(data, cfg, step, pick, gen)
-        else:
-            g = 0 if len(data.groups) == 1 else int(torch.multinomial(sizes, 1, generator=pick))
-            rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:cfg.batch_size]
-            loss = step(data.groups[g][rel], [data.conds[g][j] for j in rel.tolist()], gen, 1.0)
-        value = float(loss)
-        if not math.isfinite(value):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(i + 1, total, value)
-        losses.append(value)
-        if (i + 1) % cfg.grad_accumulation_steps == 0:
-            _optimizer_step(optimizer, params, scaler)
-        hooks.after(i, cfg, losses)
-    return losses
+    log = _LossLog(total, defers_reads(step.device))
+    try:
+        for i in range(total):
+            gen = _generator(cfg.seed + 1000 * i)
+            if data.multi_res:
+                loss = _multires_iteration(data, cfg, step, pick, gen)
+            else:
+                g = (0 if len(data.groups) == 1
+                     else int(torch.multinomial(sizes, 1, generator=pick)))
+                rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:cfg.batch_size]
+                loss = step(data.groups[g][rel], [data.conds[g][j] for j in rel.tolist()],
+                            gen, 1.0)
+            log.add(loss)  # on the CPU: raises NonFiniteLoss before the optimizer steps
+            if (i + 1) % cfg.grad_accumulation_steps == 0:
+                _optimizer_step(optimizer, params, scaler)
+            hooks.after(i, cfg, log)
+        return log.read()
+    except NonFiniteLoss:
+        optimizer.zero_grad(set_to_none=True)
+        raise
 
 
 def _multires_iteration(data: Dataset, cfg: TrainConfig, step: _Step,
                         pick: torch.Generator, gen: torch.Generator) -> Tensor:
     idx = torch.randperm(len(data.groups), generator=pick)[:cfg.batch_size].tolist()
-    total = torch.zeros(())
+    total = torch.zeros((), device=step.device)
     for j in idx:  # one sample at a time: same gradient as one backward of the mean
         loss = step(data.groups[j], data.conds[j], gen, 1.0 / len(idx))
-        if not torch.isfinite(loss):
+        if not defers_reads(step.device) and not torch.isfinite(loss):
             return loss
         total = total + loss
     return total / len(idx)

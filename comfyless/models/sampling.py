@@ -71,9 +71,19 @@ class ModelSampling(_SigmaTable):
     def timestep(self, sigma: Tensor) -> Tensor:
         """Index (as float) of the table entry nearest to sigma in log space; same shape."""
         sigma = torch.as_tensor(sigma)
-        log_sigma = sigma.float().log().to(self.log_sigmas.device)
-        dists = (log_sigma.reshape(-1)[None, :] - self.log_sigmas[:, None]).abs()
-        return dists.argmin(dim=0).reshape(sigma.shape).to(sigma.device).float()
+        log_sigmas = self._log_sigmas_on(sigma.device)  # no round trip to the CPU per call
+        dists = (sigma.float().log().reshape(-1)[None, :] - log_sigmas[:, None]).abs()
+        return dists.argmin(dim=0).reshape(sigma.shape).float()
+
+    def _log_sigmas_on(self, device: torch.device) -> Tensor:
+        """The table on `device`, copied once: a copy per call would wait for the device."""
+        if self.log_sigmas.device == device:
+            return self.log_sigmas
+        source, copy = self.__dict__.get("_log_sigmas_copy", (None, None))
+        if source is not self.log_sigmas or copy.device != device:
+            copy = self.log_sigmas.to(device)
+            self._log_sigmas_copy = (self.log_sigmas, copy)
+        return copy
 
     def sigma(self, timestep: Tensor) -> Tensor:
         """Sigma at a (fractional) timestep: log-linear interpolation of the table."""
