@@ -4,7 +4,8 @@
 ComfyUI's trainer (train-nodes.md §4.3 step 12):
 * Linear / Conv1d-3d weights (>= 2-D): an adapter of the chosen algorithm, as a
   `torch.nn.utils.parametrize` weight function (or, with `bypass=True`, a forward hook that
-  adds the adapter's output path);
+  adds the adapter's output path computed from the layer input, and the layer's bias diff:
+  the form training uses, with no weight-sized tensor or gradient per step);
 * 1-D weights (GroupNorm, LayerNorm, ...): a zero `diff` added to the weight;
 * every bias: a zero `diff_b` added to the bias.
 
@@ -274,6 +275,8 @@ class AdapterSet:
     diffs: dict[str, _Diff] = field(default_factory=dict)  # "<module>.diff(_b)" -> diff
     _hooks: list = field(default_factory=list, repr=False)
     _attached: list[tuple[nn.Module, str]] = field(default_factory=list, repr=False)
+    # bias diffs added by a bypass hook (not parametrizations): (layer, diff)
+    _hooked_diffs: list[tuple[nn.Module, _Diff]] = field(default_factory=list, repr=False)
 
     def parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor, in module order (alpha excluded: it is fixed)."""
@@ -309,6 +312,9 @@ class AdapterSet:
                 for name, adapter in self.adapters.items():
                     w = modules[name].weight
                     w.copy_(adapter(w))
+                for module, diff in self._hooked_diffs:
+                    module.bias.copy_(diff(module.bias))
+        self._hooked_diffs.clear()
         for module, pname in self._attached:
             parametrize.remove_parametrizations(module, pname, leave_parametrized=leave)
         self._attached.clear()
@@ -385,18 +391,39 @@ def _attach_module(aset, name, module, found, dtype, generator, used) -> None:
         adapter.to(device=weight.device, dtype=dtype)
         aset.adapters[name] = adapter
         if aset.bypass:
-            hook = module.register_forward_hook(
-                lambda m, args, y, a=adapter: a.bypass(m, args[0], y)
-            )
-            aset._hooks.append(hook)
-        else:
-            parametrize.register_parametrization(module, "weight", adapter, unsafe=True)
-            aset._attached.append((module, "weight"))
+            _attach_hook(aset, name, module, adapter, found, dtype, used)
+            return
+        parametrize.register_parametrization(module, "weight", adapter, unsafe=True)
+        aset._attached.append((module, "weight"))
     elif isinstance(weight, Tensor) and weight.dim() == 1:
         _attach_diff(aset, name, module, "weight", "diff", found, dtype, used)
     bias = getattr(module, "bias", None)
     if isinstance(bias, Tensor):
         _attach_diff(aset, name, module, "bias", "diff_b", found, dtype, used)
+
+
+def _attach_hook(aset, name, module, adapter, found, dtype, used) -> None:
+    """The adapter and the bias diff as one forward hook: y' = g(y + h(x)) + diff_b.
+
+    The bias diff is added to the output rather than to the bias (the same function): a conv
+    whose bias needs a gradient gets its weight gradient computed too by PyTorch's CPU conv
+    backward (bias-only costs ~85% of bias+weight), and its frozen weight needs none.
+    """
+    diff = None
+    if isinstance(getattr(module, "bias", None), Tensor):
+        diff = _make_diff(aset, name, module, "bias", "diff_b", found, dtype, used)
+        aset._hooked_diffs.append((module, diff))
+    channel_dim = -1 if isinstance(module, nn.Linear) else 1
+
+    def hook(m: nn.Module, args: tuple, y: Tensor) -> Tensor:
+        out = adapter.bypass(m, args[0], y)
+        if diff is None:
+            return out
+        shape = [1] * out.dim()
+        shape[channel_dim] = -1
+        return out + diff.diff.to(out.dtype).reshape(shape)
+
+    aset._hooks.append(module.register_forward_hook(hook))
 
 
 def _make_adapter(aset, name, shape, found, generator, used) -> Adapter:
@@ -419,6 +446,12 @@ def _make_adapter(aset, name, shape, found, generator, used) -> Adapter:
 
 
 def _attach_diff(aset, name, module, pname, suffix, found, dtype, used) -> None:
+    diff = _make_diff(aset, name, module, pname, suffix, found, dtype, used)
+    parametrize.register_parametrization(module, pname, diff, unsafe=True)
+    aset._attached.append((module, pname))
+
+
+def _make_diff(aset, name, module, pname, suffix, found, dtype, used) -> _Diff:
     param = getattr(module, pname)
     t = found.get(suffix)
     if t is not None:
@@ -432,5 +465,4 @@ def _attach_diff(aset, name, module, pname, suffix, found, dtype, used) -> None:
         t = torch.zeros(param.shape)
     diff = _Diff(t.to(device=param.device, dtype=dtype))
     aset.diffs[f"{name}.{suffix}"] = diff
-    parametrize.register_parametrization(module, pname, diff, unsafe=True)
-    aset._attached.append((module, pname))
+    return diff
