@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .kinds import Patch, factorization, merged_weight, oft_rotate_output
+from .kinds import Patch, bypass_delta_out, factorization, merged_weight, oft_rotate_output
 
 ADAPTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Layers whose 1-D weight gets a `diff` (their biases, like every bias, get a `diff_b`).
@@ -71,22 +71,32 @@ class Adapter(nn.Module):
         super().__init__()
         # fixed, not trained (DECISIONS.md); None = no alpha in the file (scale 1.0)
         self.register_buffer("alpha", None if alpha is None else torch.tensor(float(alpha)))
+        self._alpha_value: float | None = None  # float(alpha), read once per device/dtype
+
+    def _apply(self, fn, *args, **kwargs):
+        self._alpha_value = None  # .to() may round alpha (bf16): read it again
+        return super()._apply(fn, *args, **kwargs)
+
+    def _alpha_float(self) -> float | None:
+        # cached: float() of a GPU buffer is a host sync, once per adapted layer and forward
+        if self.alpha is None:
+            return None
+        if self._alpha_value is None:
+            self._alpha_value = float(self.alpha)
+        return self._alpha_value
 
     def _tensors(self) -> dict[str, Tensor]:
         raise NotImplementedError
 
     def patch(self) -> Patch:
         """A Patch over the live parameters (gradients flow through it)."""
-        alpha = None if self.alpha is None else float(self.alpha)
-        return Patch(self.kind, self._tensors(), alpha)
+        return Patch(self.kind, self._tensors(), self._alpha_float())
 
     def forward(self, weight: Tensor) -> Tensor:
         return merged_weight(self.patch(), weight, 1.0)
 
     def bypass(self, layer: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """The layer output with this adapter applied, from its input x and plain output y."""
-        from .kinds import bypass_delta_out
-
         return y + bypass_delta_out(self.patch(), layer, x, layer.weight).to(y.dtype)
 
     @classmethod
