@@ -4,7 +4,8 @@
 ComfyUI's trainer (train-nodes.md §4.3 step 12):
 * Linear / Conv1d-3d weights (>= 2-D): an adapter of the chosen algorithm, as a
   `torch.nn.utils.parametrize` weight function (or, with `bypass=True`, a forward hook that
-  adds the adapter's output path);
+  adds the adapter's output path computed from the layer input, and the layer's bias diff:
+  the form training uses, with no weight-sized tensor or gradient per step);
 * 1-D weights (GroupNorm, LayerNorm, ...): a zero `diff` added to the weight;
 * every bias: a zero `diff_b` added to the bias.
 
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .kinds import Patch, factorization, merged_weight, oft_rotate_output
+from .kinds import Patch, bypass_delta_out, factorization, merged_weight, oft_rotate_output
 
 ADAPTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Layers whose 1-D weight gets a `diff` (their biases, like every bias, get a `diff_b`).
@@ -70,22 +71,32 @@ class Adapter(nn.Module):
         super().__init__()
         # fixed, not trained (DECISIONS.md); None = no alpha in the file (scale 1.0)
         self.register_buffer("alpha", None if alpha is None else torch.tensor(float(alpha)))
+        self._alpha_value: float | None = None  # float(alpha), read once per device/dtype
+
+    def _apply(self, fn, *args, **kwargs):
+        self._alpha_value = None  # .to() may round alpha (bf16): read it again
+        return super()._apply(fn, *args, **kwargs)
+
+    def _alpha_float(self) -> float | None:
+        # cached: float() of a GPU buffer is a host sync, once per adapted layer and forward
+        if self.alpha is None:
+            return None
+        if self._alpha_value is None:
+            self._alpha_value = float(self.alpha)
+        return self._alpha_value
 
     def _tensors(self) -> dict[str, Tensor]:
         raise NotImplementedError
 
     def patch(self) -> Patch:
         """A Patch over the live parameters (gradients flow through it)."""
-        alpha = None if self.alpha is None else float(self.alpha)
-        return Patch(self.kind, self._tensors(), alpha)
+        return Patch(self.kind, self._tensors(), self._alpha_float())
 
     def forward(self, weight: Tensor) -> Tensor:
         return merged_weight(self.patch(), weight, 1.0)
 
     def bypass(self, layer: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """The layer output with this adapter applied, from its input x and plain output y."""
-        from .kinds import bypass_delta_out
-
         return y + bypass_delta_out(self.patch(), layer, x, layer.weight).to(y.dtype)
 
     @classmethod
@@ -274,6 +285,8 @@ class AdapterSet:
     diffs: dict[str, _Diff] = field(default_factory=dict)  # "<module>.diff(_b)" -> diff
     _hooks: list = field(default_factory=list, repr=False)
     _attached: list[tuple[nn.Module, str]] = field(default_factory=list, repr=False)
+    # bias diffs added by a bypass hook (not parametrizations): (layer, diff)
+    _hooked_diffs: list[tuple[nn.Module, _Diff]] = field(default_factory=list, repr=False)
 
     def parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor, in module order (alpha excluded: it is fixed)."""
@@ -309,6 +322,9 @@ class AdapterSet:
                 for name, adapter in self.adapters.items():
                     w = modules[name].weight
                     w.copy_(adapter(w))
+                for module, diff in self._hooked_diffs:
+                    module.bias.copy_(diff(module.bias))
+        self._hooked_diffs.clear()
         for module, pname in self._attached:
             parametrize.remove_parametrizations(module, pname, leave_parametrized=leave)
         self._attached.clear()
@@ -385,18 +401,39 @@ def _attach_module(aset, name, module, found, dtype, generator, used) -> None:
         adapter.to(device=weight.device, dtype=dtype)
         aset.adapters[name] = adapter
         if aset.bypass:
-            hook = module.register_forward_hook(
-                lambda m, args, y, a=adapter: a.bypass(m, args[0], y)
-            )
-            aset._hooks.append(hook)
-        else:
-            parametrize.register_parametrization(module, "weight", adapter, unsafe=True)
-            aset._attached.append((module, "weight"))
+            _attach_hook(aset, name, module, adapter, found, dtype, used)
+            return
+        parametrize.register_parametrization(module, "weight", adapter, unsafe=True)
+        aset._attached.append((module, "weight"))
     elif isinstance(weight, Tensor) and weight.dim() == 1:
         _attach_diff(aset, name, module, "weight", "diff", found, dtype, used)
     bias = getattr(module, "bias", None)
     if isinstance(bias, Tensor):
         _attach_diff(aset, name, module, "bias", "diff_b", found, dtype, used)
+
+
+def _attach_hook(aset, name, module, adapter, found, dtype, used) -> None:
+    """The adapter and the bias diff as one forward hook: y' = g(y + h(x)) + diff_b.
+
+    The bias diff is added to the output rather than to the bias (the same function): a conv
+    whose bias needs a gradient gets its weight gradient computed too by PyTorch's CPU conv
+    backward (bias-only costs ~85% of bias+weight), and its frozen weight needs none.
+    """
+    diff = None
+    if isinstance(getattr(module, "bias", None), Tensor):
+        diff = _make_diff(aset, name, module, "bias", "diff_b", found, dtype, used)
+        aset._hooked_diffs.append((module, diff))
+    channel_dim = -1 if isinstance(module, nn.Linear) else 1
+
+    def hook(m: nn.Module, args: tuple, y: Tensor) -> Tensor:
+        out = adapter.bypass(m, args[0], y)
+        if diff is None:
+            return out
+        shape = [1] * out.dim()
+        shape[channel_dim] = -1
+        return out + diff.diff.to(out.dtype).reshape(shape)
+
+    aset._hooks.append(module.register_forward_hook(hook))
 
 
 def _make_adapter(aset, name, shape, found, generator, used) -> Adapter:
@@ -419,6 +456,12 @@ def _make_adapter(aset, name, shape, found, generator, used) -> Adapter:
 
 
 def _attach_diff(aset, name, module, pname, suffix, found, dtype, used) -> None:
+    diff = _make_diff(aset, name, module, pname, suffix, found, dtype, used)
+    parametrize.register_parametrization(module, pname, diff, unsafe=True)
+    aset._attached.append((module, pname))
+
+
+def _make_diff(aset, name, module, pname, suffix, found, dtype, used) -> _Diff:
     param = getattr(module, pname)
     t = found.get(suffix)
     if t is not None:
@@ -432,5 +475,4 @@ def _attach_diff(aset, name, module, pname, suffix, found, dtype, used) -> None:
         t = torch.zeros(param.shape)
     diff = _Diff(t.to(device=param.device, dtype=dtype))
     aset.diffs[f"{name}.{suffix}"] = diff
-    parametrize.register_parametrization(module, pname, diff, unsafe=True)
-    aset._attached.append((module, pname))
+    return diff

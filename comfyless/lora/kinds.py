@@ -240,26 +240,92 @@ def layer_op(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
     return fn(x, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
-def _lora_bypass(p: Patch, layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
-    # down runs with the layer's own stride/padding, up as a 1x1 map over the rank channels
+def _plain_conv(layer: nn.Module, x: Tensor, weight: Tensor) -> bool:
+    """A conv the input-side forms can split: batched input, no groups, zero padding."""
+    return (_conv_fn(layer) is not None and layer.groups == 1 and x.dim() == weight.dim()
+            and getattr(layer, "padding_mode", "zeros") == "zeros")
+
+
+def _low_rank_out(layer: nn.Module, x: Tensor, up: Tensor, down: Tensor, weight: Tensor) -> Tensor:
+    """(up @ down) applied to x without forming it: down [R, in*k] runs as the layer's own op
+    (conv: same kernel/stride/padding), up [out, R] as a linear / 1x1 conv over the R channels."""
+    up, down = up.to(x.dtype), down.to(x.dtype)
+    if isinstance(layer, nn.Linear):
+        return F.linear(F.linear(x, down.flatten(1)), up.flatten(1))
+    h = layer_op(layer, x, down.reshape(down.shape[0], *weight.shape[1:]))
+    return _conv_fn(layer)(h, up.reshape(up.shape[0], -1, *[1] * (weight.dim() - 2)))
+
+
+def _loha_factors(t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """(w1a@w1b) * (w2a@w2b) = up2 @ down2 with rank r1*r2: up2[o,(p,q)] = w1a[o,p] w2a[o,q],
+    down2[(p,q),i] = w1b[p,i] w2b[q,i]."""
+    w1a, w2a = t["hada_w1_a"], t["hada_w2_a"]
+    w1b, w2b = t["hada_w1_b"].flatten(1), t["hada_w2_b"].flatten(1)
+    up = (w1a[:, :, None] * w2a[:, None, :]).flatten(1)
+    down = (w1b[:, None, :] * w2b[None, :, :]).flatten(0, 1)
+    return up, down
+
+
+def _loha_factored_pays(t: dict[str, Tensor], weight: Tensor) -> bool:
+    # the r1*r2 factors beat a full delta (and its full-size gradient) when they are smaller
+    rank = t["hada_w1_a"].shape[1] * t["hada_w2_a"].shape[1]
+    out, fan_in = weight.shape[0], weight[0].numel()
+    return "hada_t1" not in t and rank * (out + fan_in) < out * fan_in
+
+
+def _lokr_out(p: Patch, layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor | None:
+    """kron(w1, w2) applied to x as w1 mixing input groups, w2 the layer op within a group
+    (ΔW[(l,k),(m,n)] = w1[l,m] w2[k,n]); None when the factors do not split the layer."""
+    w1, w2 = _lokr_factors(p.tensors)
+    if w1.dim() > 2 and any(s != 1 for s in w1.shape[2:]):
+        return None
+    w1 = w1.flatten(1).to(x.dtype)
+    (out_l, in_m), out_k = w1.shape, w2.shape[0]
+    in_n = weight.shape[1] // in_m
+    if out_l * out_k != weight.shape[0] or in_m * in_n != weight.shape[1]:
+        return None
+    w2 = w2.to(x.dtype).reshape(out_k, in_n, *weight.shape[2:])
+    if isinstance(layer, nn.Linear):
+        h = F.linear(x.unflatten(-1, (in_m, in_n)), w2)  # [..., m, k]
+        return torch.einsum("...mk,lm->...lk", h, w1).flatten(-2) * scale_of(p)
+    batch, spatial = x.shape[0], x.shape[2:]
+    grouped = x.reshape(batch * in_m, in_n, *spatial)
+    h = layer_op(layer, grouped, w2)
+    h = h.reshape(batch, in_m, out_k, *h.shape[2:])
+    return torch.einsum("bmk...,lm->blk...", h, w1).flatten(1, 2) * scale_of(p)
+
+
+def _input_side_out(p: Patch, layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor | None:
+    """The adapter's output path computed from x with no weight-sized tensor, or None."""
+    if p.dora_scale is not None or not (isinstance(layer, nn.Linear)
+                                        or _plain_conv(layer, x, weight)):
+        return None
     t = p.tensors
-    if "mid" in t or isinstance(layer, nn.Linear):
-        return layer_op(layer, x, patch_delta(p, weight).to(x.dtype))
-    down = t["down"].to(x.dtype).reshape(t["down"].shape[0], *weight.shape[1:])
-    h = layer_op(layer, x, down)
-    up = t["up"].to(x.dtype).reshape(t["up"].shape[0], -1, *[1] * (weight.dim() - 2))
-    return _conv_fn(layer)(h, up) * scale_of(p)
+    if p.kind == "lora" and "mid" not in t:
+        return _low_rank_out(layer, x, t["up"], t["down"], weight) * scale_of(p)
+    if p.kind == "loha" and _loha_factored_pays(t, weight):
+        return _low_rank_out(layer, x, *_loha_factors(t), weight) * scale_of(p)
+    if p.kind == "lokr":
+        return _lokr_out(p, layer, x, weight)
+    return None
 
 
 def bypass_delta_out(p: Patch, layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
-    """h(x): the adapter's additive output path (strength 1)."""
-    if p.kind == "lora" and p.dora_scale is None and isinstance(layer, tuple(_CONVS)):
-        return _lora_bypass(p, layer, x, weight)
-    if p.kind == "lora" and p.dora_scale is None:
-        t = p.tensors
-        h = F.linear(F.linear(x, t["down"].to(x.dtype).flatten(1)), t["up"].to(x.dtype))
-        return h * scale_of(p)
-    return layer_op(layer, x, (merged_weight(p, weight.float(), 1.0) - weight.float()).to(x.dtype))
+    """h(x): the adapter's additive output path (strength 1).
+
+    From the input where the kind allows it (LoRA down/up, LoHa as a rank r1*r2 product, LoKr
+    as a grouped Kronecker application): no delta the size of the weight is formed, so neither
+    is its gradient. Otherwise (DoRA, LoCon mid, LoHa when its product factors are bigger than
+    the weight, grouped convs) the layer op runs with the delta itself.
+    """
+    out = _input_side_out(p, layer, x, weight)
+    if out is not None:
+        return out
+    if p.dora_scale is None and p.kind in _DELTAS:
+        delta = patch_delta(p, weight)
+    else:
+        delta = merged_weight(p, weight.float(), 1.0) - weight.float()
+    return layer_op(layer, x, delta.to(x.dtype))
 
 
 def oft_rotate_output(

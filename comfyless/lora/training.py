@@ -25,6 +25,10 @@ Fixed ComfyUI quirks (DECISIONS.md): each sample is paired with its own caption;
 scales latents by the latent format; multi-res samples of the same shape get their own noise
 and σ; the logged loss is the un-scaled mean loss in every mode.
 
+Adapters run from the layer input (adapters.py bypass hooks) in both `bypass_mode` settings:
+the merged-weight form ComfyUI uses without bypass_mode computes the same outputs and adapter
+gradients, but also a full-size weight gradient per adapted layer and step.
+
 `offloading` and `quantized_backward` only matter for GPU memory / FP8 matmuls; on CPU they
 are accepted and have no effect.
 
@@ -413,9 +417,11 @@ def _adapters(unet: nn.Module, cfg: TrainConfig, lora_dtype: torch.dtype,
     """add_adapters; an existing LoRA that does not fit is an error of input existing_lora
     (RankTooLarge passes as it is: the node maps it to input rank)."""
     try:
+        # Always the input-side (bypass) form, whatever bypass_mode says: (W + ΔW)x = Wx + ΔWx,
+        # so it trains the same function as ComfyUI's weight functions, but no ΔW and no
+        # gradient the size of a frozen weight is formed each step (issue 13).
         return add_adapters(unet, cfg.algorithm, cfg.rank, dtype=lora_dtype,
-                            generator=_generator(cfg.seed), existing=existing,
-                            bypass=cfg.bypass_mode)
+                            generator=_generator(cfg.seed), existing=existing, bypass=True)
     except RankTooLarge:
         raise
     except ValueError as exc:
