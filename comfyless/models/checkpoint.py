@@ -19,13 +19,11 @@ from torch import Tensor
 from ..typesys.errors import ModelLoadError
 from .detect import UNET_PREFIX, Detected, DetectionError, detect
 from .patcher import ModelPatcher
-from .tensor_files import TensorFile, error_where, open_tensor_file
+from .tensor_files import FLOAT8_DTYPES, TensorFile, error_where, open_tensor_file
 
 # ComfyUI's default VAE prefix in all-in-one files (VAELoader strips it from VAE files too);
 # a checkpoint's own VAE/text prefixes come from its family record.
 VAE_PREFIX = "first_stage_model."
-FLOAT8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2")
-                      if hasattr(torch, n))
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:

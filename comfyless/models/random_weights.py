@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .tensor_files import FLOAT8_DTYPES
+
 
 def random_init(shapes: dict[str, torch.Size], generator: torch.Generator,
                 bias_std: Callable[[str], float] = lambda key: 0.02) -> dict[str, Tensor]:
@@ -34,7 +36,7 @@ def random_init(shapes: dict[str, torch.Size], generator: torch.Generator,
     return out
 
 
-FLOAT8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+FLOAT8 = FLOAT8_DTYPES
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                        **dict(zip(FLOAT8, ("F8_E4M3", "F8_E5M2"), strict=False))}
 

@@ -18,6 +18,10 @@ from torch import Tensor
 
 from ..typesys.errors import ModelLoadError
 
+# the float8 storage dtypes this torch knows (fp8 files keep them where the network allows)
+FLOAT8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2")
+                      if hasattr(torch, n))
+
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
 

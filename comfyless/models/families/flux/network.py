@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ....lora.kinds import LORA_DIALECTS
-from ...tensor_files import TensorFile
+from ...tensor_files import FLOAT8_DTYPES, TensorFile
 from . import names
 from .config import FluxConfig
 
-FLOAT8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2")
-                      if hasattr(torch, n))
 TIME_EMBED_DIM = 256
 TIME_FACTOR = 1000.0  # the embedding sees 1000·σ (and 1000·guidance)
 LAYER_NORM_EPS = 1e-6
@@ -312,13 +310,28 @@ def _patch_offset(pixels: int, p: int) -> int:
     return (pixels + p // 2) // p
 
 
-# -- the network -------------------------------------------------------------------------------
-
-class FluxNetwork(nn.Module):
-    """FLUX.1 dev/schnell transformer; state_dict keys = BFL file keys (`_norm.weight`)."""
+class Fp8StoredNetwork(nn.Module):
+    """A DiT whose float8-stored weights stay fp8 (checkpoint.build_unet keeps them) and are
+    upcast per call by its Linear layers; `dtype` is the compute dtype."""
 
     keeps_fp8 = True  # checkpoint.build_unet keeps float8 weights as stored
     compute_dtype: torch.dtype | None = None  # set by the loader when weights stay fp8
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: the loader's choice when weights stay fp8, else the weights'."""
+        if self.compute_dtype is not None:
+            return self.compute_dtype
+        for t in self.parameters():
+            if t.is_floating_point() and t.dtype not in FLOAT8_DTYPES:
+                return t.dtype
+        return torch.float32
+
+
+# -- the network -------------------------------------------------------------------------------
+
+class FluxNetwork(Fp8StoredNetwork):
+    """FLUX.1 dev/schnell transformer; state_dict keys = BFL file keys (`_norm.weight`)."""
 
     def __init__(self, config: FluxConfig) -> None:
         super().__init__()
@@ -337,16 +350,6 @@ class FluxNetwork(nn.Module):
             SingleStreamBlock(h, config.num_heads, config.mlp_hidden)
             for _ in range(config.depth_single_blocks))
         self.final_layer = LastLayer(h, config.out_channels * p * p)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The compute dtype: the loader's choice when weights stay fp8, else the weights'."""
-        if self.compute_dtype is not None:
-            return self.compute_dtype
-        for t in self.parameters():
-            if t.is_floating_point() and t.dtype not in FLOAT8_DTYPES:
-                return t.dtype
-        return torch.float32
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor, y: Tensor | None = None,

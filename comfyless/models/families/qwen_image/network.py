@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..flux.network import (
-    FLOAT8_DTYPES,
+    Fp8StoredNetwork,
     Linear,
     apply_rope,
     image_ids,
@@ -227,11 +227,8 @@ def text_mask_bias(mask: Tensor, batch: int, n_txt: int, n_img: int, dtype: torc
 
 # -- the network -----------------------------------------------------------------------------
 
-class QwenImageNetwork(nn.Module):
+class QwenImageNetwork(Fp8StoredNetwork):
     """Qwen-Image / 2512 transformer; state_dict keys = ComfyUI's = diffusers' file keys."""
-
-    keeps_fp8 = True  # checkpoint.build_unet keeps float8 weights as stored
-    compute_dtype: torch.dtype | None = None  # set by the loader when weights stay fp8
 
     def __init__(self, config: QwenImageConfig) -> None:
         super().__init__()
@@ -247,16 +244,6 @@ class QwenImageNetwork(nn.Module):
         self.norm_out = OutputNorm(h)
         p = config.patch_size
         self.proj_out = Linear(h, p * p * config.out_channels)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The compute dtype: the loader's choice when weights stay fp8, else the weights'."""
-        if self.compute_dtype is not None:
-            return self.compute_dtype
-        for t in self.parameters():
-            if t.is_floating_point() and t.dtype not in FLOAT8_DTYPES:
-                return t.dtype
-        return torch.float32
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor,

@@ -26,12 +26,10 @@ from torch import Tensor, nn
 from ....lora.keys import Target
 from ...tensor_files import TensorFile
 from ...unet import timestep_embedding
-from ..flux.network import apply_rope, image_ids, pad_to_patches, rope_tables
+from ..flux.network import Fp8StoredNetwork, apply_rope, image_ids, pad_to_patches, rope_tables
 from . import names
 from .config import FREQ_DIM, NORM_EPS, ZImageConfig
 
-FLOAT8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2")
-                      if hasattr(torch, n))
 FINAL_NORM_EPS = 1e-6  # the final LayerNorm (no affine)
 FP16_MAX = 65504.0
 # q/k norms are built without an eps: ComfyUI then uses float32's machine epsilon
@@ -199,11 +197,8 @@ def caption_ids(length: int, device: torch.device) -> Tensor:
 
 # -- the network ---------------------------------------------------------------------------------
 
-class ZImageNetwork(nn.Module):
+class ZImageNetwork(Fp8StoredNetwork):
     """Z-Image Turbo / Base; state_dict keys = ComfyUI's (prefix-free file keys)."""
-
-    keeps_fp8 = True  # checkpoint.build_unet keeps float8 weights as stored
-    compute_dtype: torch.dtype | None = None  # set by the loader when weights stay fp8
 
     def __init__(self, config: ZImageConfig) -> None:
         super().__init__()
@@ -223,16 +218,6 @@ class ZImageNetwork(nn.Module):
         # learned fillers for the padding up to multiples of 32 tokens (not trained by LoRA)
         self.x_pad_token = nn.Parameter(torch.zeros(1, dim))
         self.cap_pad_token = nn.Parameter(torch.zeros(1, dim))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The compute dtype: the loader's choice when weights stay fp8, else the weights'."""
-        if self.compute_dtype is not None:
-            return self.compute_dtype
-        for t in self.parameters():
-            if t.is_floating_point() and t.dtype not in FLOAT8_DTYPES:
-                return t.dtype
-        return torch.float32
 
     # -- forward -----------------------------------------------------------------------------
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor, num_tokens: Any = None,
