@@ -52,7 +52,7 @@ def build(size: str):
 
 
 def run_case(size: str, px: int, dtype: str, gc: str, steps: int, warmup: int,
-             profile: bool = False) -> dict:
+             profile: bool = False, lora_dtype: str = "fp32", rank: int = 8) -> dict:
     import torch
 
     from comfyless.lora.training import TrainConfig, train_lora
@@ -71,8 +71,8 @@ def run_case(size: str, px: int, dtype: str, gc: str, steps: int, warmup: int,
         cpu.append(now[1] - last[1])
         last[:] = now
 
-    cfg = TrainConfig(steps=warmup + steps, training_dtype=dtype, lora_dtype="fp32",
-                      gradient_checkpointing=gc == "on", learning_rate=1e-4)
+    cfg = TrainConfig(steps=warmup + steps, training_dtype=dtype, lora_dtype=lora_dtype,
+                      rank=rank, gradient_checkpointing=gc == "on", learning_rate=1e-4)
     if profile:
         from torch.profiler import profile as prof
 
@@ -83,7 +83,7 @@ def run_case(size: str, px: int, dtype: str, gc: str, steps: int, warmup: int,
         last[:] = time.perf_counter(), time.process_time()
         train_lora(model, lat, pos, cfg, progress=tick)
     timed, cpu_timed = sorted(times[warmup:]), sorted(cpu[warmup:])
-    return {"size": size, "px": px, "dtype": dtype, "gc": gc,
+    return {"size": size, "px": px, "dtype": dtype, "gc": gc, "lora_dtype": lora_dtype,
             "s_per_step": timed[len(timed) // 2], "cpu_s_per_step": cpu_timed[len(timed) // 2],
             "peak_rss_gib": hwm() / 2**30}
 
@@ -95,6 +95,9 @@ def main() -> int:
     ap.add_argument("--px", default="256,512")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--gc", default="off,on")
+    ap.add_argument("--lora-dtype", default="fp32", choices=("fp32", "bf16"),
+                    help="the adapters' dtype (issue 13's reference setting: bf16)")
+    ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -107,7 +110,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if args.child or args.profile:
         size, px, dtype, gc = (args.child or args.profile).split(",")
-        out = run_case(size, int(px), dtype, gc, args.steps, args.warmup, bool(args.profile))
+        out = run_case(size, int(px), dtype, gc, args.steps, args.warmup, bool(args.profile),
+                       args.lora_dtype, args.rank)
         print(json.dumps(out))
         return 0
     sizes = args.sizes.split(",") + (["full"] if args.full else [])
@@ -119,7 +123,8 @@ def main() -> int:
                 for gc in args.gc.split(","):
                     cmd = [sys.executable, __file__, "--child", f"{size},{px},{dtype},{gc}",
                            "--steps", str(args.steps), "--warmup", str(args.warmup),
-                           "--threads", str(args.threads)]
+                           "--threads", str(args.threads), "--lora-dtype", args.lora_dtype,
+                           "--rank", str(args.rank)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode != 0:
                         print(f"{size:6} {px:4} {dtype:5} {gc:4} failed: "
