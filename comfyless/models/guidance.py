@@ -3,7 +3,10 @@
 D(x, sigma) = uncond + cfg * (cond - uncond), all in x0 space (ComfyUI guides the denoised
 predictions). With cfg == 1 the negative pass is skipped. A CONDITIONING list with several
 entries is evaluated entry by entry on the whole batch and averaged with the entries' `strength`
-weights (ComfyUI's calc_cond_batch). When positive and negative contexts have the same shape,
+weights (ComfyUI's calc_cond_batch); an entry with start_percent / end_percent
+(ConditioningSetTimestepRange) only takes part while the step's sigma lies between their sigmas,
+and a list with no entry active predicts zeros (as ComfyUI). Area and mask entries are refused
+with an error (not supported yet). When positive and negative contexts have the same shape,
 both passes run as one batch of 2B (faster; the same numbers up to float rounding).
 
 An optional noise mask (LATENT "noise_mask", 1 = resample) keeps the masked-out area of the
@@ -31,6 +34,26 @@ class _Cond:
     context: Tensor  # (1 or B, T, D)
     extra: dict[str, Any]  # apply_model keyword inputs: SDXL y (1 or B, adm); Flux guidance...
     strength: float
+    # ConditioningSetTimestepRange: used while sigma_end <= sigma <= sigma_start (None: no bound)
+    sigma_start: float | None = None
+    sigma_end: float | None = None
+
+    def active_at(self, sigma: float) -> bool:
+        """ComfyUI's rule: skipped above its start sigma and below its end sigma."""
+        if self.sigma_start is not None and sigma > self.sigma_start:
+            return False
+        return not (self.sigma_end is not None and sigma < self.sigma_end)
+
+
+# options set by ConditioningSetArea / SetAreaPercentage / SetMask that guidance cannot honour yet
+_UNSUPPORTED_OPTIONS = {"area": "ConditioningSetArea / ConditioningSetAreaPercentage",
+                        "mask": "ConditioningSetMask"}
+
+
+def _percent_sigma(model: ModelPatcher, options: dict, key: str) -> float | None:
+    """start_percent / end_percent -> sigma via the model's schedule (None when unset)."""
+    percent = options.get(key)
+    return None if percent is None else model.sampling.percent_to_sigma(float(percent))
 
 
 def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: int,
@@ -47,8 +70,15 @@ def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: i
         if context.ndim != 3:
             raise ValueError(f"{what}: entry {k} has shape {tuple(context.shape)}, expected "
                              "(batch, tokens, features)")
+        for key, nodes in _UNSUPPORTED_OPTIONS.items():
+            if options.get(key) is not None:
+                raise ValueError(
+                    f"{what}: entry {k} has a conditioning '{key}' (set by {nodes}); area and "
+                    "mask conditioning are not supported by the sampler yet")
         extra = model.extra_conds(options, width, height)
-        out.append(_Cond(context, extra, float(options.get("strength", 1.0))))
+        out.append(_Cond(context, extra, float(options.get("strength", 1.0)),
+                         _percent_sigma(model, options, "start_percent"),
+                         _percent_sigma(model, options, "end_percent")))
     return out
 
 
@@ -87,17 +117,23 @@ class CFGDenoiser:
         self.inpaint = (_prepare_mask(mask, latent.shape).to(latent), latent, noise)
 
     def _forward(self, x: Tensor, sigma: Tensor, conds: list[_Cond]) -> Tensor:
-        """Strength-weighted mean prediction over a cond list."""
-        total, weight = 0, 0.0
+        """Strength-weighted mean prediction over a cond list (none active: zeros, as ComfyUI)."""
+        total, weight = torch.zeros_like(x), 0.0
         for c in conds:
             self.calls += 1
             total = total + c.strength * self.model.apply_model(x, sigma, c.context, **c.extra)
             weight += c.strength
         return total / weight if weight else total
 
+    @staticmethod
+    def _active(conds: list[_Cond], sigma: Tensor) -> list[_Cond]:
+        """The entries whose timestep range covers this step (judged on the first sample)."""
+        now = float(sigma.reshape(-1)[0])
+        return [c for c in conds if c.active_at(now)]
+
     def _both(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(cond, uncond) predictions; one batched forward when both are single, same-shape."""
-        pos, neg = self.positive, self.negative
+        pos, neg = self._active(self.positive, sigma), self._active(self.negative, sigma)
         if len(pos) == len(neg) == 1 and _batchable(pos[0], neg[0]):
             b = x.shape[0]
             context = torch.cat([_to_batch(pos[0].context, b), _to_batch(neg[0].context, b)])
@@ -115,7 +151,7 @@ class CFGDenoiser:
             noised = self.model.sampling.noise_scaling(sigma, noise, latent)
             x = x * mask + noised * (1 - mask)
         if self.negative is None or (self.cfg == 1.0 and not self.always_uncond):
-            out, uncond = self._forward(x, sigma, self.positive), None
+            out, uncond = self._forward(x, sigma, self._active(self.positive, sigma)), None
         else:
             cond, uncond = self._both(x, sigma)
             out = uncond + (cond - uncond) * self.cfg

@@ -16,6 +16,7 @@ FAMILIES = (
     "primitives",
     "loaders",
     "conditioning",
+    "conditioning_ops",
     "latent",
     "images",
     "sampling",
