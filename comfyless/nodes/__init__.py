@@ -17,6 +17,7 @@ FAMILIES = (
     "loaders",
     "conditioning",
     "latent",
+    "latent_ops",
     "images",
     "sampling",
     "custom_sampling",
