@@ -18,6 +18,7 @@ FAMILIES = (
     "conditioning",
     "conditioning_ops",
     "latent",
+    "latent_ops",
     "images",
     "sampling",
     "custom_sampling",
