@@ -33,6 +33,7 @@ FAMILIES = (
     "lora_loaders",
     "logic",
     "resolution",
+    "utility",
 )
 
 
