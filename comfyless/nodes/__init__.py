@@ -31,6 +31,7 @@ FAMILIES = (
     "lora_loaders",
     "logic",
     "resolution",
+    "image_edit",
 )
 
 
