@@ -134,6 +134,16 @@ JoinImageWithAlpha = _node(
     (Input("image", IMAGE), Input("alpha", MASK)), (Output("IMAGE", IMAGE),),
     "mask/compositing", "Join Image with Alpha", "RGB plus alpha = 1 - mask (resized).")
 
+_THRESHOLD = {"min": 0.01, "max": 0.99, "step": 0.01}
+
+Canny = _node(
+    "Canny", "canny",
+    (Input("image", IMAGE), Input("low_threshold", FLOAT, default=0.4, **_THRESHOLD),
+     Input("high_threshold", FLOAT, default=0.8, **_THRESHOLD)),
+    (Output("IMAGE", IMAGE),), "image/preprocessors", None,
+    "Canny edges (kornia's algorithm: 5x5 Gaussian, Sobel, thinning, hysteresis) as white "
+    "on black.")
+
 NODES = [ImageScale, ImageScaleBy, ImageScaleToTotalPixels, ImageInvert, ImageCrop, ImageBatch,
          RepeatImageBatch, ImageFromBatch, ImagePadForOutpaint, ImageBlend, ImageToMask,
-         MaskToImage, SolidMask, InvertMask, GrowMask, JoinImageWithAlpha]
+         MaskToImage, SolidMask, InvertMask, GrowMask, JoinImageWithAlpha, Canny]

@@ -32,7 +32,7 @@ def test_every_node_is_registered_in_order():
     assert names == ["ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels", "ImageInvert",
                      "ImageCrop", "ImageBatch", "RepeatImageBatch", "ImageFromBatch",
                      "ImagePadForOutpaint", "ImageBlend", "ImageToMask", "MaskToImage",
-                     "SolidMask", "InvertMask", "GrowMask", "JoinImageWithAlpha"]
+                     "SolidMask", "InvertMask", "GrowMask", "JoinImageWithAlpha", "Canny"]
     for name in names:
         assert name in REGISTRY
 
@@ -290,3 +290,52 @@ def test_join_image_with_alpha(tmp_path):
     assert out.shape == (1, 4, 4, 4)
     assert torch.equal(out[..., :3], image[:1])
     assert out[0, 3, 3, 3] == 1.0 and out[0, 0, 0, 3] == 0.0  # alpha = 1 - mask (resized)
+
+
+# -- Canny ------------------------------------------------------------------------------------
+
+def test_canny_schema():
+    low = _spec(nodes.Canny, "low_threshold")
+    assert (low.default, low.min, low.max, low.step) == (0.4, 0.01, 0.99, 0.01)
+    assert _spec(nodes.Canny, "high_threshold").default == 0.8
+    assert nodes.Canny.schema.category == "image/preprocessors"
+
+
+def test_canny_outlines_a_square(tmp_path):
+    image = torch.zeros(1, 24, 24, 3)
+    image[:, 8:16, 8:16] = 1.0
+    (edges,) = _run(tmp_path, nodes.Canny, image=image, low_threshold=0.4, high_threshold=0.8)
+    assert edges.shape == (1, 24, 24, 3) and set(edges.unique().tolist()) <= {0.0, 1.0}
+    ring = edges[0, ..., 0]
+    assert torch.all(ring[8, 8:16] == 1)  # the top side, whole
+    assert torch.all(ring[9:15, 7:9].amax(dim=1) == 1)  # the left side, on every row
+    assert torch.all(ring[9:15, 15:17].amax(dim=1) == 1)  # the right side
+    near = torch.zeros_like(ring)
+    near[7:17, 7:17] = 1
+    near[10:14, 10:14] = 0
+    assert torch.all(ring <= near)  # edges only along the square's border
+    (flat,) = _run(tmp_path, nodes.Canny, image=torch.full((1, 8, 8, 3), 0.5),
+                   low_threshold=0.1, high_threshold=0.2)
+    assert flat.sum() == 0
+
+
+def test_canny_refuses_rgba_and_crossed_thresholds(tmp_path):
+    with pytest.raises(ValueError, match="'image'.*expected 1 or 3"):
+        _run(tmp_path, nodes.Canny, image=torch.rand(1, 8, 8, 4), low_threshold=0.4,
+             high_threshold=0.8)
+    with pytest.raises(ValueError, match="'low_threshold'"):
+        _run(tmp_path, nodes.Canny, image=torch.rand(1, 8, 8, 3), low_threshold=0.9,
+             high_threshold=0.2)
+
+
+def test_canny_matches_kornia_when_installed():
+    """kornia (what ComfyUI calls) as the oracle; not a dependency, so skipped without it."""
+    kornia_filters = pytest.importorskip("kornia.filters")
+    from comfyless.nodes.impl.image_edit import canny_edges
+    torch.manual_seed(0)
+    square = torch.zeros(2, 24, 32, 3)
+    square[:, 6:18, 8:20] = torch.rand(3)  # exact ties in the suppression step
+    for image in (torch.rand(2, 24, 32, 3), (torch.rand(2, 24, 32, 3) > 0.5).float(), square):
+        for low, high in ((0.4, 0.8), (0.1, 0.2)):
+            reference = kornia_filters.canny(image.movedim(-1, 1), low, high)[1][:, 0]
+            assert torch.equal(canny_edges(image, low, high), reference)

@@ -283,3 +283,97 @@ def join_image_with_alpha(ctx, image, alpha):
         alpha = F.interpolate(alpha[:, None], size=image.shape[1:3], mode="bilinear")[:, 0]
     rgb = image[:count, ..., :3]
     return (torch.cat([rgb, (1.0 - alpha[:count])[..., None]], dim=-1),)
+
+
+# -- Canny ------------------------------------------------------------------------------------
+# ComfyUI's Canny calls kornia.filters.canny (5x5 Gaussian, sigma 1) and returns its edge map
+# as RGB. This is that algorithm, written for torch alone, following kornia 0.9's rules:
+# grey = 0.299 R + 0.587 G + 0.114 B; blur with reflected borders; unnormalised 3x3 Sobel with
+# replicated borders; magnitude sqrt(gx^2 + gy^2 + 1e-6); non-maximum suppression along the
+# gradient rounded to 45 degrees (ties kept only against the right / lower neighbour's side,
+# zero gradient never kept); weak > low, strong > high (strict); hysteresis over 8 neighbours
+# until nothing changes. Older kornia releases break ties differently.
+
+_GREY = (0.299, 0.587, 0.114)
+# Neighbour (dy, dx) for each gradient direction k * 45 degrees, k = 0..7 (y pointing down).
+_DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+_EPS = 1e-6
+
+
+def _grey(rgb: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 1, H, W]; weights as float32 and the same order of operations as
+    kornia, so that ties in the suppression step fall the same way."""
+    weights = torch.tensor(_GREY, dtype=rgb.dtype)
+    red, green, blue = rgb.unbind(1)
+    grey = torch.addcmul(torch.addcmul(red * weights[0], green, weights[1]), blue, weights[2])
+    return grey[:, None]
+
+
+def _gaussian_blur(grey: torch.Tensor, size: int = 5, sigma: float = 1.0) -> torch.Tensor:
+    """Separable Gaussian blur of [B, 1, H, W], borders reflected."""
+    x = torch.arange(size, dtype=grey.dtype) - size // 2
+    taps = torch.exp(-x * x / (2 * sigma * sigma))
+    taps = taps / taps.sum()
+    padded = F.pad(grey, (size // 2,) * 4, mode="reflect")
+    across = F.conv2d(padded, taps.reshape(1, 1, 1, size))
+    return F.conv2d(across, taps.reshape(1, 1, size, 1))
+
+
+def _sobel(grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unnormalised Sobel (gx, gy) of [B, 1, H, W], borders replicated."""
+    gx_kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
+                             dtype=grey.dtype)
+    kernels = torch.stack([gx_kernel, gx_kernel.T])[:, None]
+    gradients = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    return gradients[:, :1], gradients[:, 1:]
+
+
+def _thin(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """The gradient magnitude where it is a maximum along the gradient direction, else 0."""
+    height, width = gx.shape[-2:]
+    padded = torch.sqrt(F.pad(gx, (1, 1, 1, 1)) ** 2 + F.pad(gy, (1, 1, 1, 1)) ** 2 + _EPS)
+    magnitude = padded[..., 1:1 + height, 1:1 + width]
+    neighbours = torch.stack([padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+                              for dy, dx in _DIRECTIONS])
+    octant = torch.nan_to_num(torch.atan2(gy, gx) * (4 / math.pi)).round().long()
+    keep = magnitude > math.sqrt(_EPS)  # zero gradient: never an edge
+    for direction in (octant % 8, (octant + 4) % 8):
+        neighbour = neighbours.gather(0, direction[None])[0]
+        tie_ok = (direction == 0) | (direction == 2)  # the right / lower neighbour
+        keep &= (magnitude > neighbour) | (tie_ok & (magnitude == neighbour))
+    return magnitude * keep
+
+
+def _hysteresis(magnitude: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """1 where strong, or weak and joined to a strong pixel through weak ones (8-connected)."""
+    strong = magnitude > high
+    weak = (magnitude > low) & ~strong
+    while True:
+        grown = strong | (weak & (F.max_pool2d(strong.float(), 3, 1, 1) > 0))
+        if torch.equal(grown, strong):
+            return strong.to(magnitude.dtype)
+        strong = grown
+
+
+def canny_edges(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Edge map [B, H, W] (0 or 1) of an IMAGE [B, H, W, C] with C = 1 or 3."""
+    grey = images.float().movedim(-1, 1)
+    if grey.shape[1] == 3:
+        grey = _grey(grey)
+    # A standard layout before the convolutions: a [B, 1, H, W] view with channels-last strides
+    # (from movedim) makes torch pick another convolution kernel, whose last-bit differences
+    # flip ties in the suppression.
+    grey = grey.clone(memory_format=torch.contiguous_format)
+    gx, gy = _sobel(_gaussian_blur(grey))
+    return _hysteresis(_thin(gx, gy), low, high)[:, 0]
+
+
+def canny(ctx, image, low_threshold: float, high_threshold: float):
+    image = _image(ctx, image)
+    if image.shape[-1] not in (1, 3):
+        _fail(ctx, "image", f"{image.shape[-1]} channels; expected 1 or 3 (RGB)")
+    if low_threshold > high_threshold:
+        _fail(ctx, "low_threshold", f"{low_threshold} is above high_threshold "
+                                    f"{high_threshold}; expected low <= high")
+    edges = canny_edges(image, low_threshold, high_threshold)
+    return (edges[..., None].expand(-1, -1, -1, 3).to(image.dtype),)
