@@ -34,6 +34,7 @@ FAMILIES = (
     "logic",
     "resolution",
     "utility",
+    "image_edit",
 )
 
 
