@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..image_edit import MASK_CHANNELS
+from .image_ops import centre_crop_to_aspect
 
 # -- input checks -----------------------------------------------------------------------------
 
@@ -45,18 +46,6 @@ def _mask(ctx, value, input_name: str = "mask") -> torch.Tensor:
 # -- common_upscale ---------------------------------------------------------------------------
 
 
-def _centre_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """[B, C, H, W] cut to the aspect of width x height, equal margins (rounded) both sides."""
-    old_h, old_w = samples.shape[-2:]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return samples[..., y:old_h - y, x:old_w - x]
-
-
 def _lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """[B, C, H, W] through 8-bit PIL LANCZOS, as ComfyUI (so the result is in 1/255 steps)."""
     out = []
@@ -74,7 +63,7 @@ def common_upscale(samples: torch.Tensor, width: int, height: int, method: str, 
                    ) -> torch.Tensor:
     """ComfyUI's common_upscale on [B, C, H, W]."""
     if crop == "center":
-        samples = _centre_crop(samples, width, height)
+        samples = centre_crop_to_aspect(samples, width, height)
     if method == "lanczos":
         return _lanczos(samples, width, height)
     return F.interpolate(samples, size=(height, width), mode=method)

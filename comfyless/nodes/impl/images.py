@@ -10,6 +10,7 @@ from ...files import write_atomic
 from ...typesys.schema import Result
 from ..images import SAVE_FORMATS
 from . import image_files, image_formats, image_ops
+from .image_ops import centre_crop_to_aspect
 
 
 def load_image(ctx, image: str):
@@ -113,19 +114,6 @@ def kontext_size(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def _crop_to_aspect(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Centre-crop `[B, H, W, C]` to the aspect of width x height (ComfyUI's "center" crop:
-    the margin is rounded and taken from both sides)."""
-    old_h, old_w = images.shape[1:3]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return images[:, y:old_h - y, x:old_w - x]
-
-
 def _resize_batch(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """LANCZOS-resize every sample of `[B, H, W, C]` to width x height."""
     if images.shape[1:3] == (height, width):
@@ -149,7 +137,7 @@ def _describe(value) -> str:
 def flux_kontext_image_scale(ctx, image):
     image = _image_batch(ctx, image, "image")
     width, height = kontext_size(image.shape[2], image.shape[1])
-    return (_resize_batch(_crop_to_aspect(image, width, height), width, height),)
+    return (_resize_batch(centre_crop_to_aspect(image, width, height, dims=(1, 2)), width, height),)
 
 
 # -- ImageStitch ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ...files import write_atomic
 from ...typesys.schema import Result
 from . import image_files
+from .image_ops import centre_crop_to_aspect
 
 # Old .latent files (without the version marker) hold latents scaled by SD1's factor.
 SD1_SCALE_FACTOR = 0.18215
@@ -58,18 +59,6 @@ def _choice(ctx, value, choices: tuple[str, ...], input_name: str) -> str:
 
 
 # -- resizing (ComfyUI's common_upscale) -------------------------------------------------------
-
-
-def _centre_crop_to_aspect(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Cut equal margins off the longer side so the aspect becomes width:height."""
-    old_w, old_h = samples.shape[-1], samples.shape[-2]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return samples.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
 
 
 def _slerp_rows(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -125,7 +114,7 @@ def upscale(samples: torch.Tensor, width: int, height: int, method: str, crop: s
             ) -> torch.Tensor:
     """Resize the last two dims of [B, C, h, w] or [B, C, T, h, w] to height x width."""
     if crop == "center":
-        samples = _centre_crop_to_aspect(samples, width, height)
+        samples = centre_crop_to_aspect(samples, width, height)
     lead = tuple(samples.shape[:-2])
     flat = samples.reshape(lead[0], -1, *samples.shape[-2:])  # time folded into channels
     if method == "bislerp":
