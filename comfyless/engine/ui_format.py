@@ -213,6 +213,10 @@ def widget_values(schema: NodeSchema, values: Any, node_id: str, where: str) -> 
     if isinstance(values, dict):  # some nodes save an object keyed by widget name
         return {name: values[name] for name, _ in positions if name in values}
     values = [] if values is None else values
+    if expected == 0:
+        # a node without widget inputs can only have saved display state here (PreviewAny's
+        # preview text, ...): there is nothing to map, so nothing is lost by skipping it
+        return {}
     if len(values) != expected:
         older = older_widget_values(schema, values)
         if older is not None:

@@ -193,6 +193,17 @@ def test_seed_named_int_has_control_value():
     assert _inputs(ui.doc(), "1") == {"seed": 42}
 
 
+def test_display_state_of_a_node_without_widgets_is_skipped():
+    """PreviewAny saves its preview text's state ([None, None, False]) although it has no
+    widget inputs: nothing to map, and no error (the sink has no widgets either)."""
+    ui = Ui()
+    node = ui.node("TestUiWidgets", ["b", "randomize", "", 5, "increment", 2.5, "hi"],
+                   outputs=("STRING",))
+    sink = ui.node("TestSink", [None, None, False], inputs=(("value", "STRING"),))
+    ui.link(node, 0, sink, "value")
+    assert _inputs(ui.doc(), "2") == {"value": ["1", 0]}
+
+
 def test_image_upload_extra_value():
     ui = Ui()
     ui.node("LoadImage", ["cat.png", "image"], outputs=("IMAGE", "MASK"))
