@@ -245,6 +245,13 @@ class FlowSampling(_SigmaTable):
         return latent / (1.0 - self._view(sigma, latent))
 
 
+def require_const(family: str, prediction: str | None, zsnr: bool = False) -> None:
+    """The flow families' sampling factories accept only their own parameterisation."""
+    if prediction not in (None, "const") or zsnr:
+        raise ValueError(f"{family} is a flow model (CONST prediction, 'const'); prediction "
+                         f"{prediction!r}{' with zsnr' if zsnr else ''} cannot be used with it")
+
+
 def model_sampling_sd3(shift: float = 3.0, multiplier: float = 1000.0,
                        noise_scale: float = 1.0) -> FlowSampling:
     """ModelSamplingDiscreteFlow (SD3: shift 3, multiplier 1000; AuraFlow: multiplier 1)."""

@@ -24,14 +24,31 @@ def flux_conds(model: Any, cond_dict: Mapping[str, Any], width: int, height: int
     guidance = cond_dict.get("guidance", DEFAULT_GUIDANCE)
     if guidance is not None and config.guidance_embed:
         out["guidance"] = torch.tensor([float(guidance)])
-    refs = cond_dict.get("reference_latents")
-    if refs is not None:
-        # references arrive as VAE latents; the network sees them in model space like x
-        out["ref_latents"] = [model.latent_format.process_in(r) for r in refs]
-        method = cond_dict.get("reference_latents_method")
-        if method is not None:
-            out["ref_latents_method"] = method
+    out.update(reference_latent_inputs(model, cond_dict))
     return out
+
+
+def reference_latent_inputs(model: Any, cond_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """{"ref_latents", "ref_latents_method"} for an entry with reference latents (Kontext,
+    edit models; ReferenceLatent / FluxKontextMultiReferenceLatentMethod), else {}."""
+    refs = cond_dict.get("reference_latents")
+    if refs is None:
+        return {}
+    # references arrive as VAE latents; the network sees them in model space like x
+    out: dict[str, Any] = {"ref_latents": [model.latent_format.process_in(r) for r in refs]}
+    method = cond_dict.get("reference_latents_method")
+    if method is not None:
+        out["ref_latents_method"] = method
+    return out
+
+
+def padded_text_mask(cond_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """{"attention_mask": mask} when the entry's text mask masks something (a zero): ComfyUI
+    passes LLM text masks on only then (Z-Image, Qwen-Image); else {}."""
+    mask = cond_dict.get("attention_mask")
+    if mask is None or bool((torch.as_tensor(mask) != 0).all()):
+        return {}
+    return {"attention_mask": mask}
 
 
 def _pooled(cond_dict: Mapping[str, Any], width: int) -> Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...sampling import FlowSampling, model_sampling_sd3
+from ...sampling import FlowSampling, model_sampling_sd3, require_const
 
 SHIFT = 3.0  # ModelSamplingDiscreteFlow shift of SD3, SD3.5 Large/Turbo and Medium alike
 MULTIPLIER = 1000.0  # the network sees timestep 1000·σ
@@ -16,9 +16,7 @@ MULTIPLIER = 1000.0  # the network sees timestep 1000·σ
 
 def sd3_sampling(prediction: str, zsnr: bool = False) -> FlowSampling:
     """Discrete flow sampling, shift 3, multiplier 1000, CONST (velocity) prediction."""
-    if prediction != "const" or zsnr:
-        raise ValueError(f"SD3 models are flow models with 'const' prediction; {prediction!r}"
-                         f"{' with zsnr' if zsnr else ''} is not available for them")
+    require_const("SD3", prediction, zsnr)
     return model_sampling_sd3(SHIFT, MULTIPLIER)
 
 

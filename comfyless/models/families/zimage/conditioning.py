@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ...sampling import FlowSampling, model_sampling_sd3
+from ...sampling import FlowSampling, model_sampling_sd3, require_const
+from ..flux.conditioning import padded_text_mask
 
 SHIFT = 3.0  # ModelSamplingDiscreteFlow shift of Z-Image Turbo and Base
 MULTIPLIER = 1.0  # the network sees σ itself (it embeds 1000·(1 − σ))
@@ -15,10 +16,7 @@ MULTIPLIER = 1.0  # the network sees σ itself (it embeds 1000·(1 − σ))
 
 def zimage_sampling(prediction: str | None = "const", zsnr: bool = False) -> FlowSampling:
     """Discrete flow sampling, shift 3, multiplier 1, CONST (velocity) prediction."""
-    if prediction not in (None, "const") or zsnr:
-        raise ValueError(f"Z-Image models are flow models with 'const' prediction; "
-                         f"{prediction!r}{' with zsnr' if zsnr else ''} is not available for "
-                         "them")
+    require_const("Z-Image", prediction, zsnr)
     return model_sampling_sd3(SHIFT, MULTIPLIER)
 
 
@@ -27,7 +25,4 @@ def zimage_conds(model: Any, cond_dict: Mapping[str, Any], width: int, height: i
     """{"attention_mask": the text mask} when that mask has zeros (padded prompts), else {}.
     ComfyUI passes the mask on in that case only; the network ignores it either way.
     width/height do not enter Z-Image's conditioning."""
-    mask = cond_dict.get("attention_mask")
-    if mask is None or bool(mask.bool().all()):
-        return {}
-    return {"attention_mask": mask}
+    return padded_text_mask(cond_dict)
