@@ -13,9 +13,8 @@ the family record's. training_dtype = lora_dtype = the case's dtype (bf16: autoc
 fp32 weights, as train_lora does). Gradient checkpointing on and off; on uses checkpoint_depth
 --depth (default 1, as the node: the whole network is one checkpoint, so it saves little
 memory; 2 checkpoints each block). The step time is the median of the timed steps after the
-warm-up steps; peak RSS is the child's VmHWM. Adapters: as the node's default (bypass_mode
-off), each adapted layer's weight W + up@down is a full-size tensor kept for backward, so the
-peak grows by about one copy of the weights; --bypass adds the LoRA path as a hook instead.
+warm-up steps; peak RSS is the child's VmHWM. Training computes every adapter from the layer
+input in either bypass_mode (no merged weight is formed); --bypass sets the node's bypass_mode.
 
     python bench/dit_train_step.py [--family flux] [--size small] [--px 512,256]
                                    [--dtypes fp32,bf16] [--gc off,on] [--steps 3] [--warmup 1]
@@ -46,14 +45,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "bench"))
 
 from dit_families import DiTBench, bench_for  # noqa: E402
-
-
-def hwm() -> int:
-    """Peak resident set of this process (bytes)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+from step_timer import StepTimer, hwm  # noqa: E402
 
 
 def write_model(path: Path, bench: DiTBench, size: str, config: str | None) -> tuple[str, int]:
@@ -116,26 +108,17 @@ def run_case(path: str, bench: DiTBench, px: int, dtype: str, gc: str, args) -> 
     lat = [{"samples": torch.randn(1, 16, px // 8, px // 8, generator=g)}]
     context = torch.randn(1, args.tokens, bench.context_width(cfg_net), generator=g)
     pos = [[[context, bench.cond_extras(cfg_net, g)]]]
-    times: list[float] = []
-    cpu: list[float] = []
-    last = [time.perf_counter(), time.process_time()]
-
-    def tick(step, total, loss):
-        now = time.perf_counter(), time.process_time()
-        times.append(now[0] - last[0])
-        cpu.append(now[1] - last[1])
-        last[:] = now
-
+    timer = StepTimer()
     cfg = TrainConfig(steps=args.warmup + args.steps, batch_size=1, rank=args.rank,
                       training_dtype=dtype, lora_dtype=dtype,
                       gradient_checkpointing=gc == "on", checkpoint_depth=args.depth,
                       bypass_mode=args.bypass, learning_rate=1e-4)
-    last[:] = time.perf_counter(), time.process_time()
-    result = train_lora(model, lat, pos, cfg, progress=tick)
-    timed, cpu_timed = sorted(times[args.warmup:]), sorted(cpu[args.warmup:])
+    timer.restart()
+    result = train_lora(model, lat, pos, cfg, progress=timer)
+    wall, cpu = timer.medians(args.warmup)
     return {"px": px, "dtype": dtype, "gc": gc, "load_s": load_s,
-            "s_per_step": timed[len(timed) // 2], "cpu_s_per_step": cpu_timed[len(timed) // 2],
-            "first_s": times[0], "loss": result.losses[-1],
+            "s_per_step": wall, "cpu_s_per_step": cpu, "first_s": timer.wall[0],
+            "loss": result.losses[-1],
             "threads": torch.get_num_threads(), "peak_rss_gib": hwm() / 2**30}
 
 
@@ -196,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{path.stat().st_size / 2**20:.0f} MiB fp32 (written in "
               f"{time.perf_counter() - start:.1f}s); rank {args.rank}, batch 1, {args.tokens} "
               f"{bench.text_encoder} tokens; checkpoint_depth {args.depth}; "
-              f"{'bypass' if args.bypass else 'weight-merge'} adapters; "
+              f"bypass_mode {'on' if args.bypass else 'off'}; "
               f"{threads.describe(policy)}")
         print(f"{'px':>4} {'latent':>7} {'dtype':5} {'ckpt':4} {'s/step':>8} {'cpu s/step':>10} "
               f"{'1st step':>8} {'load s':>6} {'peak RSS GiB':>12}")

@@ -22,18 +22,13 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def hwm() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+from step_timer import StepTimer, hwm  # noqa: E402
 
 
 def build(size: str):
@@ -61,31 +56,21 @@ def run_case(size: str, px: int, dtype: str, gc: str, steps: int, warmup: int,
     g = torch.Generator().manual_seed(0)
     lat = [{"samples": torch.randn(2, 4, px // 8, px // 8, generator=g)}]
     pos = [[[torch.randn(1, 77, model.config.context_dim, generator=g), {}] for _ in range(2)]]
-    times: list[float] = []
-    cpu: list[float] = []
-    last = [time.perf_counter(), time.process_time()]
-
-    def tick(step, total, loss):
-        now = time.perf_counter(), time.process_time()
-        times.append(now[0] - last[0])
-        cpu.append(now[1] - last[1])
-        last[:] = now
-
+    timer = StepTimer()
     cfg = TrainConfig(steps=warmup + steps, training_dtype=dtype, lora_dtype=lora_dtype,
                       rank=rank, gradient_checkpointing=gc == "on", learning_rate=1e-4)
     if profile:
         from torch.profiler import profile as prof
 
         with prof(record_shapes=False) as p:
-            train_lora(model, lat, pos, cfg, progress=tick)
+            train_lora(model, lat, pos, cfg, progress=timer)
         print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
     else:
-        last[:] = time.perf_counter(), time.process_time()
-        train_lora(model, lat, pos, cfg, progress=tick)
-    timed, cpu_timed = sorted(times[warmup:]), sorted(cpu[warmup:])
+        timer.restart()
+        train_lora(model, lat, pos, cfg, progress=timer)
+    wall, cpu = timer.medians(warmup)
     return {"size": size, "px": px, "dtype": dtype, "gc": gc, "lora_dtype": lora_dtype,
-            "s_per_step": timed[len(timed) // 2], "cpu_s_per_step": cpu_timed[len(timed) // 2],
-            "peak_rss_gib": hwm() / 2**30}
+            "s_per_step": wall, "cpu_s_per_step": cpu, "peak_rss_gib": hwm() / 2**30}
 
 
 def main() -> int:
