@@ -19,12 +19,12 @@ from torch import Tensor
 
 from .families import FAMILIES, family, resolve
 from .random_weights import (  # noqa: F401  (re-exported: the family writers use them)
-    FLOAT8,
     StreamedFile,
     random_init,
     streamed_random,
     write_streamed,
 )
+from .tensor_files import FLOAT8_DTYPES
 from .unet import UNetConfig
 
 # names and aliases (make-checkpoint --arch sd35 writes an SD3.5 Large layout)
@@ -49,7 +49,7 @@ def checkpoint_state_dict(arch: str, size: str = "tiny", seed: int = 0,
 
 def _to_dtype(sd: dict[str, Tensor], target: torch.dtype) -> dict[str, Tensor]:
     """Floating tensors in `target`, except those already stored as fp8 (fp8 files keep them)."""
-    return {k: (v.to(target) if v.is_floating_point() and v.dtype not in FLOAT8 else v
+    return {k: (v.to(target) if v.is_floating_point() and v.dtype not in FLOAT8_DTYPES else v
                 ).contiguous() for k, v in sd.items()}
 
 
@@ -130,7 +130,7 @@ def _tiny_text(layout: DiTFiles, size: str, seed: int) -> dict[str, dict[str, Te
 def _unet(layout: DiTFiles, size: str, seed: int, width: int) -> dict[str, Tensor]:
     sd = dict(streamed_random(layout.shapes(size, width), seed))
     if layout.unet_fp8:
-        sd = {k: v.to(FLOAT8[0]) if v.ndim >= 2 else v for k, v in sd.items()}
+        sd = {k: v.to(torch.float8_e4m3fn) if v.ndim >= 2 else v for k, v in sd.items()}
     return sd
 
 

@@ -36,9 +36,8 @@ def random_init(shapes: dict[str, torch.Size], generator: torch.Generator,
     return out
 
 
-FLOAT8 = FLOAT8_DTYPES
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                       **dict(zip(FLOAT8, ("F8_E4M3", "F8_E5M2"), strict=False))}
+                       **dict(zip(FLOAT8_DTYPES, ("F8_E4M3", "F8_E5M2"), strict=False))}
 
 
 def write_streamed(path: str | Path, shapes: dict[str, tuple[int, ...]],
