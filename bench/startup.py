@@ -9,7 +9,7 @@ process started and with the peak RSS (VmHWM) since the phase began: at each pha
 the child writes 5 to /proc/self/clear_refs, which resets VmHWM to the current RSS (Linux;
 where that fails the table says so and the peaks are since process start).
 
-    python bench/startup.py [--size tiny|small|full] [--px 256] [--images 8] [--steps 2]
+    python bench/startup.py [--size tiny|small|full|tiny-unet] [--px 256] [--images 8] [--steps 2]
                             [--dtype fp32] [--gc on] [--importtime] [--base-dir D]
 
 Phases: imports + workflow load/validate (until the first node starts), load (checkpoint,
@@ -116,7 +116,9 @@ def prepare(base: Path, size: str, px: int, images: int) -> str:
 
     name = f"bench-sd15-{size}.safetensors"
     ckpt = base / "models" / "checkpoints" / name
-    if not ckpt.is_file():
+    if not ckpt.is_file() and size == "tiny-unet":
+        write_tiny_unet_full_encoders(ckpt)
+    elif not ckpt.is_file():
         write_checkpoint(ckpt, "sd15", size, seed=0)
     folder = base / "input" / f"bench_{px}px_{images}"
     if len(list(folder.glob("*.png"))) != images:
@@ -124,9 +126,25 @@ def prepare(base: Path, size: str, px: int, images: int) -> str:
     return name
 
 
+def write_tiny_unet_full_encoders(path: Path) -> None:
+    """Issue 13's reference checkpoint: a tiny SD1.5-layout UNet beside the full-size CLIP-L and
+    VAE, stored fp16 like the published SD1.5 file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from comfyless.files import write_atomic
+    from comfyless.models.families.sd.writer import _text_and_vae, unet_config, unet_state_dict
+
+    gen = torch.Generator().manual_seed(0)
+    sd = _text_and_vae("sd15", "full", gen)
+    sd.update(unet_state_dict(unet_config("sd15", "tiny", 768), gen))
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    write_atomic(path, lambda tmp: save_file(sd, str(tmp)))
+
+
 def run_args(args, base: Path, ckpt: str) -> list[str]:
     sets = {"1.ckpt_name": ckpt, "2.folder": f"bench_{args.px}px_{args.images}",
-            "5.steps": args.steps, "5.training_dtype": args.dtype, "5.lora_dtype": "fp32",
+            "5.steps": args.steps, "5.training_dtype": args.dtype, "5.lora_dtype": args.lora_dtype,
             "5.gradient_checkpointing": args.gc == "on", "6.prefix": "loras/bench_startup",
             "7.filename_prefix": "bench_startup_loss", "11.width": 64, "11.height": 64,
             "12.steps": 1, "14.filename_prefix": "bench_startup"}
@@ -183,7 +201,9 @@ def importtime(argv: list[str], top: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="tiny", choices=("tiny", "small", "full"))
+    ap.add_argument("--size", default="tiny", choices=("tiny", "small", "full", "tiny-unet"),
+                    help="tiny-unet: issue 13's reference (tiny UNet, full-size CLIP-L and VAE)")
+    ap.add_argument("--lora-dtype", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--px", type=int, default=256)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2)

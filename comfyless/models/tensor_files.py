@@ -1,5 +1,5 @@
-"""Opening model files as read-only {key: tensor} maps (safetensors memory-mapped, pickles
-weights-only); shared by checkpoint.py, clip.py and the loader nodes.
+"""Opening model files as read-only {key: tensor} maps (safetensors read tensor by tensor,
+pickles weights-only); shared by checkpoint.py, clip.py and the loader nodes.
 
 Pickle files (.ckpt/.pt/.pth/.bin) load only through `torch.load(weights_only=True)`; anything
 else is refused (DECISIONS.md).
@@ -64,8 +64,30 @@ def open_tensor_file(path: str | os.PathLike, *, node_id: str | None = None,
     """
     path = Path(path)
     where = error_where(node_id, input_name)
-    with _opened(path, where) as tensors:
-        yield _dequantized(tensors, dequantize_dtype, path, where)
+    try:
+        with _opened(path, where) as tensors:
+            yield _dequantized(tensors, dequantize_dtype, path, where)
+    finally:
+        return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by a load back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    Reading a file leaves its tensors' buffers freed inside malloc's heap, where they still
+    count as resident memory (hundreds of MiB after a checkpoint) until reused.
+    """
+    try:
+        _libc().malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def _dequantized(tensors: TensorFile, dtype: torch.dtype, path: Path,
@@ -107,28 +129,102 @@ def _opened(path: Path, where: dict[str, Any]) -> Iterator[TensorFile]:
         raise ModelLoadError(
             f"{path.name}: unknown model file type {suffix!r}; expected one of "
             f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}", **where)
-    from safetensors import SafetensorError, safe_open
+    with open(path, "rb") as handle:
+        try:
+            shapes, read, metadata = _safetensors_reader(handle, path)
+        except (ValueError, OSError) as exc:
+            raise ModelLoadError(
+                f"{path.name}: not a readable safetensors file (corrupt or truncated?): {exc}",
+                **where) from exc
 
+        def read_or_refuse(key: str) -> Tensor:
+            try:
+                return read(key)
+            except (MemoryError, RuntimeError) as exc:  # the tensor does not fit in memory
+                raise ModelLoadError(_too_big(path, exc), **where) from exc
+
+        yield TensorFile(shapes, read_or_refuse, metadata)
+
+
+# safetensors dtype names -> torch dtypes (the float8 ones where this torch has them)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+    **{name: getattr(torch, attr) for name, attr in (("F8_E4M3", "float8_e4m3fn"),
+                                                     ("F8_E5M2", "float8_e5m2"))
+       if hasattr(torch, attr)},
+}
+_MAX_HEADER = 100 * 2**20  # the format's own limit on the JSON header
+
+
+def _safetensors_reader(handle, path: Path):
+    """(shapes, read(key), metadata) of an open safetensors file.
+
+    Tensors are read with plain file reads into fresh memory, never memory-mapped: a mapped
+    file's touched pages count towards the process' resident memory until it is closed, which
+    made loading a checkpoint peak at its size on top of the weights it builds. Each read
+    costs one copy, as safetensors' own get_tensor does. Layout: an 8-byte little-endian
+    header length, a JSON header {key: {dtype, shape, data_offsets}, "__metadata__": {...}},
+    then the data.
+    """
+    import json
+
+    size = path.stat().st_size
+    head = handle.read(8)
+    if len(head) != 8:
+        raise ValueError("shorter than the 8-byte header length")
+    n = int.from_bytes(head, "little")
+    if n > min(_MAX_HEADER, size - 8):
+        raise ValueError(f"header length {n} does not fit the file ({size} bytes)")
+    header = json.loads(handle.read(n))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    start = 8 + n
+    entries = {key: _entry(key, value, size - start) for key, value in header.items()}
+    fd = handle.fileno()
+
+    def read(key: str) -> Tensor:
+        dtype, shape, begin, end = entries[key]
+        raw = torch.empty(end - begin, dtype=torch.uint8)
+        view, done = memoryview(raw.numpy()), 0
+        while done < len(view):  # os.preadv may return short counts
+            got = os.preadv(fd, [view[done:]], start + begin + done)
+            if got <= 0:
+                raise OSError(f"{key}: the file ended while reading its data")
+            done += got
+        return raw.view(dtype).reshape(shape)
+
+    shapes = {key: entry[1] for key, entry in entries.items()}
+    return shapes, read, metadata
+
+
+def _entry(key: str, value: Any, data_size: int) -> tuple[torch.dtype, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry, checked against the data size."""
     try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ModelLoadError(
-            f"{path.name}: not a readable safetensors file (corrupt or truncated?): {exc}",
-            **where) from exc
-    except RuntimeError as exc:  # the kernel refused to map it (a file bigger than memory)
-        raise ModelLoadError(_map_refused(path, exc), **where) from exc
-    with handle as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        yield TensorFile(shapes, f.get_tensor, f.metadata() or {})
+        dtype = _SAFETENSORS_DTYPES[value["dtype"]]
+        shape = tuple(int(d) for d in value["shape"])
+        begin, end = (int(o) for o in value["data_offsets"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"tensor {key!r}: malformed header entry {value!r}") from exc
+    count = 1
+    for dim in shape:
+        count *= dim
+    if not 0 <= begin <= end <= data_size or end - begin != count * dtype.itemsize:
+        raise ValueError(f"tensor {key!r}: data offsets {begin}..{end} do not match its "
+                         f"shape {list(shape)} or the file's {data_size} data bytes")
+    return dtype, shape, begin, end
 
 
-def _map_refused(path: Path, exc: Exception) -> str:
-    """Why a safetensors file could not be mapped, with its size against this machine's RAM."""
+def _too_big(path: Path, exc: BaseException) -> str:
+    """Why a tensor of `path` could not be read into memory, with the file's size against
+    this machine's RAM."""
     size = path.stat().st_size
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") \
         else 0
-    return (f"{path.name}: cannot map the file into memory ({size / 2**30:.1f} GiB; this "
-            f"machine has {ram / 2**30:.1f} GiB of RAM and the kernel refused the mapping: "
+    return (f"{path.name}: cannot read the file into memory ({size / 2**30:.1f} GiB; this "
+            f"machine has {ram / 2**30:.1f} GiB of RAM and the allocation failed: "
             f"{exc}); use a smaller variant of the model (e.g. its fp8 file) or a machine with "
             f"more memory or swap")
 

@@ -183,18 +183,24 @@ def test_unknown_extension_refused(tmp_path):
     assert ".safetensors" in str(_fails(path))
 
 
-def test_a_file_the_kernel_will_not_map_is_a_clear_error(tmp_path, tiny_sd15_checkpoint,
-                                                          monkeypatch):
-    """A safetensors file bigger than memory (no overcommit, no swap) fails to map with a
-    RuntimeError inside safetensors; the loader names the file, its size and the RAM."""
-    import safetensors
+def test_a_tensor_that_does_not_fit_in_memory_is_a_clear_error(tmp_path, tiny_sd15_checkpoint,
+                                                                monkeypatch):
+    """A tensor whose buffer cannot be allocated (a file bigger than memory) fails inside
+    torch.empty; the loader names the file, its size and the RAM."""
+    from comfyless.models import tensor_files
+
+    real_empty = torch.empty
 
     def refuse(*args, **kwargs):
-        raise RuntimeError("unable to mmap 40861031616 bytes: Cannot allocate memory (os error 12)")
+        if kwargs.get("dtype") is torch.uint8:  # the reader's raw buffer
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                               "allocate 40861031616 bytes")
+        return real_empty(*args, **kwargs)
 
-    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(tensor_files.torch, "empty", refuse)
     with pytest.raises(ModelLoadError) as info:
         load_checkpoint(tiny_sd15_checkpoint, node_id="4", input_name="ckpt_name")
+    monkeypatch.undo()
     message = str(info.value)
-    assert "cannot map the file" in message and "GiB of RAM" in message
+    assert "cannot read the file into memory" in message and "GiB of RAM" in message
     assert tiny_sd15_checkpoint.name in message and info.value.node_id == "4"
