@@ -19,6 +19,7 @@ from torch import Tensor
 from ..typesys.errors import ModelLoadError
 from .detect import UNET_PREFIX, Detected, DetectionError, detect
 from .patcher import ModelPatcher
+from .residency import Reloadable
 from .tensor_files import FLOAT8_DTYPES, TensorFile, error_where, open_tensor_file
 
 # ComfyUI's default VAE prefix in all-in-one files (VAELoader strips it from VAE files too);
@@ -142,6 +143,20 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
             if load_clip else None
         vae = _load_vae(tensors, detected.record.vae_prefix, device, vae_dtype, path.name,
                         where) if load_vae else None
+
+    def reread(part):  # the same part read again from the file (after a release)
+        def load():
+            with open_tensor_file(path, dequantize_dtype=dtype, **where) as again:
+                return part(again)
+        return load
+
+    if clip is not None:
+        clip.residency = Reloadable(clip.stack, reread(lambda t: _load_clip(
+            t, detected, device, dtype, path.name, where).stack), f"the CLIP of {path.name}")
+    if vae is not None:
+        vae.residency = Reloadable(vae.model, reread(lambda t: _load_vae(
+            t, detected.record.vae_prefix, device, vae_dtype, path.name, where).model),
+            f"the VAE of {path.name}")
     return model, clip, vae
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -197,6 +198,13 @@ class ClipModel:
     patches: tuple[tuple[dict[str, Tensor], float, bool], ...] = ()
     # T5TokenizerOptions: ComfyUI's tokenizer options ("t5xxl_min_length", ...), sorted pairs
     tokenizer_options: tuple[tuple[str, int], ...] = ()
+    # a residency.Reloadable around `stack` when the loader can read it again (copies share it)
+    residency: Any = field(default=None, kw_only=True, compare=False, repr=False)
+
+    def ensure_weights(self) -> None:
+        """Read the encoders back from their file if they were released while idle."""
+        if self.residency is not None:
+            self.residency.ensure()
 
     @property
     def lora_module(self) -> nn.Module:
@@ -232,6 +240,7 @@ class ClipModel:
         """(cond [1, 77*windows, sum of widths], pooled [1, P]) as float32 on the CPU."""
         from ..lora.apply import loras_applied
 
+        self.ensure_weights()
         with torch.no_grad(), loras_applied(self.stack, list(self.patches), target="clip"):
             outs = [self._encode_weighted(s, tokens[s.name]) for s in self.specs]
         n = min(o[0].shape[1] for o in outs)

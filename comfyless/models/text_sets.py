@@ -152,6 +152,7 @@ class TextSetClip(ClipModel):
         """(cond [1, L, D], pooled [1, P]) float32 on the CPU, combined as the set type says."""
         from ..lora.apply import loras_applied
 
+        self.ensure_weights()
         with torch.no_grad(), loras_applied(self.stack, list(self.patches), target="clip"):
             cond, pooled = self.text_set.combine(self, dict(tokens))
         return cond, (pooled if return_pooled else None)

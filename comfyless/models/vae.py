@@ -251,11 +251,19 @@ class VAE:
 
     def __init__(self, model: AutoencoderKL | wan_vae.WanVAENetwork, dtype: torch.dtype,
                  device: torch.device):
-        self.model = model
+        self._model = model
+        self.residency = None  # a residency.Reloadable when the loader can read it again
         self.dtype = dtype
         self.device = device
         self.downscale_ratio = model.downscale_ratio
         self.latent_channels = model.latent_channels
+
+    @property
+    def model(self) -> AutoencoderKL | wan_vae.WanVAENetwork:
+        """The network, read back from its file first if it was released while idle."""
+        if self.residency is not None:
+            self.residency.ensure()
+        return self._model
 
     def crop(self, pixels: Tensor) -> Tensor:
         """Centre-crop H and W down to multiples of the downscale ratio (as ComfyUI does)."""

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ...models.guidance import EmptyNoise, Guider, RandomNoise, SamplerChoice
+from ...models.residency import release_idle
 from ...models.samplers import SAMPLERS
 from ...models.schedulers import SCHEDULERS, sd_turbo_sigmas, sigmas_for_denoise
 from ...typesys.errors import InvalidValue
@@ -25,6 +26,7 @@ def _run(ctx, guider: Guider, noise, sampler: SamplerChoice, sigmas, latent_imag
     sigmas = _check_sigmas(sigmas, ctx.node_id)
     latent = dict(latent_image)
     latent["samples"] = _latent_samples(latent_image, guider.model, ctx.node_id)
+    release_idle()  # text encoders and VAEs wait in their files while the model samples
     samples, x0 = guider.sample(noise.generate(latent), latent["samples"], sampler, sigmas,
                                 seed=noise.seed, noise_mask=latent.get("noise_mask"),
                                 progress=ctx.progress)

@@ -12,6 +12,7 @@ from ...models.checkpoint import (
     load_checkpoint,
     load_diffusion_model,
 )
+from ...models.residency import Reloadable
 from ...models.sampling import ModelSampling
 from ...models.tensor_files import open_tensor_file
 from ...typesys.errors import ModelLoadError
@@ -51,6 +52,13 @@ def _round_weights(module, storage_dtype) -> None:
 
 def vae_loader(ctx, vae_name: str):
     path = ctx.find("vae", vae_name, input_name="vae_name")
+    vae = _read_vae(ctx, path, vae_name)
+    vae.residency = Reloadable(vae.model, lambda: _read_vae(ctx, path, vae_name).model,
+                               f"the VAE {vae_name}")
+    return (vae,)
+
+
+def _read_vae(ctx, path, vae_name: str):
     with open_tensor_file(path, node_id=ctx.node_id, input_name="vae_name") as tensors:
         sd = {k[len(VAE_PREFIX):] if k.startswith(VAE_PREFIX) else k: tensors[k]
               for k in tensors
@@ -60,7 +68,7 @@ def vae_loader(ctx, vae_name: str):
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{vae_name}: not a supported VAE file: {exc}",
                              node_id=ctx.node_id, input_name="vae_name") from exc
-    return (vae,)
+    return vae
 
 
 def _load_text_encoders(ctx, names: dict[str, str], clip_type: str, device: str):
@@ -72,14 +80,21 @@ def _load_text_encoders(ctx, names: dict[str, str], clip_type: str, device: str)
             f"node {ctx.node_id} ({ctx.class_type}) input 'type': CLIP type {clip_type!r} is "
             f"not supported by comfyless (supported: {', '.join(text_sets.clip_file_types())})",
             node_id=ctx.node_id, input_name="type")
-    try:
+
+    def load():
         return text_sets.load_text_encoder_files(paths, clip_type, device=target,
                                                  names=list(names))
+
+    try:
+        clip = load()
     except (KeyError, ValueError, RuntimeError) as exc:
         # a text-set error names the offending input; otherwise blame the first file input
         input_name = getattr(exc, "input_name", None) or next(iter(names))
         raise ModelLoadError(f"cannot load {', '.join(names.values())} as {clip_type!r}: {exc}",
                              node_id=ctx.node_id, input_name=input_name) from exc
+    clip.residency = Reloadable(clip.stack, lambda: load().stack,
+                                f"the text encoders {', '.join(names.values())}")
+    return clip
 
 
 def clip_loader(ctx, clip_name: str, type: str = "stable_diffusion", device: str = "default"):

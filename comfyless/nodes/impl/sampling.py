@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ...models.guidance import ksample, prepare_noise, step_sigmas
+from ...models.residency import release_idle
 from ...models.samplers import SAMPLERS
 from ...models.schedulers import SCHEDULERS, sigmas_for_denoise
 from ...typesys.errors import InvalidValue
@@ -40,6 +41,7 @@ def _sample(ctx, model, seed: int, steps: int, cfg: float, sampler_name: str, sc
     if sigmas is None:  # nothing to do (denoise 0, start_at_step past the end): pass through
         out["samples"] = latent_image["samples"]
         return (out,)
+    release_idle()  # text encoders and VAEs wait in their files while the model samples
     out["samples"] = ksample(model, latent, noise, sigmas=sigmas, sampler=sampler, cfg=cfg,
                              positive=positive, negative=negative, seed=seed,
                              noise_mask=latent_image.get("noise_mask"), progress=ctx.progress)

@@ -21,6 +21,7 @@ from ...lora.training import (
     train_lora,
 )
 from ...lora.weights import LoraWeights
+from ...models.residency import release_idle
 from ...typesys.errors import Interrupted, InvalidValue
 from ..train import SNAPSHOTS_KEPT
 from ..train_outputs import LORA_PREFIX
@@ -40,6 +41,7 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     existing, prior = _existing(ctx, values["existing_lora"])
     model = _unwrap_list(model)
     warn_slow_bf16(ctx, model, cfg)
+    _release_encoders(model)
 
     def progress(step: int, total: int, loss: float) -> None:
         ctx.progress(step, total, loss=loss)  # raises Interrupted when asked to stop
@@ -56,6 +58,15 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     steps = cfg.steps + prior
     lora = LoraWeights(result.lora, _metadata(model, cfg, steps))
     return lora, {"loss": result.losses}, steps
+
+
+def _release_encoders(model) -> None:
+    """Text encoders and VAEs are idle while training (latents and prompts are cached in the
+    inputs): their weights leave memory and come back from their files when next used."""
+    freed = release_idle(keep=(model.diffusion_model,))
+    if freed:
+        log.info("released %.0f MiB of idle text encoder / VAE weights for training",
+                 freed / 2**20)
 
 
 # Named parameters with the table's defaults, so introspection (and the contract test) sees
