@@ -31,6 +31,9 @@ VAE_PREFIXES = (VAE_PREFIX, "vae.")
 # Batches are run in chunks of about this many pixels (4 images of 1024x1024): activations of
 # the full-size VAE at 1 Mpx take ~3 GB in fp32, so memory stays bounded for any batch size.
 MAX_PIXELS_PER_PASS = 4 * 1024 * 1024
+# On a CPU a bigger pass buys no speed (8 images of 256 px: 23.8 s of CPU one at a time, 24.0 s
+# together) but costs memory (activations: 148 vs 1047 MiB), so passes are one 256 px image.
+CPU_PIXELS_PER_PASS = 256 * 256
 
 
 @dataclass(frozen=True)
@@ -299,8 +302,10 @@ class VAE:
         return torch.cat(means), torch.cat(logvars)
 
     def _chunk(self, pixels_per_image: int) -> int:
-        """Images per forward pass: about MAX_PIXELS_PER_PASS pixels, at least one image."""
-        return max(1, MAX_PIXELS_PER_PASS // pixels_per_image)
+        """Images per forward pass: about MAX_PIXELS_PER_PASS pixels (CPU_PIXELS_PER_PASS on a
+        CPU), at least one image."""
+        limit = CPU_PIXELS_PER_PASS if self.device.type == "cpu" else MAX_PIXELS_PER_PASS
+        return max(1, limit // pixels_per_image)
 
     @torch.no_grad()
     def decode(self, samples: Tensor) -> Tensor:

@@ -155,10 +155,16 @@ def test_large_batches_run_in_chunks_with_the_same_result(tiny_sd, monkeypatch):
     pixels = torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(2))
     whole = vae.encode(pixels)
     image = vae.decode(whole)
-    monkeypatch.setattr(vae_mod, "MAX_PIXELS_PER_PASS", 2 * 32 * 32)  # 2 images per pass
+    monkeypatch.setattr(vae_mod, "CPU_PIXELS_PER_PASS", 2 * 32 * 32)  # 2 images per pass
     calls = []
     monkeypatch.setattr(vae.model, "moments", lambda x, f=vae.model.moments: calls.append(
         x.shape[0]) or f(x))
     assert_close_scaled(vae.encode(pixels), whole)  # batches of 2, 2, 1 vs one of 5
     assert calls == [2, 2, 1]
     assert_close_scaled(vae.decode(whole), image)
+
+
+def test_a_cpu_pass_is_one_256px_image(tiny_sd):
+    """On the CPU batching buys no speed but costs activation memory (models/vae.py)."""
+    vae = load_vae(tiny_sd)
+    assert vae._chunk(256 * 256) == 1 and vae._chunk(512 * 512) == 1 and vae._chunk(64 * 64) == 16
