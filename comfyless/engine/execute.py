@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..memory import return_freed_memory
 from ..typesys.errors import Interrupted, NodeExecutionError
 from ..typesys.schema import NodeRegistry, Result
 from .cache import DEFAULT_CACHE, CacheEntry, OutputCache, cache_key, file_stamps
@@ -82,6 +83,7 @@ def run_plan(plan: Checked, ctx: RunContext, *, cache: OutputCache | None = None
                 schedule.demand(node_id, wanted)
                 continue
             entry = run_node(planned, ctx, result.outputs)
+            return_freed_memory()  # a node's freed temporaries stay resident otherwise
             cache.put(keys[node_id], entry)
             result.executed.append(node_id)
         result.outputs[node_id] = entry.outputs

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ..memory import return_freed_memory
 from ..typesys.errors import ModelLoadError
 
 _EMPTY = torch.empty(0)
@@ -95,7 +96,5 @@ def release_idle(keep: Iterable[object] = ()) -> int:
         if id(entry) not in kept and id(entry.module) not in kept:
             freed += entry.release()
     if freed:
-        from .tensor_files import return_freed_memory
-
         return_freed_memory()
     return freed

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..memory import return_freed_memory
 from ..typesys.errors import ModelLoadError
 
 # the float8 storage dtypes this torch knows (fp8 files keep them where the network allows)
@@ -55,7 +56,7 @@ def error_where(node_id: str | None, input_name: str | None) -> dict[str, Any]:
 def open_tensor_file(path: str | os.PathLike, *, node_id: str | None = None,
                      input_name: str | None = None,
                      dequantize_dtype: torch.dtype = torch.float32) -> Iterator[TensorFile]:
-    """Open a safetensors (memory-mapped) or weights-only pickle file as a TensorFile.
+    """Open a safetensors (read tensor by tensor) or weights-only pickle file as a TensorFile.
 
     Quantised files (ComfyUI's scaled fp8, per-tensor fp8 mixed precision; models/quant.py)
     read as plain ones: scaled weights come dequantised in `dequantize_dtype` (pass the
@@ -69,25 +70,6 @@ def open_tensor_file(path: str | os.PathLike, *, node_id: str | None = None,
             yield _dequantized(tensors, dequantize_dtype, path, where)
     finally:
         return_freed_memory()
-
-
-def return_freed_memory() -> None:
-    """Hand memory freed by a load back to the OS (glibc's malloc_trim; a no-op elsewhere).
-
-    Reading a file leaves its tensors' buffers freed inside malloc's heap, where they still
-    count as resident memory (hundreds of MiB after a checkpoint) until reused.
-    """
-    try:
-        _libc().malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _libc():
-    import ctypes
-    import ctypes.util
-
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def _dequantized(tensors: TensorFile, dtype: torch.dtype, path: Path,
