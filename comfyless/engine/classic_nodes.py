@@ -12,7 +12,8 @@ How ComfyUI's rules map (facts from ComfyUI's nodes.py / execution.py, in our wo
   combo (its choices); `("COMBO", {"options": [...]})` is the newer spelling of the same.
   INT/FLOAT/STRING/BOOLEAN are widgets (constants allowed); any other string is a socket type
   matched by name ("*" takes anything, "A,B" either). Options used: default, min, max, step,
-  round (False: none), multiline, forceInput, tooltip, lazy, display_name.
+  round (False: none), multiline, forceInput, tooltip, lazy, display_name,
+  control_after_generate and image_upload (these two shape a UI workflow's widgets_values).
 - Hidden inputs: UNIQUE_ID (the node id), PROMPT (the API workflow), EXTRA_PNGINFO (the UI
   workflow, if any); other hidden kinds get None.
 - FUNCTION returns a tuple (one value per RETURN_TYPES entry), or a dict {"ui": {...},
@@ -176,20 +177,23 @@ def classic_input(name: str, entry: Any, *, optional: bool = False,
         choices = tuple(options.get("options") or ())
     kind = socket_type(type_spec)
     number = kind.name in ("INT", "FLOAT") and not skip_range
-    rounding = options.get("round")
+    rounding = options.get("round")  # False (or absent): no rounding
+    if isinstance(rounding, bool) or not isinstance(rounding, (int, float)):
+        rounding = None
     return Input(
         name, kind,
         default=options.get("default", NO_DEFAULT),
         min=options.get("min") if number else None,
         max=options.get("max") if number else None,
         step=options.get("step"),
-        round=rounding if isinstance(rounding, (int, float)) and rounding is not True
-        and rounding is not False else None,
+        round=rounding,
         choices=choices,
         optional=optional,
         force_input=bool(options.get("forceInput", False)),
         multiline=bool(options.get("multiline", False)),
         lazy=bool(options.get("lazy", False)),
+        control_after_generate=bool(options.get("control_after_generate", False)),
+        image_upload=bool(options.get("image_upload", False)),
         display_name=options.get("display_name"),
         tooltip=str(options.get("tooltip", "") or ""),
     )

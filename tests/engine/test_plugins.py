@@ -95,6 +95,25 @@ class ClassicJoin:
         return (sep[0].join(p.upper() for p in parts),)
 
 
+class ClassicPick:
+    """Lazy inputs: only the branch chosen is computed (check_lazy_status)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"use_second": ("BOOLEAN", {"default": False}),
+                             "first": ("*", {"lazy": True}),
+                             "second": ("*", {"lazy": True})}}
+
+    RETURN_TYPES = ("*",)
+    FUNCTION = "pick"
+
+    def check_lazy_status(self, use_second, first=None, second=None):
+        return ["second"] if use_second else ["first"]
+
+    def pick(self, use_second, first=None, second=None):
+        return (second if use_second else first,)
+
+
 class ShadowsBuiltin:
     @classmethod
     def INPUT_TYPES(cls):
@@ -109,6 +128,7 @@ class ShadowsBuiltin:
 
 NODE_CLASS_MAPPINGS = {"ClassicAdd": ClassicAdd, "ClassicShow": ClassicShow,
                        "ClassicSplit": ClassicSplit, "ClassicJoin": ClassicJoin,
+                       "ClassicPick": ClassicPick,
                        "PreviewAny": ShadowsBuiltin}
 NODE_DISPLAY_NAME_MAPPINGS = {"ClassicAdd": "Add (classic)"}
 '''
@@ -324,6 +344,20 @@ def test_math_string_and_list_nodes_run(loaded, tmp_path):
     assert result.ui["7"]["text"] == ["X-Y-Z"]
 
 
+def test_lazy_inputs_compute_only_what_check_lazy_status_asks_for(loaded, tmp_path):
+    api = {
+        "1": {"class_type": "ClassicAdd", "inputs": {"a": 1, "b": 0.0}},
+        "2": {"class_type": "ClassicCase", "inputs": {"text": "b", "mode": "upper",
+                                                      "reverse": False}},
+        "3": {"class_type": "ClassicPick", "inputs": {"use_second": True, "first": ["1", 0],
+                                                      "second": ["2", 0]}},
+        "4": {"class_type": "ClassicShow", "inputs": {"value": ["3", 0]}},
+    }
+    result = _run(loaded, api, tmp_path / "base")
+    assert result.ui["4"] == {"text": ["4=B"]}
+    assert "1" not in result.executed and "2" in result.executed
+
+
 def test_custom_nodes_are_type_checked_like_ours(loaded, tmp_path):
     api = {
         "1": {"class_type": "ClassicAdd", "inputs": {"a": 300, "b": 0.0}},
@@ -478,17 +512,21 @@ def fake_distribution(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[comfyless.nodes]\nbasic = fakeplug_nodes\nmore = fakeplug_nodes:more_nodes\n"
-        "broken = fakeplug_missing\n")
+        "broken = fakeplug_missing\nclassic = fakeplug_classic\n")
     (site / "fakeplug_nodes.py").write_text(PLUGIN_MODULE)
+    (site / "fakeplug_classic.py").write_text(STRING_PACK_NODES.replace("ClassicCase",
+                                                                        "FakeCase"))
     monkeypatch.syspath_prepend(str(site))
     yield site
     sys.modules.pop("fakeplug_nodes", None)
+    sys.modules.pop("fakeplug_classic", None)
 
 
 def test_entry_point_plugin(fake_distribution, tmp_path):
     loaded = registry_with_plugins(base_dir=tmp_path / "base")
     assert loaded.origin("FakeTwice") == "entry point fakeplug:basic"
     assert loaded.origin("FakeGreeting") == "entry point fakeplug:more"
+    assert loaded.origin("FakeCase") == "entry point fakeplug:classic"  # NODE_CLASS_MAPPINGS
     assert loaded.origin("StringConcatenate") == BUILTIN
     problems = _problems(loaded)
     assert "already defined by built-in" in problems["entry point fakeplug:basic"]
@@ -557,3 +595,45 @@ def test_cli_validate_stays_torch_free(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "1 valid, 0 invalid" in done.stdout
+
+
+def test_cli_regression_suite_with_custom_nodes(packs, tmp_path, capsys):
+    base = tmp_path / "base"
+    (base / "input").mkdir(parents=True)
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
+    Image.fromarray(pixels).save(base / "input" / "px.png")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "invert.json").write_text(json.dumps({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "px.png"}},
+        "2": {"class_type": "ClassicInvert", "inputs": {"image": ["1", 0], "amount": 1.0}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0],
+                                                    "filename_prefix": "inv"}}}))
+    args = ["test", str(suite), "--base-dir", str(base), "--report-dir",
+            str(tmp_path / "report")]
+    assert cli.main([*args, "--update", "--custom-nodes", str(packs)]) == 0
+    assert cli.main([*args, "--custom-nodes", str(packs)]) == 0
+    assert "1/1 case(s) passed" in capsys.readouterr().out
+    assert cli.main(args) == 1  # without the pack: ClassicInvert is unknown
+    assert "ClassicInvert" in capsys.readouterr().out
+
+
+def test_cli_ui_workflow_with_custom_nodes(packs, tmp_path, capsys):
+    """A UI-format workflow: the adapted schema maps widgets_values (required, then optional)."""
+    ui = {"last_node_id": 2, "last_link_id": 1, "version": 0.4, "groups": [], "config": {},
+          "extra": {}, "links": [[1, 1, 0, 2, 0, "FLOAT"]],
+          "nodes": [{"id": 1, "type": "ClassicAdd", "mode": 0, "inputs": [],
+                     "outputs": [{"name": "sum", "type": "FLOAT", "links": [1]},
+                                 {"name": "a", "type": "INT", "links": None}],
+                     "widgets_values": [3, 0.25, 2.0]},
+                    {"id": 2, "type": "ClassicShow", "mode": 0,
+                     "inputs": [{"name": "value", "type": "*", "link": 1}], "outputs": [],
+                     "widgets_values": []}]}
+    wf = tmp_path / "ui.json"
+    wf.write_text(json.dumps(ui))
+    assert cli.main(["convert", str(wf), "--custom-nodes", str(packs)]) == 0
+    api = json.loads(capsys.readouterr().out)
+    assert api["1"]["inputs"] == {"a": 3, "b": 0.25, "scale": 2.0}
+    assert cli.main(["run", str(wf), "--json", "--base-dir", str(tmp_path / "base"),
+                     "--custom-nodes", str(packs)]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"] == {"2": {"text": ["2=6.5"]}}
