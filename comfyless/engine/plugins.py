@@ -76,6 +76,8 @@ class LoadedNodes:
     def add(self, node: type[Node], origin: str) -> None:
         """Register `node` unless its class_type is taken (then a problem: the first stays)."""
         class_type = node.schema.class_type
+        if self.registry.get(class_type) is node:
+            return  # the same class again (a distribution seen twice on sys.path)
         if class_type in self.registry:
             kept = self.origin(class_type)
             self.problems.append(PluginProblem(
@@ -253,13 +255,25 @@ def _add_classic(loaded: LoadedNodes, module: Any, origin: str, label: str) -> N
 # -- importing foreign code -----------------------------------------------------------------
 class _ComfyUIModuleBlocker(importlib.abc.MetaPathFinder):
     """While packs import: ComfyUI's own modules are missing, even if something of that name
-    (a `nodes.py`, a `server` package) happens to be importable here."""
+    (a `nodes.py`, a `server` package) happens to be importable here. When nothing of that
+    name exists the import system's own "not found" stands (so `importlib.util.find_spec`
+    probes in a pack still get None)."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None):
-        if path is None and fullname in COMFYUI_MODULES:
-            raise ModuleNotFoundError(f"No module named {fullname!r} (a ComfyUI module)",
+        if path is None and fullname in COMFYUI_MODULES and self._shadowed(fullname):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (a ComfyUI module; "
+                                      f"the {fullname!r} importable here is not ComfyUI's)",
                                       name=fullname)
         return None
+
+    def _shadowed(self, fullname: str) -> bool:
+        """Would another finder find something called `fullname`?"""
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            if finder.find_spec(fullname, None) is not None:
+                return True
+        return False
 
 
 @contextlib.contextmanager

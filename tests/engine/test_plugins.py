@@ -637,3 +637,24 @@ def test_cli_ui_workflow_with_custom_nodes(packs, tmp_path, capsys):
     assert cli.main(["run", str(wf), "--json", "--base-dir", str(tmp_path / "base"),
                      "--custom-nodes", str(packs)]) == 0
     assert json.loads(capsys.readouterr().out)["outputs"] == {"2": {"text": ["2=6.5"]}}
+
+
+def test_a_module_named_like_comfyuis_is_still_refused(tmp_path, monkeypatch):
+    """A stray `server.py` on sys.path is not ComfyUI's server: the pack is still reported."""
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "server.py").write_text("PromptServer = None\n")
+    monkeypatch.syspath_prepend(str(stray))
+    folder = tmp_path / "cn"
+    folder.mkdir()
+    (folder / "wants_server.py").write_text("from server import PromptServer\n"
+                                            "NODE_CLASS_MAPPINGS = {}\n")
+    (folder / "probes.py").write_text(textwrap.dedent('''
+        import importlib.util
+        HAVE_COMFY = importlib.util.find_spec("comfy") is not None
+        NODE_CLASS_MAPPINGS = {}
+    '''))
+    loaded = registry_with_plugins([folder], base_dir=tmp_path, entry_points=False)
+    assert [(p.source, p.wanted_module) for p in loaded.problems] == [
+        ("custom_nodes/wants_server.py", "server")]
+    assert "server" not in sys.modules
