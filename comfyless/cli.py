@@ -2,7 +2,9 @@
 
 Each subcommand is one small function registered in COMMANDS. Imports are lazy: `validate`,
 `nodes` and `convert` never import torch (CI lints hundreds of workflows in well under a
-second); only `run` may, through the nodes it executes.
+second); only `run` may, through the nodes it executes. Plugins and custom_nodes packs
+(engine/plugins.py, docs/plugins.md) are loaded by every command that builds the node list;
+a pack may import torch itself.
 
 Exit codes: 0 ok, 1 workflow invalid, 2 usage or I/O error, 3 a node failed, 130 interrupted,
 141 the output pipe was closed by its reader.
