@@ -2,7 +2,9 @@
 
 Each subcommand is one small function registered in COMMANDS. Imports are lazy: `validate`,
 `nodes` and `convert` never import torch (CI lints hundreds of workflows in well under a
-second); only `run` may, through the nodes it executes.
+second); only `run` may, through the nodes it executes. Plugins and custom_nodes packs
+(engine/plugins.py, docs/plugins.md) are loaded by every command that builds the node list;
+a pack may import torch itself.
 
 Exit codes: 0 ok, 1 workflow invalid, 2 usage or I/O error, 3 a node failed, 130 interrupted,
 141 the output pipe was closed by its reader.
@@ -72,6 +74,24 @@ def _load(path: str, registry):
     return _load_full(path, registry).workflow
 
 
+# -- nodes from plugins and custom_nodes/ (engine/plugins.py; docs/plugins.md) -------------------
+def add_custom_nodes_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--custom-nodes", action="append", default=[], metavar="DIR",
+                   help="also load ComfyUI-style custom node packs from DIR (this RUNS their "
+                   "code; repeatable). The base dir's custom_nodes/ is loaded when it exists")
+
+
+def load_nodes(custom_nodes: list[str] | None, base_dir: str | None):
+    """engine.plugins.LoadedNodes: built-ins + entry points + custom_nodes packs; each problem
+    is one line on stderr (the run goes on without that pack)."""
+    from .engine.plugins import registry_with_plugins
+
+    loaded = registry_with_plugins(custom_nodes or (), base_dir=base_dir)
+    for problem in loaded.problems:
+        print(f"custom nodes: {problem}", file=sys.stderr)
+    return loaded
+
+
 # -- run ------------------------------------------------------------------------------------
 def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", help="workflow JSON (API or UI format)")
@@ -84,6 +104,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                    help="TrainLoraNode saves what it has trained every N steps "
                    "(the newest 2 of the run are kept; see README)")
+    add_custom_nodes_flag(p)
     _add_threads(p)
 
 
@@ -169,9 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine.context import RunContext
     from .engine.execute import run_workflow
     from .engine.workflow import to_api_json
-    from .nodes import REGISTRY
     from .typesys.errors import Interrupted, NodeExecutionError, WorkflowError, WorkflowInvalid
 
+    registry = load_nodes(args.custom_nodes, args.base_dir).registry
     progress = _TqdmProgress(quiet=args.json)
     ctx = RunContext.create(args.base_dir, listeners=[progress], save_every=args.save_every)
 
@@ -184,12 +205,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        loaded = _load_full(args.workflow, REGISTRY)
+        loaded = _load_full(args.workflow, registry)
         workflow, ui_json = loaded.workflow, loaded.ui_json
-        apply_overrides(workflow, args.overrides, REGISTRY, loaded.notes.primitives)
+        apply_overrides(workflow, args.overrides, registry, loaded.notes.primitives)
         ctx.prompt = to_api_json(workflow)  # what SaveImage embeds in PNGs
         ctx.extra_pnginfo = {"workflow": ui_json} if ui_json is not None else None
-        result = run_workflow(workflow, ctx, REGISTRY)
+        result = run_workflow(workflow, ctx, registry)
     except WorkflowInvalid as exc:
         return _fail(args, exc.to_dict(), str(exc), EXIT_INVALID)
     except Interrupted as exc:  # its message names a LoRA file kept, if any
@@ -239,6 +260,7 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-dir", help="checks file choices against this base dir")
     p.add_argument("--json", action="store_true", help="one report per file, as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    add_custom_nodes_flag(p)
 
 
 def _validate_one(path: str, registry, paths) -> tuple[str, dict[str, Any]]:
@@ -261,10 +283,10 @@ def _validate_one(path: str, registry, paths) -> tuple[str, dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate many workflows without running (never imports torch)."""
     from .engine.paths import BasePaths
-    from .nodes import REGISTRY
 
     paths = BasePaths.resolve(args.base_dir)
-    reports = {path: _validate_one(path, REGISTRY, paths) for path in _workflow_files(args)}
+    registry = load_nodes(args.custom_nodes, args.base_dir).registry
+    reports = {path: _validate_one(path, registry, paths) for path in _workflow_files(args)}
     if args.junit:
         _write_junit(Path(args.junit), reports)
     if args.json:
@@ -333,25 +355,27 @@ def _write_junit(target: Path, reports: dict[str, tuple[str, dict[str, Any]]]) -
 def _add_nodes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="ComfyUI's /object_info shape")
     p.add_argument("--base-dir", help="list file choices from this base dir")
+    add_custom_nodes_flag(p)
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    """Print the node catalogue."""
+    """Print the node catalogue; each line ends with where the node came from."""
     from .engine.object_info import object_info
     from .engine.paths import BasePaths
-    from .nodes import REGISTRY
 
+    loaded = load_nodes(args.custom_nodes, args.base_dir)
+    registry = loaded.registry
     paths = BasePaths.resolve(args.base_dir) if args.json else None
-    if args.json:
-        _print_json(object_info(REGISTRY, paths))
+    if args.json:  # origin: python_module ("custom_nodes.<pack>" for packs, as ComfyUI's)
+        _print_json(object_info(registry, paths))
         return EXIT_OK
-    for class_type in REGISTRY:
-        schema = REGISTRY[class_type].schema
+    for class_type in registry:
+        schema = registry[class_type].schema
         ins = ", ".join(f"{i.name}:{i.type.name}" + ("?" if i.optional else "")
                         for i in schema.inputs)
         outs = ", ".join(f"{o.name}:{o.type.name}" for o in schema.outputs)
         flag = "  [output]" if schema.output_node else ""
-        print(f"{class_type}({ins}) -> ({outs}){flag}")
+        print(f"{class_type}({ins}) -> ({outs}){flag}  ({loaded.origin(class_type)})")
     return EXIT_OK
 
 
@@ -361,13 +385,13 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"status", "prompt": <API form>, "warnings": [...]} instead of '
                         "the bare API form (warnings then stay off stderr)")
+    add_custom_nodes_flag(p)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Print the API form of a workflow; warn about node types whose widgets were dropped."""
     from .engine.load import load_workflow_info
     from .engine.workflow import to_api_json
-    from .nodes import REGISTRY
     from .typesys.errors import WorkflowError
 
     source = Path(args.workflow)
@@ -376,7 +400,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise OSError(f"{args.workflow}: no such file")
     try:
-        loaded = load_workflow_info(source, REGISTRY)
+        loaded = load_workflow_info(source, load_nodes(args.custom_nodes, None).registry)
     except WorkflowError as exc:
         return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INVALID)
     prompt = to_api_json(loaded.workflow)

@@ -69,6 +69,11 @@ class BasePaths:
     def temp_dir(self) -> Path:
         return self.base / "temp"
 
+    @property
+    def custom_nodes_dir(self) -> Path:
+        """ComfyUI-style custom node packs (engine/plugins.py), loaded only if it exists."""
+        return self.base / "custom_nodes"
+
     def folders(self, kind: str) -> list[Path]:
         """Every folder files of `kind` are looked up in, in priority order."""
         kind = KIND_ALIASES.get(kind, kind)

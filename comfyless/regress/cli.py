@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=argparse_threads, default=None, metavar="N|auto",
                    help=f"CPU threads for torch (default: ${ENV_THREADS}, else 1; the golden "
                         "records the count it was made with)")
+    p.add_argument("--custom-nodes", action="append", default=[], metavar="DIR",
+                   help="also load ComfyUI-style custom node packs from DIR (this RUNS their "
+                   "code; repeatable). The base dir's custom_nodes/ is loaded when it exists")
     return p
 
 
@@ -65,7 +68,7 @@ def cli_main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from ..cli import UsageError, apply_threads
+    from ..cli import UsageError, apply_threads, load_nodes
 
     try:
         apply_threads(thread_flag(args))  # before the imports below load torch
@@ -87,10 +90,15 @@ def cli_main(argv: list[str]) -> int:
         return EXIT_USAGE
     if args.deterministic:
         make_deterministic()
+    try:
+        registry = load_nodes(args.custom_nodes, args.base_dir).registry
+    except OSError as exc:
+        print(f"comfyless test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     results = []
     for case in cases:
         result = run_case(case, suite, base_dir=args.base_dir, update=args.update,
-                          report_dir=Path(args.report_dir))
+                          report_dir=Path(args.report_dir), registry=registry)
         results.append(result)
         if not args.json:
             _print_case(result)
