@@ -102,3 +102,72 @@ def test_config_from_keys_and_errors(tiny_sd):
         qv.build_vision(bad)
     with pytest.raises(KeyError, match=r"merger\.mlp\.0\.weight. missing"):
         qv.infer_vision_config({k: v for k, v in tiny_sd.items() if "merger" not in k})
+
+
+# --- the text encoder with images: transformers' Qwen2_5_VLModel (tower + LM + M-RoPE) ------
+
+def _vl_oracle(sd):
+    from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLModel
+
+    from comfyless.models import qwen_text as qt
+
+    c = qt.QWEN_TEXT_ENCODERS["qwen_image"].configs["tiny"]
+    v = qt.QWEN_TEXT_ENCODERS["qwen_image"].vision_configs["tiny"]
+    text = dict(vocab_size=c.vocab, hidden_size=c.hidden, intermediate_size=c.mlp,
+                num_hidden_layers=c.layers, num_attention_heads=c.heads,
+                num_key_value_heads=c.kv_heads, rms_norm_eps=c.eps,
+                rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta,
+                                 "mrope_section": list(qt.mrope_sections(c.head_dim))})
+    vision = dict(depth=v.depth, hidden_size=v.hidden, intermediate_size=v.mlp,
+                  num_heads=v.heads, out_hidden_size=v.out_hidden,
+                  fullatt_block_indexes=list(qv.FULL_ATTENTION_BLOCKS))
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision,
+                              image_token_id=qt.IMAGE_PAD)
+    config._attn_implementation = "eager"
+    config.text_config._attn_implementation = "eager"
+    config.vision_config._attn_implementation = "eager"
+    model = Qwen2_5_VLModel(config)
+    weights = {("language_model." + k[len("model."):] if k.startswith("model.") else k): t
+               for k, t in sd.items()}
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+def test_prompt_with_images_matches_transformers(one_torch_thread):
+    """Two images (3 × 2 and 2 × 4 merged patches) spliced into the Plus template: the kept
+    hidden states equal transformers' Qwen2_5_VLModel on the same ids (image pads expanded),
+    pixels and grids — vision rows, multimodal positions and RoPE sections included."""
+    from comfyless.models import qwen_text as qt
+    from comfyless.models.text_sets import text_encoder_files
+
+    (sd,) = text_encoder_files("qwen_image", "tiny", torch.Generator().manual_seed(0)).values()
+    clip = qt.build_qwen_text(sd, qt.QWEN_TEXT_ENCODERS["qwen_image"])
+    gen = torch.Generator().manual_seed(5)
+    images = [torch.rand(1, 84, 56, 3, generator=gen), torch.rand(1, 56, 112, 3, generator=gen)]
+    prompt = "".join(f"Picture {i + 1}: {qt.VISION_TOKENS}" for i in range(2)) + "make it red"
+    tokens = clip.tokenize(prompt, images=images, llama_template=qt.EDIT_TEMPLATE)
+    with torch.no_grad():
+        ours = clip.encode_from_tokens(tokens)[0]
+
+    ids = qt.encode_qwen_text(qt.EDIT_TEMPLATE.format(prompt))
+    pixels, grids, expanded = [], [], []
+    pending = list(images)
+    for t in ids:
+        if t == qt.IMAGE_PAD:
+            patches, grid = qv.preprocess_image(pending.pop(0))
+            pixels.append(patches)
+            grids.append(grid)
+            expanded += [t] * (grid[1] * grid[2] // 4)
+        else:
+            expanded.append(t)
+    assert [g[1:] for g in grids] == [(6, 4), (4, 8)]
+    input_ids = torch.tensor([expanded])
+    with torch.no_grad():
+        theirs = _vl_oracle(sd)(input_ids=input_ids, pixel_values=torch.cat(pixels),
+                                image_grid_thw=torch.tensor(grids),
+                                mm_token_type_ids=(input_ids == qt.IMAGE_PAD).int()
+                                ).last_hidden_state
+    start = qt.template_head_length(ids, theirs.shape[1])
+    assert ours.shape == (1, len(expanded) - start, 32)
+    diff = (ours - theirs[:, start:]).abs().max().item()
+    assert diff < 1e-4, diff
