@@ -228,3 +228,24 @@ def test_bad_inputs_are_named(tmp_path, clip, vae):
     with pytest.raises(ValueError, match=r"input 'clip': .*Qwen3-4B.*takes no images"):
         TextEncodeQwenImageEditPlus.execute(ctx, clip=zimage, prompt="p",
                                             image1=_image(8, 8, 0))
+
+
+def test_scaled_fp8_file_keeps_its_vision_tower(tmp_path, files, clip, small_totals):
+    """ComfyUI ships qwen_2.5_vl_7b_fp8_scaled.safetensors: the tower's weights are scaled
+    fp8 too and come back dequantised (the edit node then agrees with the fp32 file)."""
+    from safetensors.torch import load_file
+
+    from tests.models.test_scaled_fp8 import scale_fp8
+
+    scaled, plain = scale_fp8(load_file(str(files[0])), "")
+    assert any(k.startswith("visual.") and k.endswith("scale_weight") for k in scaled)
+    save_file(scaled, str(tmp_path / "fp8.safetensors"))
+    save_file(plain, str(tmp_path / "plain.safetensors"))
+    fp8, ref = (text_sets.load_text_encoder_files([tmp_path / f"{n}.safetensors"], "qwen_image")
+                for n in ("fp8", "plain"))
+    assert fp8.has_vision
+    ctx = _ctx(tmp_path, "TextEncodeQwenImageEdit")
+    image = _image(40, 40, seed=7)
+    (a,) = TextEncodeQwenImageEdit.execute(ctx, clip=fp8, prompt="p", image=image)
+    (b,) = TextEncodeQwenImageEdit.execute(ctx, clip=ref, prompt="p", image=image)
+    assert_close_scaled(a[0][0], b[0][0])
