@@ -11,8 +11,10 @@ Two encoders (model-families.md §3.5, §4.5), both one standalone file loaded b
   vocab 152064. Template with Qwen-Image's system prompt (a prompt already starting with
   `<|im_start|>` or `<|start_header_id|>` is used as is); output = last layer after the final
   norm, then the template head is dropped (§4.5: up to the second `<|im_start|>`, plus `user`
-  `\\n` after it: 34 tokens for the default template). Vision-tower keys (`visual.…`) and any
-  `lm_head` are ignored (text-only prompts: the multimodal RoPE is plain 1-D RoPE).
+  `\\n` after it: 34 tokens for the default template). Any `lm_head` is ignored. A file with
+  the vision tower (`visual.…`, models/qwen_vision.py) also encodes prompts with images (the
+  Qwen-Image edit nodes, below); text-only prompts use plain 1-D RoPE (the multimodal RoPE of
+  equal positions).
 
 Weights in the HF / ComfyUI layout `model.embed_tokens.weight`, `model.layers.N.self_attn.
 {q,k,v,o}_proj.{weight,bias}`, `model.layers.N.self_attn.{q,k}_norm.weight`, `model.layers.N.
@@ -32,13 +34,27 @@ disabled (`\\(` / `\\)` still lose their backslash, as in ComfyUI), no BOS/EOS, 
 min_length 1, no maximum, one sequence (never chunked). Attention mask: 1 up to the first pad
 token (`<|endoftext|>`, which a prompt may contain literally), 0 from there on (leading pads
 are masked too); it is returned only when it has zeros. No pooled output.
+
+Prompts with images (ComfyUI's QwenImageTokenizer / Qwen25_7BVLI, Qwen-Image only): the token
+list carries `({"type": "image", "data": IMAGE}, 1.0)` in place of the first image-pad tokens
+(`<|image_pad|>` 151655, one per image, in order; surplus pads stay tokens, surplus images are
+dropped). Without an explicit template, a prompt with images uses the edit template (system
+text "Describe the key features of the input image …", user part `<|vision_start|>
+<|image_pad|><|vision_end|>{prompt}`). When encoding, each image entry becomes that image's
+vision-tower rows (attention mask 1), and the LM gets multimodal positions [3, L] (T, H, W):
+text before the first image counts 0, 1, …; an image starting at index s with r × c merged
+patches (row-major) gets T = s + shift, H = s + shift + row, W = s + shift + column; after it,
+text continues at index + shift' with shift' = shift + max(r, c) − r·c (ComfyUI's rule, which
+is transformers' get_rope_index for one frame). RoPE frequencies are split in sections
+(1/4, 3/8, 3/8) of head_dim / 2 — [16, 24, 24] for the real 128 — taking their angle from the
+T, H and W position respectively.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +64,16 @@ from torch import Tensor, nn
 
 from .clip import ClipModel, assign_weights
 from .quant import MARKER, dequantized_state_dict
+from .qwen_vision import (
+    QWEN25_VL_VISION,
+    QwenVisionTransformer,
+    VisionConfig,
+    infer_vision_config,
+    random_vision_state_dict,
+    tiny_vision_config,
+    vision_shapes,
+    visual_prefix,
+)
 from .tokenizer import TokenWeights, _escape, _unescape, shipped_tokenizer
 
 TOKENIZER_FILE = Path(__file__).with_name("vocab") / "qwen_tokenizer.json.gz"
@@ -55,6 +81,7 @@ PAD_TOKEN = 151643  # <|endoftext|>
 IM_START = 151644  # <|im_start|>
 USER_TOKEN = 872  # "user"
 NEWLINE_TOKEN = 198  # "\n"
+IMAGE_PAD = 151655  # <|image_pad|>
 HEAD_WIDTH = 128  # every Qwen model's attention head width
 TEST_MAX_WIDTH = 512  # hidden widths up to this are test encoders (real ones: 2560, 3584)
 
@@ -94,6 +121,8 @@ class QwenTextEncoder:
     layer_idx: int | None  # None: last layer after the final norm; else that layer, no norm
     drop_template_head: bool
     configs: Mapping[str, QwenConfig]  # size -> config; "tiny" keeps the full vocabulary
+    image_template: str | None = None  # the template of prompts with images (None: no images)
+    vision_configs: Mapping[str, VisionConfig] | None = None  # size -> vision tower of its files
 
     @property
     def checkpoint_prefix(self) -> str:
@@ -110,6 +139,21 @@ class QwenTextEncoder:
         return self.configs["full"].hidden
 
 
+_QWEN_IMAGE_EDIT_SYSTEM = (
+    "Describe the key features of the input image (color, shape, size, texture, objects, "
+    "background), then explain how the user's text instruction should alter or modify the "
+    "image. Generate a new image that meets the user's requirements while maintaining "
+    "consistency with the original input where appropriate.")
+VISION_TOKENS = "<|vision_start|><|image_pad|><|vision_end|>"  # one image in a prompt
+
+
+def chat_template(system: str, user_prefix: str = "") -> str:
+    """ComfyUI's Qwen chat template around a prompt `{}`."""
+    return (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user_prefix}{{}}"
+            "<|im_end|>\n<|im_start|>assistant\n")
+
+
+EDIT_TEMPLATE = chat_template(_QWEN_IMAGE_EDIT_SYSTEM)  # TextEncodeQwenImageEditPlus's
 _QWEN_IMAGE_SYSTEM = ("Describe the image by detailing the color, shape, size, texture, quantity, "
                       "text, spatial relationships of the objects and background:")
 QWEN_TEXT_ENCODERS: dict[str, QwenTextEncoder] = {e.clip_type: e for e in (
@@ -123,13 +167,15 @@ QWEN_TEXT_ENCODERS: dict[str, QwenTextEncoder] = {e.clip_type: e for e in (
     QwenTextEncoder(
         clip_type="qwen_image", root="qwen25_7b", title="Qwen2.5-VL-7B",
         file_name="qwen_2.5_vl_7b.safetensors",
-        template=(f"<|im_start|>system\n{_QWEN_IMAGE_SYSTEM}<|im_end|>\n<|im_start|>user\n{{}}"
-                  "<|im_end|>\n<|im_start|>assistant\n"),
+        template=chat_template(_QWEN_IMAGE_SYSTEM),
         raw_prefixes=("<|im_start|>", "<|start_header_id|>"), layer_idx=None,
         drop_template_head=True,
-        configs={"tiny": QwenConfig(hidden=32, layers=3, heads=4, kv_heads=1, head_dim=8, mlp=64,
-                                    vocab=152064, qkv_bias=True, qk_norm=False),
-                 "full": QWEN25_7B_LM}),
+        # tiny: 16-wide heads so the multimodal RoPE sections (2, 3, 3) are whole
+        configs={"tiny": QwenConfig(hidden=32, layers=3, heads=2, kv_heads=1, head_dim=16,
+                                    mlp=64, vocab=152064, qkv_bias=True, qk_norm=False),
+                 "full": QWEN25_7B_LM},
+        image_template=chat_template(_QWEN_IMAGE_EDIT_SYSTEM, VISION_TOKENS),
+        vision_configs={"tiny": tiny_vision_config(out_hidden=32), "full": QWEN25_VL_VISION}),
 )}
 
 
@@ -164,14 +210,46 @@ class QwenRMSNorm(nn.Module):
         return x * self.weight.to(x.dtype)
 
 
-def rope_tables(length: int, head_dim: int, theta: float, device: torch.device
-                ) -> tuple[Tensor, Tensor]:
-    """(cos, sin) [L, head_dim] float32 for positions 0…L−1; each frequency appears twice
-    (first half, second half), as rotate-half RoPE pairs x_j with x_{j + head_dim/2}."""
+def rope_tables(length: int, head_dim: int, theta: float, device: torch.device,
+                positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(cos, sin) [L, head_dim] float32 for positions 0…L−1, or for multimodal positions
+    [3, L] (T, H, W; module docstring); each frequency appears twice (first half, second
+    half), as rotate-half RoPE pairs x_j with x_{j + head_dim/2}."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
-    angles = torch.arange(length, device=device).float()[:, None] * inv_freq[None, :]
+    if positions is None:
+        angles = torch.arange(length, device=device).float()[:, None] * inv_freq[None, :]
+    else:
+        per_axis = positions.float()[:, :, None] * inv_freq  # [3, L, head_dim / 2]
+        axis = torch.repeat_interleave(torch.arange(3, device=device),
+                                       torch.tensor(mrope_sections(head_dim), device=device))
+        angles = per_axis.gather(0, axis.expand(1, length, -1))[0]  # frequency j from its axis
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
+
+
+def mrope_sections(head_dim: int) -> tuple[int, int, int]:
+    """Frequencies taken from the T, H and W positions: (1/4, 3/8, 3/8) of head_dim / 2,
+    ComfyUI's [16, 24, 24] for 128-wide heads."""
+    if head_dim % 16:
+        raise ValueError(f"multimodal RoPE needs a head width that is a multiple of 16, "
+                         f"got {head_dim}")
+    return head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16
+
+
+def mrope_positions(length: int, images: list[tuple[int, int, int, int]], device=None
+                    ) -> Tensor:
+    """Multimodal positions [3, L] (T, H, W) of a sequence whose images are
+    (start, token count, merged rows, merged columns) in order (module docstring)."""
+    positions = torch.arange(length, device=device).float().expand(3, -1).clone()
+    shift = 0
+    for start, count, rows, cols in images:
+        index = torch.arange(count, device=device)
+        positions[0, start:start + count] = start + shift
+        positions[1, start:start + count] = (start + shift + index // cols).float()
+        positions[2, start:start + count] = (start + shift + index % cols).float()
+        shift += max(rows, cols) - count
+        positions[:, start + count:] = torch.arange(start + count, length, device=device) + shift
+    return positions
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -263,22 +341,27 @@ def attention_bias(mask: Tensor | None, length: int) -> Tensor | None:
 
 
 class QwenLM(nn.Module):
-    """`transformer`: the decoder under `model.` (ComfyUI's Qwen3_4B / Qwen25_7BVLI text part)."""
+    """`transformer`: the decoder under `model.` (ComfyUI's Qwen3_4B / Qwen25_7BVLI text part)
+    and, when its file has one, Qwen2.5-VL's vision tower under `visual.`."""
 
-    def __init__(self, cfg: QwenConfig):
+    def __init__(self, cfg: QwenConfig, vision: VisionConfig | None = None):
         super().__init__()
         self.config = cfg
         self.model = QwenBody(cfg)
+        self.visual = None if vision is None else QwenVisionTransformer(vision)
 
-    def forward(self, ids: Tensor, mask: Tensor | None = None, layer_idx: int | None = None
-                ) -> Tensor:
+    def forward(self, ids: Tensor | None, mask: Tensor | None = None,
+                layer_idx: int | None = None, *, embeds: Tensor | None = None,
+                positions: Tensor | None = None) -> Tensor:
         """Hidden states [B, L, hidden] float32: after the final norm (layer_idx None), else
         the output of layer `layer_idx` (negative counts from the end) without it. `mask`
-        [B, L] (1 = attend) masks key positions on top of the causal mask."""
+        [B, L] (1 = attend) masks key positions on top of the causal mask. `embeds` [B, L,
+        hidden] replace the token embeddings of `ids`; `positions` [3, L] are multimodal
+        positions (default 0…L−1 on every axis)."""
         body, cfg = self.model, self.config
-        x = body.embed_tokens(ids).float()
-        rope = rope_tables(ids.shape[1], cfg.head_dim, cfg.rope_theta, ids.device)
-        bias = attention_bias(mask, ids.shape[1])
+        x = body.embed_tokens(ids).float() if embeds is None else embeds.float()
+        rope = rope_tables(x.shape[1], cfg.head_dim, cfg.rope_theta, x.device, positions)
+        bias = attention_bias(mask, x.shape[1])
         stop = len(body.layers) - 1 if layer_idx is None else layer_idx % len(body.layers)
         for layer in body.layers[: stop + 1]:  # later layers cannot change the chosen output
             x = layer(x, rope, bias)
@@ -288,10 +371,10 @@ class QwenLM(nn.Module):
 class QwenTextStack(nn.Module):
     """`<root>.transformer` (a QwenLM): ComfyUI's module path for LoRA keys."""
 
-    def __init__(self, root: str, cfg: QwenConfig):
+    def __init__(self, root: str, cfg: QwenConfig, vision: VisionConfig | None = None):
         super().__init__()
         holder = nn.Module()
-        holder.transformer = QwenLM(cfg)
+        holder.transformer = QwenLM(cfg, vision)
         self.root = root
         self.add_module(root, holder)
 
@@ -317,17 +400,29 @@ class QwenTokenizer:
     def __init__(self, encoder: QwenTextEncoder):
         self.encoder = encoder
 
-    def prompt_text(self, text: str) -> str:
-        """The text actually tokenized: the template around the prompt, or the prompt as is."""
+    def prompt_text(self, text: str, template: str | None = None, images: bool = False) -> str:
+        """The text actually tokenized: the prompt as is when it starts like a chat, else
+        inside `template`, the image template (prompts with images) or the default one."""
         if self.encoder.raw_prefixes and text.startswith(self.encoder.raw_prefixes):
             return text
-        return self.encoder.template.format(text)
+        if template is None:
+            template = self.encoder.image_template if images else self.encoder.template
+        return template.format(text)
 
-    def tokenize_with_weights(self, text: str) -> list[TokenWeights]:
-        """[[(id, 1.0), ...]]: weights disabled (only `\\(`/`\\)` unescaped), padded to 1."""
-        literal = _unescape(_escape(self.prompt_text(text)))
+    def tokenize_with_weights(self, text: str, images: Sequence[Tensor] = (),
+                              template: str | None = None) -> list[TokenWeights]:
+        """[[(id, 1.0), ...]]: weights disabled (only `\\(`/`\\)` unescaped), padded to 1; the
+        first image-pad tokens become `({"type": "image", "data": image}, 1.0)`."""
+        if images and self.encoder.image_template is None:
+            raise ValueError(f"the {self.encoder.title} text encoder takes no images")
+        literal = _unescape(_escape(self.prompt_text(text, template, bool(images))))
         ids = encode_qwen_text(literal) if literal else []
-        return [[(t, 1.0) for t in ids or [PAD_TOKEN]]]
+        tokens = [(t, 1.0) for t in ids or [PAD_TOKEN]]
+        pending = list(images)
+        for i, (t, _) in enumerate(tokens):
+            if t == IMAGE_PAD and pending:
+                tokens[i] = ({"type": "image", "data": pending.pop(0)}, 1.0)
+        return [tokens]
 
 
 def attention_mask(ids: list[int]) -> list[int]:
@@ -370,10 +465,34 @@ class QwenTextClip(ClipModel):
     returns_attention_mask = True  # CLIPTextEncode asks for the dict form
 
     encoder: QwenTextEncoder | None = field(default=None, kw_only=True)
+    source: str = field(default="the text encoder", kw_only=True)  # its file, for messages
 
-    def tokenize(self, text: str) -> dict[str, list[TokenWeights]]:
-        """{root: [one sequence of (id, 1.0)]} (ComfyUI's token dict)."""
-        return {self.encoder.root: QwenTokenizer(self.encoder).tokenize_with_weights(text)}
+    def tokenize(self, text: str, images: Sequence[Tensor] = (),
+                 llama_template: str | None = None) -> dict[str, list[TokenWeights]]:
+        """{root: [one sequence of (id, 1.0)]} (ComfyUI's token dict); `images` (IMAGE
+        tensors) take the place of the prompt's image-pad tokens, `llama_template` (with
+        `{}`) replaces the encoder's template."""
+        if images:
+            self.require_vision()
+        tokenizer = QwenTokenizer(self.encoder)
+        return {self.encoder.root: tokenizer.tokenize_with_weights(text, images, llama_template)}
+
+    @property
+    def has_vision(self) -> bool:
+        """True if prompts may carry images (a Qwen2.5-VL file with its vision tower)."""
+        return self.stack.lm().visual is not None
+
+    def require_vision(self) -> None:
+        """ValueError naming the file and what is missing unless images can be encoded."""
+        if self.encoder.image_template is None:
+            raise ValueError(f"{self.source}: the {self.encoder.title} text encoder (CLIP type "
+                             f"{self.encoder.clip_type!r}) takes no images; image prompts need "
+                             "Qwen2.5-VL-7B (CLIP type 'qwen_image')")
+        if not self.has_vision:
+            raise ValueError(f"{self.source}: this {self.encoder.title} file holds no vision "
+                             "tower (no 'visual.*' weights), so it cannot encode images; use "
+                             f"the full {self.encoder.file_name} (or its fp8_scaled version) "
+                             "that includes them")
 
     def encode_from_tokens(self, tokens: Mapping[str, list[TokenWeights]],
                            return_pooled: bool = True, return_dict: bool = False
@@ -403,18 +522,49 @@ class QwenTextClip(ClipModel):
             return self.encoder.layer_idx
         return None if abs(self.layer_idx) > layers else self.layer_idx
 
-    def _encode_windows(self, windows: list[list[int]]) -> tuple[Tensor, Tensor]:
+    def _encode_windows(self, windows: list[list]) -> tuple[Tensor, Tensor]:
         """Each sequence encoded on its own (no attention across them), concatenated:
         (hidden [1, ΣL, D] float32 CPU, mask [1, ΣL] long)."""
         lm = self.stack.lm()
         layer_idx = self._layer_choice(lm.config.layers)
         conds, masks = [], []
         for ids in windows:
-            mask = torch.tensor([attention_mask(ids)], dtype=torch.long)
-            batch = torch.tensor([ids], dtype=torch.long, device=self.device)
-            conds.append(lm(batch, mask.to(self.device), layer_idx).float().cpu())
+            if all(isinstance(t, int) for t in ids):
+                mask = torch.tensor([attention_mask(ids)], dtype=torch.long)
+                batch = torch.tensor([ids], dtype=torch.long, device=self.device)
+                conds.append(lm(batch, mask.to(self.device), layer_idx).float().cpu())
+            else:
+                embeds, mask, positions = self._multimodal_inputs(lm, ids)
+                conds.append(lm(None, mask.to(self.device), layer_idx, embeds=embeds,
+                                positions=positions).float().cpu())
             masks.append(mask)
         return torch.cat(conds, dim=1), torch.cat(masks, dim=1)
+
+    def _multimodal_inputs(self, lm: QwenLM, ids: list) -> tuple[Tensor, Tensor, Tensor]:
+        """(embeds [1, L, D], mask [1, L], positions [3, L]) of a sequence whose image entries
+        expand to their vision-tower rows (ComfyUI's process_tokens: the text mask is
+        computed over the tokens alone, image rows attend)."""
+        if lm.visual is None:
+            self.require_vision()
+        text_ids = [t for t in ids if isinstance(t, int)]
+        text_mask = attention_mask(text_ids)
+        text = lm.model.embed_tokens(torch.tensor(text_ids, dtype=torch.long,
+                                                  device=self.device)).float()
+        pieces, mask, images, k = [], [], [], 0
+        merge = lm.visual.config.merge
+        for t in ids:
+            if isinstance(t, int):
+                pieces.append(text[k:k + 1])
+                mask.append(text_mask[k])
+                k += 1
+                continue
+            rows, grid = lm.visual.encode_image(t["data"])
+            images.append((len(mask), rows.shape[0], grid[1] // merge, grid[2] // merge))
+            pieces.append(rows.float())
+            mask.extend([1] * rows.shape[0])
+        embeds = torch.cat(pieces)[None]
+        positions = mrope_positions(embeds.shape[1], images, embeds.device)
+        return embeds, torch.tensor([mask], dtype=torch.long), positions
 
 
 # --- recognising, loading, random weights --------------------------------------------------
@@ -487,6 +637,24 @@ def lm_keys(keys) -> list[str]:
             or k == MARKER or k.endswith("." + MARKER)]
 
 
+def visual_keys(keys) -> list[str]:
+    """The vision-tower keys beside the LM (`visual.…` next to its `model.…`), if any."""
+    keys = list(keys)
+    root = lm_root(keys)
+    if root is None or not root.endswith("model."):
+        return []
+    prefix = root[: -len("model.")] + "visual."
+    return [k for k in keys if k.startswith(prefix)] if visual_prefix(keys) == prefix else []
+
+
+def encoder_keys(keys, encoder: QwenTextEncoder) -> list[str]:
+    """The keys the encoder reads: lm_keys, plus the vision tower of an encoder that takes
+    images (Qwen2.5-VL-7B)."""
+    keys = list(keys)
+    vision = visual_keys(keys) if encoder.image_template is not None else []
+    return lm_keys(keys) + vision
+
+
 def qwen_lm_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The LM keys as `model.…` (whatever prefix they had; scaled fp8 dequantised)."""
     root = lm_root(sd)
@@ -494,6 +662,17 @@ def qwen_lm_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
         raise KeyError(f"not a Qwen language model: no '{_Q_KEY}' key")
     part = dequantized_state_dict({k: sd[k] for k in lm_keys(sd)})
     return {"model." + k[len(root):]: v for k, v in part.items() if k.startswith(root)}
+
+
+def qwen_visual_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The vision-tower keys beside the LM, prefix-free (scaled fp8 dequantised); {} if none."""
+    keys = visual_keys(sd)
+    if not keys:
+        return {}
+    prefix = visual_prefix(keys)
+    markers = [k for k in sd if k == MARKER or k.endswith("." + MARKER)]
+    part = dequantized_state_dict({k: sd[k] for k in keys + markers})
+    return {k[len(prefix):]: v for k, v in part.items() if k.startswith(prefix)}
 
 
 def infer_qwen_config(sd: Mapping[str, Tensor]) -> QwenConfig:
@@ -517,16 +696,26 @@ def infer_qwen_config(sd: Mapping[str, Tensor]) -> QwenConfig:
 
 def build_qwen_text(sd: Mapping[str, Tensor], encoder: QwenTextEncoder,
                     dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                    family: str | None = None) -> QwenTextClip:
-    """A QwenTextClip from LM keys under any prefix (meta-built, tensors assigned)."""
+                    family: str | None = None, source: str | None = None) -> QwenTextClip:
+    """A QwenTextClip from LM keys under any prefix (meta-built, tensors assigned), with the
+    vision tower beside them when the encoder takes images and `sd` has one. `source` names
+    the file in messages."""
     part = qwen_lm_state_dict(sd)
     cfg = infer_qwen_config(part)
+    vision = qwen_visual_state_dict(sd) if encoder.image_template is not None else {}
+    vision_cfg = infer_vision_config(vision) if vision else None
+    source = source or f"the {encoder.title} text encoder"
+    if vision_cfg is not None and vision_cfg.out_hidden != cfg.hidden:
+        raise ValueError(f"{source}: the vision tower outputs {vision_cfg.out_hidden} features, "
+                         f"the language model is {cfg.hidden} wide")
+    part.update({"visual." + k: v for k, v in vision.items()})
     with torch.device("meta"):
-        stack = QwenTextStack(encoder.root, cfg)
+        stack = QwenTextStack(encoder.root, cfg, vision_cfg)
     device = torch.device(device)
     assign_weights(stack, {f"{encoder.root}.transformer.": part}, dtype, device,
                    what=encoder.title)
-    return QwenTextClip(stack, (), family or encoder.clip_type, dtype, device, encoder=encoder)
+    return QwenTextClip(stack, (), family or encoder.clip_type, dtype, device, encoder=encoder,
+                        source=source)
 
 
 def qwen_text_dtype(device: str | torch.device) -> torch.dtype:
@@ -537,16 +726,25 @@ def qwen_text_dtype(device: str | torch.device) -> torch.dtype:
 
 def qwen_state_dict(encoder: QwenTextEncoder, size: str,
                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """Random LM weights in the standalone file layout (`model.…`, float32). "full" gives
-    meta tensors (shapes only: Qwen3-4B is 4.0 B parameters, the 7B LM 7.1 B)."""
+    """Random weights in the standalone file layout (`model.…`, then the vision tower
+    `visual.…` for Qwen2.5-VL-7B, as its real file has; float32). "full" gives meta tensors
+    (shapes only: Qwen3-4B is 4.0 B parameters, the 7B LM 7.1 B plus a 0.68 B tower)."""
     if size not in encoder.configs:
         raise ValueError(f"{encoder.title} size {size!r}: expected one of "
                          f"{sorted(encoder.configs)}")
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in QwenLM(encoder.configs[size]).state_dict().items()}
+    vision = (encoder.vision_configs or {}).get(size)
+    vision_shapes_ = {} if vision is None else vision_shapes(vision)
     if size == "full":
-        return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    return {k: _random_weight(k, s, generator) for k, s in shapes.items()}
+        return {**{k: torch.empty(s, device="meta") for k, s in shapes.items()},
+                **{"visual." + k: torch.empty(s, device="meta")
+                   for k, s in vision_shapes_.items()}}
+    out = {k: _random_weight(k, s, generator) for k, s in shapes.items()}  # LM draws first
+    if vision is not None:
+        out.update({"visual." + k: v for k, v in
+                    random_vision_state_dict(vision, generator).items()})
+    return out
 
 
 def _random_weight(key: str, shape: torch.Size, generator: torch.Generator | None) -> Tensor:

@@ -57,8 +57,8 @@ from .qwen_text import (
     QwenTextClip,
     build_qwen_text,
     describe_qwen,
+    encoder_keys,
     is_encoder_file,
-    lm_keys,
     qwen_kind,
     qwen_state_dict,
     qwen_text_dtype,
@@ -423,8 +423,9 @@ def _qwen_expects(clip_type: str) -> str:
 def load_qwen_text_files(paths: Sequence[str | Path], clip_type: str,
                          device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                          names: Sequence[str] | None = None) -> QwenTextClip:
-    """CLIPLoader for `lumina2` / `qwen_image`: exactly one file holding that Qwen LM (its
-    vision tower and lm_head are not read); TextSetError naming the input otherwise."""
+    """CLIPLoader for `lumina2` / `qwen_image`: exactly one file holding that Qwen LM (with
+    Qwen2.5-VL's vision tower when the file has it; an lm_head is not read); TextSetError
+    naming the input otherwise."""
     from .tensor_files import open_tensor_file
 
     enc = qwen_text_encoder(clip_type)
@@ -437,8 +438,9 @@ def load_qwen_text_files(paths: Sequence[str | Path], clip_type: str,
         if not is_encoder_file(tensors.shapes, enc):
             raise TextSetError(f"{names[0]}: found {_found_in(tensors.shapes)}; "
                                f"{_qwen_expects(clip_type)}", input_name=names[0])
-        sd = {k: tensors[k] for k in lm_keys(tensors.shapes)}
-    return build_qwen_text(sd, enc, dtype=dtype, device=device, family=_family_name(clip_type))
+        sd = {k: tensors[k] for k in encoder_keys(tensors.shapes, enc)}
+    return build_qwen_text(sd, enc, dtype=dtype, device=device, family=_family_name(clip_type),
+                           source=names[0])
 
 
 def _refuse_qwen_files(paths: Sequence[str | Path], clip_type: str,
@@ -473,7 +475,8 @@ def load_qwen_checkpoint_text(state_dict: Mapping[str, Tensor], clip_type: str,
     if not is_encoder_file(shapes, enc):
         raise TextSetError(f"checkpoint text encoder under {enc.checkpoint_prefix!r}: found "
                            f"{_found_in(shapes)}; CLIP type {clip_type!r} expects {enc.title}")
-    return build_qwen_text(part, enc, dtype=dtype, device=device, family=family)
+    return build_qwen_text(part, enc, dtype=dtype, device=device, family=family,
+                           source=f"checkpoint text encoder {enc.checkpoint_prefix!r}")
 
 
 # --- entry points for every CLIP type (the loaders and the checkpoint loader call these) ----

@@ -126,7 +126,8 @@ def _oracle(clip_type: str, sd: dict[str, torch.Tensor]):
         model = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
             **common, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta,
                                        "mrope_section": section}))
-    model.load_state_dict({k[len("model."):]: v for k, v in sd.items()}, strict=True)
+    model.load_state_dict({k[len("model."):]: v for k, v in sd.items()
+                           if k.startswith("model.")}, strict=True)  # visual.* is the tower
     return model.eval()
 
 
@@ -266,7 +267,7 @@ def test_clip_set_last_layer(tiny_sds):
 
 
 def test_config_inferred_from_shapes_and_full_sizes():
-    for clip_type, params in (("lumina2", 4.022e9), ("qwen_image", 7.071e9)):
+    for clip_type, params in (("lumina2", 4.022e9), ("qwen_image", 7.747e9)):  # 7B: LM + tower
         enc = qt.QWEN_TEXT_ENCODERS[clip_type]
         full = qt.qwen_state_dict(enc, "full")
         assert all(t.is_meta for t in full.values())
@@ -293,12 +294,12 @@ def test_clip_loader_types_load_their_files(tmp_path, tiny_sds):
     for clip_type, sd in tiny_sds.items():
         enc = qt.QWEN_TEXT_ENCODERS[clip_type]
         extra = {}
-        if clip_type == "qwen_image":  # the vision tower and an lm_head are not read
-            extra = {"visual.blocks.0.attn.qkv.weight": torch.zeros(6, 2),
-                     "lm_head.weight": torch.zeros(enc.configs["tiny"].vocab, 32)}
+        if clip_type == "qwen_image":  # an lm_head is not read (the vision tower is)
+            extra = {"lm_head.weight": torch.zeros(enc.configs["tiny"].vocab, 32)}
         path = _write(tmp_path, enc.file_name, {**sd, **extra})
         clip = load_text_encoder_files([path], clip_type, names=["clip_name"])
         assert isinstance(clip, qt.QwenTextClip) and clip.dtype == torch.float32
+        assert clip.has_vision == (clip_type == "qwen_image")
         direct = qt.build_qwen_text(sd, enc)
         assert_close_scaled(clip.encode("a cat")[0], direct.encode("a cat")[0])
 
@@ -340,7 +341,8 @@ def test_qwen_files_with_other_types_or_in_pairs_are_refused(tmp_path, tiny_sds)
 
 def test_all_in_one_checkpoints(monkeypatch):
     sd = checkpoint_text_state_dict("qwen_image", "tiny", torch.Generator().manual_seed(0))
-    assert all(k.startswith("text_encoders.qwen25_7b.transformer.model.") for k in sd)
+    assert all(k.startswith(("text_encoders.qwen25_7b.transformer.model.",
+                             "text_encoders.qwen25_7b.transformer.visual.")) for k in sd)
     record = SimpleNamespace(name="qwen_image_test", clip_type="qwen_image")
     monkeypatch.setattr(text_sets, "find_family", lambda family: record)
     clip = load_checkpoint_text_encoders(sd, "qwen_image_test")

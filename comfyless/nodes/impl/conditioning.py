@@ -15,16 +15,21 @@ def _require_clip(ctx, clip, input_name: str = "clip"):
 
 def clip_text_encode(ctx, text: str, clip):
     clip = _require_clip(ctx, clip)
-    tokens = clip.tokenize(text)
+    return (conditioning_from_tokens(clip, clip.tokenize(text)),)
+
+
+def conditioning_from_tokens(clip, tokens) -> list:
+    """ComfyUI's encode_from_tokens_scheduled for one prompt: [[cond, {"pooled_output", and
+    "attention_mask" when an LLM encoder's mask has zeros}]]."""
     if getattr(clip, "returns_attention_mask", False):
         # LLM encoders (Qwen): the cond carries its text mask when the mask has zeros
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         options = {"pooled_output": out["pooled_output"]}
         if "attention_mask" in out:
             options["attention_mask"] = out["attention_mask"]
-        return ([[out["cond"], options]],)
+        return [[out["cond"], options]]
     cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-    return ([[cond, {"pooled_output": pooled}]],)
+    return [[cond, {"pooled_output": pooled}]]
 
 
 def clip_set_last_layer(ctx, clip, stop_at_clip_layer: int = -1):
