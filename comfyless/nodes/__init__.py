@@ -35,6 +35,8 @@ FAMILIES = (
     "resolution",
     "utility",
     "image_edit",
+    "inpaint",
+    "guidance_patches",
 )
 
 
