@@ -147,7 +147,7 @@ def test_bad_inputs_name_the_input(ctx):
     assert not vae.inputs  # nothing was encoded
 
 
-# -- concat latents reach 9 / 8-channel UNets -------------------------------------------------------
+# -- concat latents reach 9 / 8-channel UNets ------------------------------------------------
 def _unet_file(folder, in_channels: int):
     config = unet_config("sd15", "tiny")
     config.in_channels = in_channels
