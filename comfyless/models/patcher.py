@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .families import Family, family
+from .families.base import resolve
 from .latent_formats import LatentFormat
 from .sampling import ModelSampling
 from .unet import UNetConfig, UNetModel
@@ -37,6 +38,13 @@ class ModelPatcher:
         self.source: dict[str, Any] = source if source is not None else {}
         self.patches: list[tuple[dict[str, Tensor], float]] = []
         self.bypass: list[bool] = []  # parallel to patches
+        # sampler hooks (ComfyUI's model_options; models/guidance.py calls them): a CFG
+        # function replacing the CFG formula, post-CFG functions in order, a per-step
+        # denoise-mask function, and whether cfg 1 must still run the negative pass
+        self.sampler_cfg_function: Callable[[dict], Tensor] | None = None
+        self.post_cfg_functions: list[Callable[[dict], Tensor]] = []
+        self.denoise_mask_function: Callable[..., Tensor] | None = None
+        self.disable_cfg1_optimization = False
 
     @property
     def family_record(self) -> Family:
@@ -65,6 +73,29 @@ class ModelPatcher:
         other.patches = list(self.patches)
         other.bypass = list(self.bypass)
         other.source = copy.copy(self.source)
+        other.post_cfg_functions = list(self.post_cfg_functions)
+        return other
+
+    def with_cfg_function(self, fn: Callable[[dict], Tensor], *,
+                          disable_cfg1_optimization: bool = False) -> ModelPatcher:
+        """A clone whose CFG combination is `fn(args)` (see guidance.combine_cfg)."""
+        other = self.clone()
+        other.sampler_cfg_function = fn
+        other.disable_cfg1_optimization |= disable_cfg1_optimization
+        return other
+
+    def with_post_cfg_function(self, fn: Callable[[dict], Tensor], *,
+                               disable_cfg1_optimization: bool = False) -> ModelPatcher:
+        """A clone with one more post-CFG function (applied after the earlier ones)."""
+        other = self.clone()
+        other.post_cfg_functions.append(fn)
+        other.disable_cfg1_optimization |= disable_cfg1_optimization
+        return other
+
+    def with_denoise_mask_function(self, fn: Callable[..., Tensor]) -> ModelPatcher:
+        """A clone whose noise mask is re-derived every step: fn(sigma, mask, extra)."""
+        other = self.clone()
+        other.denoise_mask_function = fn
         return other
 
     def with_lora(self, lora_sd: dict[str, Tensor], strength: float,
@@ -112,11 +143,16 @@ class ModelPatcher:
 
         `extra` are the network's keyword inputs from `extra_conds` (SDXL `y`; Flux `y`,
         `guidance`, `ref_latents`); batch-1 tensors are repeated to the latent batch.
+        `c_concat` (inpaint / InstructPix2Pix concat latents) is appended to the scaled input
+        on the channel axis, as ComfyUI (after calculate_input: the concat is not scaled).
         """
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         x_in = self.sampling.calculate_input(sigma, x)
+        c_concat = extra.pop("c_concat", None)
+        if c_concat is not None:
+            x_in = torch.cat([x_in, _match_batch(c_concat, x.shape[0]).to(x_in)], dim=1)
         t = self.sampling.timestep(sigma).float()
         dtype = self.dtype
         context = _match_batch(context, x.shape[0]).to(x.device, dtype)
@@ -135,6 +171,15 @@ class ModelPatcher:
         ComfyUI's keys width, height, crop_w, crop_h, target_width, target_height.
         """
         return self.family_record.conditioning_extras(self, cond_dict, width, height)
+
+    def concat_cond(self, cond_dict: dict[str, Any], noise_shape: torch.Size,
+                    latent_image: Tensor | None, denoise_mask: Tensor | None) -> Tensor | None:
+        """The concat latents (`c_concat`) an inpaint / InstructPix2Pix network takes beside x,
+        from the family's rule; None for models that take none."""
+        ref = getattr(self.family_record, "concat_cond", None)
+        if ref is None:
+            return None
+        return resolve(ref)(self, cond_dict, noise_shape, latent_image, denoise_mask)
 
 
 def _to_network(value: Any, batch: int, device: torch.device, dtype: torch.dtype) -> Any:

@@ -36,6 +36,8 @@ FAMILIES = (
     "utility",
     "image_edit",
     "qwen_edit",
+    "inpaint",
+    "guidance_patches",
 )
 
 

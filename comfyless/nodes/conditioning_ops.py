@@ -5,8 +5,8 @@ ConditioningSetAreaPercentage, ConditioningSetMask (nodes.py) and SetFirstSigma,
 
 The option-setting nodes write ComfyUI's option keys into every entry: `start_percent` /
 `end_percent` (the sampler honours them, models/guidance.py), `area` / `strength` /
-`set_area_to_bounds` and `mask` / `mask_strength` (the sampler refuses area and mask entries
-with an error naming the node that set them: regional conditioning is not supported yet).
+`set_area_to_bounds` and `mask` / `mask_strength` (the sampler crops and weights area and mask
+entries as ComfyUI: models/cond_areas.py).
 """
 
 from __future__ import annotations

@@ -91,10 +91,11 @@ def test_unknown_layout_names_what_was_found():
     assert "sd15" in str(info.value) and "sdxl" in str(info.value)
 
 
-def test_inpaint_unet_is_refused_with_description():
+def test_unknown_input_channels_are_refused_with_description():
+    # 9 (inpaint) and 8 (InstructPix2Pix) are SD variants (tests/nodes/test_inpaint.py)
     config = unet_config("sd15", "tiny")
-    config.in_channels = 9
-    with pytest.raises(DetectionError, match="in_channels=9"):
+    config.in_channels = 5
+    with pytest.raises(DetectionError, match="in_channels=5"):
         detect(_shapes(config))
 
 

@@ -177,7 +177,7 @@ def test_manual_sigmas_bad_number_names_the_input(ctx):
         impl.manual_sigmas(ctx, "1..5, 0")
 
 
-# -- the sampler honours timestep ranges, refuses area / mask --------------------------------------
+# -- the sampler honours timestep ranges (areas and masks: tests/models/test_area_conditioning.py)
 def _const(value, **options):
     return [torch.full((1, 3, 8), float(value)), options]
 
@@ -210,14 +210,3 @@ def test_sampler_with_no_active_entry_predicts_zeros(ctx):
     sigma = torch.tensor([model.sampling.percent_to_sigma(0.5)])
     uncond = model.apply_model(x, sigma, torch.full((1, 3, 8), 0.0))
     assert_close_scaled(den(x, sigma), uncond - 3.0 * uncond)  # cond = 0
-
-
-@pytest.mark.parametrize("node", ["area", "mask"])
-def test_sampler_refuses_area_and_mask_entries(ctx, node):
-    cond = [_const(1.0)]
-    if node == "area":
-        (cond,) = impl.conditioning_set_area(ctx, cond, 64, 64, 0, 0, 1.0)
-    else:
-        (cond,) = impl.conditioning_set_mask(ctx, cond, torch.ones(8, 8), 1.0, "default")
-    with pytest.raises(ValueError, match=f"negative: entry 0 has a conditioning '{node}'"):
-        CFGDenoiser(FakeModel(), [_const(0.0)], cond, 2.0, torch.Size((1, 4, 4, 4)))

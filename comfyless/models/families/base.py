@@ -83,6 +83,9 @@ class Family:
     # {encoder name: HF-layout state dict} from standalone files, or None if not this family's
     assign_text_encoders: Callable[[list[Mapping[str, Any]]], dict[str, Any] | None] | None = None
     extra_conds: str | None = None  # "module:fn(model, cond_dict, width, height)" -> kwargs
+    # "module:fn(model, cond_dict, noise_shape, latent_image, denoise_mask)" -> the concat
+    # latents (c_concat) an inpaint / InstructPix2Pix network takes beside x, or None
+    concat_cond: str | None = None
     # -- LoRA key maps (lora/keys.py) ------------------------------------------------------------
     lora_unet_key_map: Callable[..., dict] | None = None
     lora_clip_key_map: Callable[..., dict] | None = None

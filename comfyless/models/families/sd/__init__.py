@@ -31,6 +31,8 @@ _COMMON = dict(
     random_checkpoint=f"{_HERE}.writer:checkpoint_state_dict",
     test_unet_config=f"{_HERE}.writer:unet_config",
     random_files=f"{_HERE}.writer:model_files",
+    # 9-channel (inpaint) / 8-channel (InstructPix2Pix) UNets take latents beside x
+    concat_cond=f"{_HERE}.conditioning:sd_concat_cond",
 )
 # SD2 / SDXL-refiner SGM variant of the OpenCLIP text tower
 _SGM_OPENCLIP = "conditioner.embedders.0.model."

@@ -96,8 +96,16 @@ def _attention_fields(shapes: Shapes, prefix: str, cfg: UNetConfig) -> None:
 
 # -- which variant (works for reduced test sizes too) ----------------------------------------
 
+# input channels: 4 (text-to-image), 9 (inpaint: x + mask + masked-image latent), 8
+# (InstructPix2Pix: x + image latent); ComfyUI builds all three from the same model configs
+INPAINT_IN_CHANNELS = 9
+IP2P_IN_CHANNELS = 8
+_IN_CHANNELS = (4, IP2P_IN_CHANNELS, INPAINT_IN_CHANNELS)
+
+
 def _text_to_image(cfg: UNetConfig) -> bool:
-    return cfg.in_channels == 4 and cfg.out_channels == 4
+    """A 4-channel-latent UNet (also the inpaint / InstructPix2Pix variants)."""
+    return cfg.in_channels in _IN_CHANNELS and cfg.out_channels == 4
 
 
 def matches_sd15(cfg: UNetConfig) -> bool:
