@@ -16,6 +16,7 @@ prediction (ComfyUI's KSamplerX0Inpaint).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,9 @@ class _Cond:
     # ConditioningSetTimestepRange: used while sigma_end <= sigma <= sigma_start (None: no bound)
     sigma_start: float | None = None
     sigma_end: float | None = None
+    # ControlNetApply*: a models.controlnet.ControlNet chain run before each forward
+    control: Any = None
+    control_to_uncond: bool = False  # ControlNetApply (old): also steer the negative pass
 
     def active_at(self, sigma: float) -> bool:
         """ComfyUI's rule: skipped above its start sigma and below its end sigma."""
@@ -78,7 +82,8 @@ def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: i
         extra = model.extra_conds(options, width, height)
         out.append(_Cond(context, extra, float(options.get("strength", 1.0)),
                          _percent_sigma(model, options, "start_percent"),
-                         _percent_sigma(model, options, "end_percent")))
+                         _percent_sigma(model, options, "end_percent"),
+                         *_control_options(model, options, what, k)))
     return out
 
 
@@ -107,6 +112,7 @@ class CFGDenoiser:
         # None (BasicGuider): positive only, always unguided
         self.negative = (None if negative is None else
                          prepare_conds(model, negative, width, height, what="negative"))
+        _controls_to_uncond(self.positive, self.negative)
         self.calls = 0  # number of UNet forwards (one batched forward counts once)
         self.inpaint: tuple[Tensor, Tensor, Tensor] | None = None
         self.always_uncond = False  # CFG++ samplers need the negative pass even at cfg 1
@@ -121,7 +127,8 @@ class CFGDenoiser:
         total, weight = torch.zeros_like(x), 0.0
         for c in conds:
             self.calls += 1
-            total = total + c.strength * self.model.apply_model(x, sigma, c.context, **c.extra)
+            extra = _with_control(self.model, c, x, sigma, c.context, c.extra)
+            total = total + c.strength * self.model.apply_model(x, sigma, c.context, **extra)
             weight += c.strength
         return total / weight if weight else total
 
@@ -140,8 +147,9 @@ class CFGDenoiser:
             extra = {k: torch.cat([_to_batch(v, b), _to_batch(neg[0].extra[k], b)])
                      for k, v in pos[0].extra.items()}
             self.calls += 1
-            out = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context,
-                                         **extra)
+            x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
+            extra = _with_control(self.model, pos[0], x2, sigma2, context, extra, batched=2)
+            out = self.model.apply_model(x2, sigma2, context, **extra)
             return out[:b], out[b:]
         return self._forward(x, sigma, pos), self._forward(x, sigma, neg)
 
@@ -167,8 +175,49 @@ def _batchable(pos: _Cond, neg: _Cond) -> bool:
     extra inputs, all tensors of matching shapes (lists such as reference latents are not)."""
     if pos.context.shape != neg.context.shape or pos.extra.keys() != neg.extra.keys():
         return False
+    if pos.control is not neg.control:  # as ComfyUI: one batch needs one ControlNet chain
+        return False
     return all(isinstance(v, Tensor) and isinstance(neg.extra[k], Tensor)
                and v.shape[1:] == neg.extra[k].shape[1:] for k, v in pos.extra.items())
+
+
+# -- ControlNets (models/controlnet.py) ---------------------------------------------------------
+def _control_options(model: ModelPatcher, options: dict, what: str, k: int) -> tuple[Any, bool]:
+    """(ControlNet chain or None, control_apply_to_uncond) of one entry; a ControlNet that
+    does not fit the model is refused here, before sampling."""
+    control = options.get("control")
+    if control is None:
+        return None, False
+    chain = control
+    while chain is not None:
+        problem = chain.check_model(model)
+        if problem:
+            raise ValueError(f"{what}: entry {k}: {problem}")
+        chain = chain.previous
+    return control, bool(options.get("control_apply_to_uncond", False))
+
+
+def _controls_to_uncond(positive: list[_Cond], negative: list[_Cond] | None) -> None:
+    """ComfyUI's rule for ControlNetApply (control_apply_to_uncond): when no negative entry
+    has a ControlNet, the flagged positive entries' ControlNets go to the negative entries,
+    the k-th to negative entry k mod len(negative) (a later one replaces an earlier one)."""
+    if not negative or any(c.control is not None for c in negative):
+        return
+    given = [c.control for c in positive if c.control is not None and c.control_to_uncond]
+    originals = list(negative)
+    for k, control in enumerate(given):
+        index = k % len(originals)
+        negative[index] = dataclasses.replace(originals[index], control=control)
+
+
+def _with_control(model: ModelPatcher, cond: _Cond, x: Tensor, sigma: Tensor, context: Tensor,
+                  extra: dict[str, Any], batched: int = 1) -> dict[str, Any]:
+    """`extra` plus the entry's ControlNet residuals (`control=`) for this call, if any."""
+    if cond.control is None:
+        return extra
+    residuals = cond.control.residuals(model.sampling, x, sigma, context, extra.get("y"),
+                                       batched)
+    return extra if residuals is None else {**extra, "control": residuals}
 
 
 def _to_batch(t: Tensor, batch: int) -> Tensor:
