@@ -346,6 +346,10 @@ class ControlNet:
     strength: float = 1.0
     percent_range: tuple[float, float] = (0.0, 1.0)
     previous: ControlNet | None = None
+    # shuffle ControlNets: each residual replaced by its spatial mean (ComfyUI turns this on
+    # for files named *_shuffle / *_shuffle_fp16)
+    global_average_pooling: bool = False
+    control_type: tuple[int, ...] = ()  # SetUnionControlNetType (used by union ControlNets)
     _hints: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -414,8 +418,13 @@ class ControlNet:
         if y is not None:
             y = _repeat_to(y, x.shape[0]).to(x.device, dtype)
         out = net(x_in, self._hint_at(x, dtype, batched_number), t, context, y)
-        scaled = {k: [r * self.strength for r in v] for k, v in out.items()}
+        scaled = {k: [self._pooled(r) * self.strength for r in v] for k, v in out.items()}
         return merge_residuals(scaled, previous)
+
+    def _pooled(self, r: Tensor) -> Tensor:
+        if not self.global_average_pooling:
+            return r
+        return r.mean(dim=(2, 3), keepdim=True).expand_as(r)
 
 
 def load_controlnet_file(tensors: Mapping[str, Tensor], name: str, *,
@@ -439,4 +448,24 @@ def load_controlnet_file(tensors: Mapping[str, Tensor], name: str, *,
             sd = {k: v + base_weights[k].to(v) if k in base_weights else v
                   for k, v in sd.items()}
     return ControlNet(build_controlnet(sd, name, dtype=dtype, device=device, where=where),
-                      name=name)
+                      name=name, global_average_pooling=_is_shuffle(name))
+
+
+def _is_shuffle(name: str) -> bool:
+    """ComfyUI's rule: a file whose name (extension removed) ends in _shuffle or
+    _shuffle_fp16 is a shuffle ControlNet (global average pooling)."""
+    stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+    return stem.endswith(("_shuffle", "_shuffle_fp16"))
+
+
+def random_controlnet_state_dict(unet: UNetConfig, generator: torch.Generator, *,
+                                 hint_channels: int = 3,
+                                 prefix: str = "") -> dict[str, Tensor]:
+    """Random ControlNet weights for a UNet of config `unet`, in the original key layout
+    (under `prefix`, e.g. "control_model."): test files with the real key names."""
+    from .random_weights import random_init
+
+    with torch.device("meta"):
+        net = ControlNetModel(ControlNetConfig(unet, hint_channels=hint_channels))
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    return {prefix + k: v for k, v in random_init(shapes, generator).items()}

@@ -35,6 +35,7 @@ FAMILIES = (
     "resolution",
     "utility",
     "image_edit",
+    "controlnet",
 )
 
 
