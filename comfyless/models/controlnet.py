@@ -17,6 +17,10 @@ File layouts (`load_controlnet_file`): the original/ComfyUI one (`input_blocks.*
 `control_model.`) and diffusers' ControlNetModel (`controlnet_cond_embedding.*`,
 `down_blocks.*`, `controlnet_down_blocks.*`, `controlnet_mid_block.*`), renamed to the
 original names. The config is read off the key shapes with the UNet's own detection.
+ControlNet++ "union" files (SDXL; diffusers layout plus `task_embedding`,
+`control_add_embedding.*`, `transformer_layes.*`, `spatial_ch_projs.*`) add ComfyUI's union
+parts: the task chosen by SetUnionControlNetType offsets the time embedding and, through a small
+transformer over the hint features' mean, the hint features (no task, "auto": plain hint).
 
 Spec note (ComfyUI's rules, comfy/controlnet.py, checked against its source):
 - hint: the IMAGE (B, H, W, C) as (B, C, H, W), centre-cropped to the latent's aspect and
@@ -38,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,15 +69,26 @@ LATENT_SCALE = 8  # pixels per latent pixel (the hint is resized to latent size 
 ORIGINAL_TRIGGER = "zero_convs.0.0.weight"
 CONTROL_MODEL_PREFIX = "control_model."
 DIFFUSERS_TRIGGER = "controlnet_cond_embedding.conv_in.weight"
+_UNION_KEYS = ("task_embedding", "control_add_embedding.", "transformer_layes.",
+               "spatial_ch_projs.")
+
+
+# ControlNet++ "union" parts (ComfyUI's cldm): a one-layer transformer over the hint's mean
+# feature plus a task embedding, 8 heads; the task one-hot embedded as 256 sinusoid channels each
+UNION_HEADS = 8
+UNION_TASK_EMBED_DIM = 256
 
 
 @dataclass
 class ControlNetConfig:
-    """A ControlNet's shape: the UNet encoder config plus the hint embedding's widths."""
+    """A ControlNet's shape: the UNet encoder config plus the hint embedding's widths, and for
+    a ControlNet++ union file the number of task types and the union transformer's width."""
 
     unet: UNetConfig
     hint_channels: int = 3
     hint_widths: tuple[int, ...] = HINT_WIDTHS
+    union_types: int | None = None
+    union_width: int = 320
 
 
 class ControlNetModel(UNetModel):
@@ -97,12 +113,25 @@ class ControlNetModel(UNetModel):
         self.input_hint_block = _hint_block(config.hint_channels, config.hint_widths, mc)
         self._build_middle_block(c)
         self.middle_block_out = _zero_conv(self._ch)
+        self.union = config.union_types is not None
+        if self.union:
+            n, width = config.union_types, config.union_width
+            self.task_embedding = nn.Parameter(torch.empty(n, width))
+            self.transformer_layes = nn.Sequential(UnionTransformerBlock(width, UNION_HEADS))
+            self.spatial_ch_projs = nn.Linear(width, width)
+            self.control_add_embedding = ControlTypeEmbedding(n, ted)
 
     def forward(self, x: Tensor, hint: Tensor, timesteps: Tensor,  # type: ignore[override]
-                context: Tensor, y: Tensor | None = None) -> dict[str, list[Tensor]]:
-        """Residuals for the UNet: one per input block ('output') and one 'middle'."""
+                context: Tensor, y: Tensor | None = None,
+                control_type: tuple[int, ...] = ()) -> dict[str, list[Tensor]]:
+        """Residuals for the UNet: one per input block ('output') and one 'middle'.
+        `control_type`: the union task (SetUnionControlNetType); other ControlNets ignore it."""
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
+        if self.union:
+            emb = emb + self.control_add_embedding(control_type, emb.dtype, emb.device)
         guided_hint = self.input_hint_block(hint, emb, context)
+        if self.union and control_type:
+            guided_hint = self._union_hint(guided_hint, control_type[0])
         if self.config.adm_in_channels is not None:
             if y is None:
                 raise ValueError("this ControlNet (SDXL-style) needs the adm vector y")
@@ -116,6 +145,74 @@ class ControlNetModel(UNetModel):
         if self.middle_block is not None:
             h = self.middle_block(h, emb, context)
         return {"middle": [self.middle_block_out(h, emb, context)], "output": outputs}
+
+
+    def _union_hint(self, features: Tensor, task: int) -> Tensor:
+        """ComfyUI's union merge for one task: the hint features' spatial mean plus the task
+        embedding, through the union transformer, projected and added per channel."""
+        if not 0 <= task < self.task_embedding.shape[0]:
+            raise ValueError(f"union task {task} out of range: this ControlNet knows "
+                             f"{self.task_embedding.shape[0]} tasks")
+        token = features.mean(dim=(2, 3)) + self.task_embedding[task].to(features.dtype)
+        mixed = self.transformer_layes(token.unsqueeze(1))  # (B, 1, width)
+        return features + self.spatial_ch_projs(mixed[:, 0])[:, :, None, None]
+
+
+class UnionTransformerBlock(nn.Module):
+    """Pre-norm self-attention (fused in_proj, batch first) and a QuickGELU MLP, residual."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.attn = _FusedSelfAttention(width, heads)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, width * 4)),
+                                              ("gelu", _QuickGELU()),
+                                              ("c_proj", nn.Linear(width * 4, width))]))
+        self.ln_2 = nn.LayerNorm(width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class _FusedSelfAttention(nn.Module):
+    """q, k, v from one Linear (keys attn.in_proj / attn.out_proj)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj = nn.Linear(width, width * 3)
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, width = x.shape
+        q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2)
+                   for t in self.in_proj(x).split(width, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, width))
+
+
+class _QuickGELU(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class ControlTypeEmbedding(nn.Module):
+    """The union task as a time-embedding offset: a one-hot over the task types, each entry
+    embedded sinusoidally (256 channels), concatenated, then Linear-SiLU-Linear."""
+
+    def __init__(self, types: int, out_dim: int) -> None:
+        super().__init__()
+        self.types = types
+        self.linear_1 = nn.Linear(UNION_TASK_EMBED_DIM * types, out_dim)
+        self.linear_2 = nn.Linear(out_dim, out_dim)
+
+    def forward(self, control_type: tuple[int, ...], dtype: torch.dtype,
+                device: torch.device) -> Tensor:
+        one_hot = torch.zeros(self.types, device=device)
+        one_hot[list(control_type)] = 1.0
+        emb = timestep_embedding(one_hot, UNION_TASK_EMBED_DIM).to(dtype).reshape(1, -1)
+        return self.linear_2(F.silu(self.linear_1(emb)))
 
 
 def _zero_conv(channels: int) -> TimestepEmbedSequential:
@@ -203,10 +300,9 @@ def original_state_dict(tensors: Mapping[str, Tensor], name: str,
         raise ModelLoadError(f"{name}: a Control-LoRA file; Control-LoRAs are not supported "
                              "(expected a full ControlNet)", **where)
     if DIFFUSERS_TRIGGER in keys:
-        if "task_embedding" in keys or "control_add_embedding.linear_1.weight" in keys:
-            raise ModelLoadError(f"{name}: a ControlNet++ union ControlNet (task_embedding); "
-                                 "union ControlNets are not supported yet", **where)
         renames = diffusers_to_original(keys)
+        # ControlNet++ union parts keep their names (fused attention as a Linear)
+        renames.update({k: _union_name(k) for k in keys if k.startswith(_UNION_KEYS)})
         left = sorted(keys - set(renames))
         if left:
             log.warning("%s: %d diffusers keys not used: %s", name, len(left), left[:10])
@@ -223,7 +319,13 @@ def original_state_dict(tensors: Mapping[str, Tensor], name: str,
             f"'{ORIGINAL_TRIGGER}' (optionally under '{CONTROL_MODEL_PREFIX}') or diffusers' "
             f"'{DIFFUSERS_TRIGGER}'; found {shown}{' ...' if len(keys) > 5 else ''} "
             "(T2I-adapters, Control-LoRAs and SD3/Flux ControlNets are not supported)", **where)
-    return {k[len(prefix):]: tensors[k] for k in keys if k.startswith(prefix)}
+    return {_union_name(k[len(prefix):]): tensors[k] for k in keys if k.startswith(prefix)}
+
+
+def _union_name(key: str) -> str:
+    """ControlNet++ union keys keep their names, the fused attention as a Linear."""
+    return key.replace(".attn.in_proj_", ".attn.in_proj.") if key.startswith(_UNION_KEYS) \
+        else key
 
 
 def detect_config(shapes: Mapping[str, tuple[int, ...]], name: str,
@@ -242,7 +344,14 @@ def detect_config(shapes: Mapping[str, tuple[int, ...]], name: str,
         raise ModelLoadError(f"{name}: the hint embedding has {len(convs)} convs, expected "
                              f"{len(HINT_WIDTHS) + 1} (input_hint_block.0 ... .14)", **where)
     widths = tuple(int(c[0]) for c in convs[:-1])  # the last one gives model_channels
-    return ControlNetConfig(unet, hint_channels=int(first_hint[1]), hint_widths=widths)
+    config = ControlNetConfig(unet, hint_channels=int(first_hint[1]), hint_widths=widths)
+    task = shapes.get("task_embedding")
+    if task is not None:
+        config.union_types, config.union_width = int(task[0]), int(task[1])
+        if config.union_width != unet.model_channels:
+            raise ModelLoadError(f"{name}: union task_embedding width {task[1]} differs from "
+                                 f"the hint features' {unet.model_channels}", **where)
+    return config
 
 
 def build_controlnet(sd: Mapping[str, Tensor], name: str, *, dtype: torch.dtype = torch.float32,
@@ -417,7 +526,8 @@ class ControlNet:
         context = _repeat_to(context, x.shape[0]).to(x.device, dtype)
         if y is not None:
             y = _repeat_to(y, x.shape[0]).to(x.device, dtype)
-        out = net(x_in, self._hint_at(x, dtype, batched_number), t, context, y)
+        out = net(x_in, self._hint_at(x, dtype, batched_number), t, context, y,
+                  control_type=self.control_type)
         scaled = {k: [self._pooled(r) * self.strength for r in v] for k, v in out.items()}
         return merge_residuals(scaled, previous)
 

@@ -4,6 +4,8 @@ control residuals and clear errors for other files."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -242,9 +244,9 @@ def test_unknown_files_are_refused_naming_what_was_expected(tmp_path):
                              "other.safetensors")
     with pytest.raises(ModelLoadError, match="Control-LoRA"):
         load_controlnet_file({"lora_controlnet": torch.zeros(1)}, "cl.safetensors")
-    with pytest.raises(ModelLoadError, match="union"):
+    with pytest.raises(ModelLoadError, match=r"half\.safetensors: ControlNet keys incomplete"):
         load_controlnet_file({"controlnet_cond_embedding.conv_in.weight": torch.zeros(1),
-                              "task_embedding": torch.zeros(8, 320)}, "union.safetensors")
+                              "task_embedding": torch.zeros(8, 320)}, "half.safetensors")
     sd = random_controlnet_state_dict(unet_config("sd15", "tiny"), torch.Generator())
     del sd["zero_convs.2.0.weight"]
     with pytest.raises(ModelLoadError, match=r"cut\.safetensors: 1 ControlNet weights missing"):
@@ -256,3 +258,51 @@ def test_controlnet_for_another_model_is_named(tiny_cn, tiny_sdxl_checkpoint):
 
     model, _, _ = load_checkpoint(tiny_sdxl_checkpoint, load_clip=False, load_vae=False)
     assert "made for another model" in tiny_cn.check_model(model)
+
+
+def test_union_controlnet_matches_diffusers_for_one_task(tmp_path):
+    """ControlNet++ union (diffusers layout + union keys). Batch 1 and one task: there diffusers'
+    union block (attention over the batch axis, plus a token of the sample) gives ComfyUI's
+    numbers exactly, so it is an oracle for that case."""
+    c = unet_config("sdxl", "tiny")
+    cfg = _diffusers_config(c)
+    cfg.update(num_control_type=4, num_trans_channel=c.model_channels, num_trans_head=8,
+               num_proj_channel=c.model_channels,
+               conditioning_embedding_out_channels=(16, 32, 96, 256))
+    torch.manual_seed(0)
+    reference = diffusers.ControlNetUnionModel(**cfg).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.05)
+    sd = {k: v.contiguous() for k, v in reference.state_dict().items()}
+    assert "transformer_layes.0.attn.in_proj_weight" in sd and "task_embedding" in sd
+    path = tmp_path / "controlnet-union-sdxl-promax.safetensors"
+    save_file(sd, path)
+    ours = _load(path)
+    assert ours.network.union
+    x, hint, t, context, y, extra = _inputs(c)
+    x, hint, t, context, y = x[:1], hint[:1], t[1:], context[:1], y[:1]
+    extra = {"added_cond_kwargs": {k: v[:1] for k, v in extra["added_cond_kwargs"].items()}}
+    task = 2
+    one_hot = torch.zeros(1, 4)
+    one_hot[0, task] = 1.0
+    with torch.no_grad():
+        mine = ours.network(x, hint, t, context, y, control_type=(task,))
+        auto = ours.network(x, hint, t, context, y)
+        down, mid = reference(x, t, encoder_hidden_states=context, controlnet_cond=[hint],
+                              control_type=one_hot, control_type_idx=[task], return_dict=False,
+                              **extra)
+    pairs = [*zip(mine["output"], down, strict=True), (mine["middle"][0], mid)]
+    for a, b in pairs:
+        assert_close_scaled(a, b, rtol=1e-4, atol_rel=1e-4)
+    assert max(float((a - b).abs().max()) for a, b in pairs) < 1e-4
+    assert (auto["middle"][0] - mine["middle"][0]).abs().max() > 1e-4  # the task matters
+    # the payload hands SetUnionControlNetType's task to the network
+    applied = ours.with_hint(hint, 1.0, (0.0, 1.0), None)
+    typed = dataclasses.replace(applied, control_type=(task,))
+    with torch.no_grad():
+        sigma = torch.tensor([1.0])
+        r_auto = applied.residuals(ModelSampling(), x, sigma, context, y)
+        r_typed = typed.residuals(ModelSampling(), x, sigma, context, y)
+    assert (r_auto["middle"][0] - r_typed["middle"][0]).abs().max() > 1e-4
