@@ -230,3 +230,53 @@ def test_controlnet_for_another_model_fails_before_sampling(actx, cn, tiny_sdxl_
     p, n = _apply(actx, pos, neg, cn)
     with pytest.raises(Exception, match="made for another model"):
         _sample(actx, model, p, n, steps=1)
+
+
+def test_sdxl_controlnet_gets_the_adm_vector(ctx, tiny_sdxl_checkpoint):
+    from comfyless.models.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(tiny_sdxl_checkpoint, load_clip=False, load_vae=False)
+    weights = random_controlnet_state_dict(model.config, torch.Generator().manual_seed(12))
+    assert "label_emb.0.0.weight" in weights
+    name = _install(ctx, weights, "controlnet-canny-sdxl.safetensors")
+    (cn,) = ControlNetLoader.execute(ctx.for_node("1", "ControlNetLoader"), name)
+    gen = torch.Generator().manual_seed(3)
+    dim, adm = model.config.context_dim, model.config.adm_in_channels
+    pooled = {"pooled_output": torch.randn(1, adm - 1536, generator=gen)}
+    pos = [[torch.randn(1, 7, dim, generator=gen), dict(pooled)]]
+    neg = [[torch.randn(1, 7, dim, generator=gen), dict(pooled)]]
+    actx = ctx.for_node("2", "ControlNetApplyAdvanced")
+    plain = _sample(actx, model, pos, neg, steps=2)
+    steered = _sample(actx, model, *_apply(actx, pos, neg, cn), steps=2)
+    assert torch.isfinite(steered).all() and (steered - plain).abs().max() > 1e-3
+
+
+def test_controlnet_workflow_runs(tmp_path, builder, tiny_sd15_checkpoint, cn_weights):
+    from PIL import Image
+
+    from comfyless.engine.context import RunContext
+    from comfyless.engine.execute import run_workflow
+    from tests.fixtures_models import install_model
+
+    ctx = RunContext.create(tmp_path / "base")
+    ckpt_name = install_model(ctx, tiny_sd15_checkpoint)
+    cn_name = _install(ctx, cn_weights)
+    ctx.paths.input_dir.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (48, 40), (200, 30, 90)).save(ctx.paths.input_dir / "edges.png")
+    b = builder
+    ckpt = b.add("CheckpointLoaderSimple", ckpt_name=ckpt_name)
+    pos = b.add("CLIPTextEncode", clip=ckpt.out(1), text="a house")
+    neg = b.add("CLIPTextEncode", clip=ckpt.out(1), text="")
+    loader = b.add("ControlNetLoader", control_net_name=cn_name)
+    image = b.add("LoadImage", image="edges.png")
+    apply = b.add("ControlNetApplyAdvanced", positive=pos.out(0), negative=neg.out(0),
+                  control_net=loader.out(0), image=image.out(0), strength=0.9,
+                  start_percent=0.0, end_percent=0.8)
+    latent = b.add("EmptyLatentImage", width=64, height=64, batch_size=1)
+    ks = b.add("KSampler", model=ckpt.out(0), seed=1, steps=2, cfg=4.0, sampler_name="euler",
+               scheduler="normal", positive=apply.out(0), negative=apply.out(1),
+               latent_image=latent.out(0), denoise=1.0)
+    decoded = b.add("VAEDecode", samples=ks.out(0), vae=ckpt.out(2))
+    preview = b.add("PreviewImage", images=decoded.out(0))
+    result = run_workflow(b.build(), ctx)
+    assert preview.id in result.ui
