@@ -9,6 +9,12 @@ and a list with no entry active predicts zeros (as ComfyUI). Area and mask entri
 with an error (not supported yet). When positive and negative contexts have the same shape,
 both passes run as one batch of 2B (faster; the same numbers up to float rounding).
 
+An entry carrying a ControlNet (`control`, set by ControlNetApply / ControlNetApplyAdvanced)
+runs its ControlNet chain before each forward and hands the residuals to the UNet (`control=`,
+models/controlnet.py); positive and negative batch together only when they carry the same
+chain, and ControlNetApply's `control_apply_to_uncond` gives the negative the positive's
+ControlNets when it has none (ComfyUI's rules).
+
 An optional noise mask (LATENT "noise_mask", 1 = resample) keeps the masked-out area of the
 input latent: it is re-noised to the current sigma before every call and pasted back into the
 prediction (ComfyUI's KSamplerX0Inpaint).
