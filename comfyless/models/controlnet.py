@@ -128,6 +128,7 @@ class ControlNetModel(UNetModel):
         `control_type`: the union task (SetUnionControlNetType); other ControlNets ignore it."""
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
         if self.union:
+            self._check_tasks(control_type)
             emb = emb + self.control_add_embedding(control_type, emb.dtype, emb.device)
         guided_hint = self.input_hint_block(hint, emb, context)
         if self.union and control_type:
@@ -147,12 +148,16 @@ class ControlNetModel(UNetModel):
         return {"middle": [self.middle_block_out(h, emb, context)], "output": outputs}
 
 
+    def _check_tasks(self, control_type: tuple[int, ...]) -> None:
+        known = self.task_embedding.shape[0]
+        bad = [t for t in control_type if not 0 <= t < known]
+        if bad:
+            raise ValueError(f"union ControlNet task {bad[0]} out of range: this file knows "
+                             f"{known} task types (0..{known - 1})")
+
     def _union_hint(self, features: Tensor, task: int) -> Tensor:
         """ComfyUI's union merge for one task: the hint features' spatial mean plus the task
         embedding, through the union transformer, projected and added per channel."""
-        if not 0 <= task < self.task_embedding.shape[0]:
-            raise ValueError(f"union task {task} out of range: this ControlNet knows "
-                             f"{self.task_embedding.shape[0]} tasks")
         token = features.mean(dim=(2, 3)) + self.task_embedding[task].to(features.dtype)
         mixed = self.transformer_layes(token.unsqueeze(1))  # (B, 1, width)
         return features + self.spatial_ch_projs(mixed[:, 0])[:, :, None, None]

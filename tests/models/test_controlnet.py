@@ -306,3 +306,14 @@ def test_union_controlnet_matches_diffusers_for_one_task(tmp_path):
         r_auto = applied.residuals(ModelSampling(), x, sigma, context, y)
         r_typed = typed.residuals(ModelSampling(), x, sigma, context, y)
     assert (r_auto["middle"][0] - r_typed["middle"][0]).abs().max() > 1e-4
+
+
+def test_shuffle_files_pool_their_residuals():
+    """ComfyUI: a file named *_shuffle(_fp16) averages each residual over space."""
+    sd = random_controlnet_state_dict(unet_config("sd15", "tiny"), torch.Generator())
+    cn = load_controlnet_file(sd, "control_v11e_sd15_shuffle.safetensors")
+    assert cn.global_average_pooling
+    assert not load_controlnet_file(sd, "control_v11p_sd15_canny.pth").global_average_pooling
+    out = _residuals(cn.with_hint(torch.rand(1, 3, 64, 64), 1.0, (0.0, 1.0), None))
+    for r in out["output"] + out["middle"]:
+        assert torch.allclose(r, r[..., :1, :1].expand_as(r))
