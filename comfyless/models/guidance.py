@@ -17,6 +17,12 @@ guided result in order (CFGNorm), a denoise-mask function re-deriving the noise 
 (DifferentialDiffusion). See `combine_cfg`. Inpaint / InstructPix2Pix models get their concat
 latents (`c_concat`) once per sampling from the family (`ModelPatcher.concat_cond`).
 
+An entry carrying a ControlNet (`control`, set by ControlNetApply / ControlNetApplyAdvanced)
+runs its ControlNet chain before each forward and hands the residuals to the UNet (`control=`,
+models/controlnet.py); positive and negative batch together only when they carry the same
+chain, and ControlNetApply's `control_apply_to_uncond` gives the negative the positive's
+ControlNets when it has none (ComfyUI's rules).
+
 An optional noise mask (LATENT "noise_mask", 1 = resample) keeps the masked-out area of the
 input latent: it is re-noised to the current sigma before every call and pasted back into the
 prediction (ComfyUI's KSamplerX0Inpaint).
@@ -24,6 +30,7 @@ prediction (ComfyUI's KSamplerX0Inpaint).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +60,9 @@ class _Cond:
     mask: Tensor | None = None
     mask_strength: float = 1.0
     options: dict[str, Any] | None = None  # the entry's options (concat latents, ...)
+    # ControlNetApply*: a models.controlnet.ControlNet chain run before each forward
+    control: Any = None
+    control_to_uncond: bool = False  # ControlNetApply (old): also steer the negative pass
 
     @property
     def full_size(self) -> bool:
@@ -89,10 +99,12 @@ def prepare_conds(model: ModelPatcher, conditioning: list, width: int, height: i
         area, mask, mask_strength = cond_areas.entry_region(
             options, height // 8, width // 8, what=f"{what}: entry {k}")
         extra = model.extra_conds(options, width, height)
+        control, control_to_uncond = _control_options(model, options, what, k)
         out.append(_Cond(context, extra, float(options.get("strength", 1.0)),
                          _percent_sigma(model, options, "start_percent"),
                          _percent_sigma(model, options, "end_percent"),
-                         area=area, mask=mask, mask_strength=mask_strength, options=options))
+                         area=area, mask=mask, mask_strength=mask_strength, options=options,
+                         control=control, control_to_uncond=control_to_uncond))
     return out
 
 
@@ -175,6 +187,7 @@ class CFGDenoiser:
         self.negative = (None if negative is None else
                          prepare_conds(model, negative, width, height, what="negative"))
         cond_areas.pair_areas(self._lists())
+        _controls_to_uncond(self.positive, self.negative)
         self.calls = 0  # number of UNet forwards (one batched forward counts once)
         self.inpaint: tuple[Tensor, Tensor, Tensor] | None = None
         self.always_uncond = False  # CFG++ samplers need the negative pass even at cfg 1
@@ -206,6 +219,7 @@ class CFGDenoiser:
         """One entry's x0 prediction on x (already cropped to `area`)."""
         extra = {k: cond_areas.crop(v, area) if k in cond_areas.NOISE_SHAPED_EXTRAS else v
                  for k, v in c.extra.items()}
+        extra = _with_control(self.model, c, x, sigma, c.context, extra)
         self.calls += 1
         return self.model.apply_model(x, sigma, c.context, **extra)
 
@@ -239,8 +253,9 @@ class CFGDenoiser:
             extra = {k: torch.cat([_to_batch(v, b), _to_batch(neg[0].extra[k], b)])
                      for k, v in pos[0].extra.items()}
             self.calls += 1
-            out = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context,
-                                         **extra)
+            x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
+            extra = _with_control(self.model, pos[0], x2, sigma2, context, extra, batched=2)
+            out = self.model.apply_model(x2, sigma2, context, **extra)
             return out[:b], out[b:]
         return self._forward(x, sigma, pos), self._forward(x, sigma, neg)
 
@@ -332,8 +347,51 @@ def _batchable(pos: _Cond, neg: _Cond) -> bool:
         return False
     if pos.context.shape != neg.context.shape or pos.extra.keys() != neg.extra.keys():
         return False
+    if pos.control is not neg.control:  # as ComfyUI: one batch needs one ControlNet chain
+        return False
     return all(isinstance(v, Tensor) and isinstance(neg.extra[k], Tensor)
                and v.shape[1:] == neg.extra[k].shape[1:] for k, v in pos.extra.items())
+
+
+# -- ControlNets (models/controlnet.py) ---------------------------------------------------------
+def _control_options(model: ModelPatcher, options: dict, what: str, k: int) -> tuple[Any, bool]:
+    """(ControlNet chain or None, control_apply_to_uncond) of one entry; a ControlNet that
+    does not fit the model is refused here, before sampling."""
+    control = options.get("control")
+    if control is None:
+        return None, False
+    chain = control
+    while chain is not None:
+        problem = chain.check_model(model)
+        if problem:
+            raise ValueError(f"{what}: entry {k}: {problem}")
+        chain = chain.previous
+    return control, bool(options.get("control_apply_to_uncond", False))
+
+
+def _controls_to_uncond(positive: list[_Cond], negative: list[_Cond] | None) -> None:
+    """ComfyUI's rule for ControlNetApply (control_apply_to_uncond): when no negative entry
+    has a ControlNet, the flagged positive entries' ControlNets (area entries excepted) go to
+    the negative entries, the k-th to negative entry k mod len(negative) (a later one
+    replaces an earlier one)."""
+    if not negative or any(c.control is not None for c in negative):
+        return
+    given = [c.control for c in positive
+             if c.control is not None and c.control_to_uncond and c.area is None]
+    originals = list(negative)
+    for k, control in enumerate(given):
+        index = k % len(originals)
+        negative[index] = dataclasses.replace(originals[index], control=control)
+
+
+def _with_control(model: ModelPatcher, cond: _Cond, x: Tensor, sigma: Tensor, context: Tensor,
+                  extra: dict[str, Any], batched: int = 1) -> dict[str, Any]:
+    """`extra` plus the entry's ControlNet residuals (`control=`) for this call, if any."""
+    if cond.control is None:
+        return extra
+    residuals = cond.control.residuals(model.sampling, x, sigma, context, extra.get("y"),
+                                       batched)
+    return extra if residuals is None else {**extra, "control": residuals}
 
 
 def _to_batch(t: Tensor, batch: int) -> Tensor:

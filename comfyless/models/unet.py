@@ -292,21 +292,46 @@ class UNetModel(nn.Module):
         return self.input_blocks[0][0].weight.dtype
 
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor,
-                y: Tensor | None = None) -> Tensor:
-        """Raw network output F (eps or v) for latents x at integer-valued timesteps."""
+                y: Tensor | None = None,
+                control: dict[str, list[Tensor | None]] | None = None) -> Tensor:
+        """Raw network output F (eps or v) for latents x at integer-valued timesteps.
+
+        `control`: ControlNet residuals in ComfyUI's convention (models/controlnet.py):
+        'input' and 'output' lists in input-block order, 'middle' one entry; each list is
+        consumed from its end. An 'input' entry is added to an input block's output (before
+        it is kept as a skip), 'middle' to the middle block's output, an 'output' entry to the
+        skip an output block takes (the deepest skip first).
+        """
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
         if self.config.adm_in_channels is not None:
             if y is None:
                 raise ValueError("this UNet (SDXL-style) needs the adm vector y")
             emb = emb + self.label_emb(y.to(emb.dtype))
+        pending = {k: list(v) for k, v in (control or {}).items()}  # popped: copy
         h, skips = x, []
         for block in self.input_blocks:
-            h = block(h, emb, context)
+            h = _add_control(block(h, emb, context), pending, "input")
             skips.append(h)
         if self.middle_block is not None:
-            h = self.middle_block(h, emb, context)
+            h = _add_control(self.middle_block(h, emb, context), pending, "middle")
         for block in self.output_blocks:
-            h = torch.cat([h, skips.pop()], dim=1)
+            h = torch.cat([h, _add_control(skips.pop(), pending, "output")], dim=1)
             # upsample to the next skip's size so odd latent sizes round-trip
             h = block(h, emb, context, skips[-1].shape[-2:] if skips else None)
         return self.out(h).type(x.dtype)
+
+
+def _add_control(h: Tensor, pending: dict[str, list[Tensor | None]], name: str) -> Tensor:
+    """h plus the last pending control residual of `name` (ComfyUI pops from the end; an
+    empty or missing list, or a None entry, adds nothing)."""
+    residuals = pending.get(name)
+    if not residuals:
+        return h
+    residual = residuals.pop()
+    if residual is None:
+        return h
+    if residual.shape[1:] != h.shape[1:]:
+        raise ValueError(f"control residual for the UNet's {name} block has shape "
+                         f"{tuple(residual.shape)}, the block gives {tuple(h.shape)}: the "
+                         "ControlNet was made for another model")
+    return h + residual.to(h.dtype)

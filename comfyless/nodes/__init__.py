@@ -38,6 +38,7 @@ FAMILIES = (
     "qwen_edit",
     "inpaint",
     "guidance_patches",
+    "controlnet",
 )
 
 

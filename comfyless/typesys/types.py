@@ -51,6 +51,8 @@ SIGMAS = io_type("SIGMAS", "Tensor[steps + 1] float32 on the CPU, high noise to 
 NOISE = io_type("NOISE", "comfyless.models.guidance.RandomNoise | EmptyNoise: .seed, "
                          ".generate(latent dict) -> Tensor")
 GUIDER = io_type("GUIDER", "comfyless.models.guidance.Guider: model + conds + cfg, .sample(...)")
+CONTROL_NET = io_type("CONTROL_NET", "comfyless.models.controlnet.ControlNet: network (+ hint, "
+                                     "strength, start/end percent, previous once applied)")
 ANY = io_type("*", "anything")
 # ComfyUI V3 MatchType: every socket of one template (e.g. a switch's two inputs and its output)
 # carries the same type, whichever it is; the frontend enforces that, the backend accepts any.
@@ -65,7 +67,7 @@ ALL_TYPES: dict[str, IOType] = {
     t.name: t
     for t in (INT, FLOAT, STRING, BOOLEAN, COMBO, MODEL, CLIP, VAE, LATENT, IMAGE, MASK,
               CONDITIONING, LORA_MODEL, LOSS_MAP, SAMPLER, SIGMAS, NOISE, GUIDER, ANY,
-              COMFY_MATCHTYPE_V3)
+              COMFY_MATCHTYPE_V3, CONTROL_NET)
 }
 
 
