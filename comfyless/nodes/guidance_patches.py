@@ -10,7 +10,7 @@ models/guidance.py); the input model is never changed. Formulas: nodes/impl/guid
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
-from ..typesys.types import COMBO, CONDITIONING, FLOAT, GUIDER, MODEL
+from ..typesys.types import BOOLEAN, COMBO, CONDITIONING, FLOAT, GUIDER, MODEL
 
 _IMPL = "comfyless.nodes.impl.guidance_patches"
 DUAL_CFG_STYLES = ("regular", "nested")
@@ -18,7 +18,9 @@ DUAL_CFG_STYLES = ("regular", "nested")
 
 class CFGNorm(Node):
     """Post-CFG: scale the guided x0 down so its channel norm never exceeds the positive
-    prediction's, times `strength`."""
+    prediction's, times `strength`. With `pre_cfg` (newer ComfyUI; Lens-style norm-scaled CFG)
+    the combined eps is rescaled to the positive eps' channel norm instead, before the
+    sampler's CFG combine and without clamping; `strength` blends back towards plain CFG."""
 
     schema = NodeSchema(
         "CFGNorm",
@@ -27,8 +29,12 @@ class CFGNorm(Node):
         inputs=(
             Input("model", MODEL),
             Input("strength", FLOAT, default=1.0, min=0.0, max=100.0, step=0.01),
+            # the exact date is not known: templates saved by ComfyUI 0.22 have it, older
+            # ones do not (they load with the default)
+            Input("pre_cfg", BOOLEAN, default=False, optional=True, added_in="2026-01-01"),
         ),
         outputs=(Output("patched_model", MODEL),),
+        older_widget_layouts=(("pre_cfg",),),  # saved before pre_cfg existed: [strength]
     )
 
     execute = implemented_by(f"{_IMPL}:cfg_norm")

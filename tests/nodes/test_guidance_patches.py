@@ -47,6 +47,8 @@ def test_schemas_match_comfyui():
     assert [(o.name, o.type.name) for o in norm.outputs] == [("patched_model", "MODEL")]
     s = norm.input_map["strength"]
     assert (s.default, s.min, s.max, s.step) == (1.0, 0.0, 100.0, 0.01)
+    pre = norm.input_map["pre_cfg"]
+    assert pre.optional and pre.default is False and pre.type.name == "BOOLEAN"
     m = schemas.RescaleCFG.schema.input_map["multiplier"]
     assert (m.default, m.min, m.max, m.step) == (0.7, 0.0, 1.0, 0.01)
     assert schemas.RescaleCFG.schema.category == "advanced/model"
@@ -79,6 +81,26 @@ def test_cfg_norm_arithmetic_and_clone(ctx, tiny_sd15_model):
     assert_close_scaled(out, expected)
     with pytest.raises(InvalidValue, match="model: expected a MODEL"):
         impl.cfg_norm(ctx, "not a model", 1.0)
+
+
+def test_cfg_norm_pre_cfg_rescales_the_combined_eps_to_the_positive_norm(ctx, tiny_sd15_model):
+    """pre_cfg: a CFG function (no clamp: it may amplify), strength blends towards plain CFG."""
+    (patched,) = impl.cfg_norm(ctx, tiny_sd15_model, 0.25, True)
+    assert patched.post_cfg_functions == [] and patched.sampler_cfg_function is not None
+    cond, uncond = _rand(2, 4, 3, 3, seed=4), _rand(2, 4, 3, 3, seed=5)
+    cond[0, :, 0, 0] = 0.0
+    uncond[0, :, 0, 0] = 0.0  # a zero combined eps stays zero (ratio 1)
+    out = patched.sampler_cfg_function({"cond": cond, "uncond": uncond, "cond_scale": 4.0})
+    expected = torch.empty_like(cond)
+    for b in range(2):
+        for i in range(3):
+            for j in range(3):
+                comb = uncond[b, :, i, j] + 4.0 * (cond[b, :, i, j] - uncond[b, :, i, j])
+                norm = float(comb.norm())
+                ratio = float(cond[b, :, i, j].norm()) / norm if norm > 0 else 1.0
+                expected[b, :, i, j] = 0.25 * comb * ratio + 0.75 * comb
+    assert_close_scaled(out, expected)
+    assert float(out[0, :, 0, 0].abs().max()) == 0.0
 
 
 def test_post_cfg_runs_after_cfg_and_at_cfg_1_without_the_negative_pass():

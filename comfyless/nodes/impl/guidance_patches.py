@@ -3,7 +3,9 @@
 Spec note (ComfyUI's formulas, in our own words; x = the noisy input, sigma its noise level):
 
 * CFGNorm (post-CFG): s = clamp(|cond_x0| / (|guided_x0| + 1e-8), 0, 1), the norms taken over
-  the channel axis per element; result = guided_x0 * s * strength.
+  the channel axis per element; result = guided_x0 * s * strength. With pre_cfg (a CFG
+  function, eps-style cond/uncond): comb = uncond + scale * (cond - uncond), r = |cond| / |comb|
+  (1 where |comb| = 0), result eps = strength * comb * r + (1 - strength) * comb.
 * RescaleCFG (replaces the CFG formula): with eps-style cond/uncond (x - x0), both are turned
   into v-predictions assuming the EPS parameterisation (x' = x / (sigma^2 + 1);
   v = (x' - (x - eps)) * sqrt(sigma^2 + 1) / sigma); v_cfg = v_u + scale * (v_c - v_u);
@@ -50,6 +52,18 @@ def cfg_norm_function(strength: float):
     return cfg_norm
 
 
+def cfg_norm_pre_function(strength: float):
+    def cfg_norm_pre(args: dict) -> Tensor:
+        cond, uncond = args["cond"], args["uncond"]
+        combined = uncond + args["cond_scale"] * (cond - uncond)
+        norm_cond = torch.linalg.vector_norm(cond, dim=1, keepdim=True)
+        norm_combined = torch.linalg.vector_norm(combined, dim=1, keepdim=True)
+        ratio = torch.where(norm_combined > 0, norm_cond / norm_combined.clamp_min(1e-12),
+                            torch.ones_like(norm_combined))
+        return strength * (combined * ratio) + (1.0 - strength) * combined
+    return cfg_norm_pre
+
+
 def rescale_cfg_function(multiplier: float):
     def rescale_cfg(args: dict) -> Tensor:
         cond, uncond, scale, x = args["cond"], args["uncond"], args["cond_scale"], args["input"]
@@ -83,7 +97,9 @@ def differential_mask_function(strength: float):
     return differential_mask
 
 
-def cfg_norm(ctx, model, strength: float = 1.0):
+def cfg_norm(ctx, model, strength: float = 1.0, pre_cfg: bool = False):
+    if pre_cfg:
+        return (_model(ctx, model).with_cfg_function(cfg_norm_pre_function(float(strength))),)
     return (_model(ctx, model).with_post_cfg_function(cfg_norm_function(float(strength))),)
 
 
