@@ -1,7 +1,7 @@
 """Loading single-file checkpoints and diffusion-model files.
 
-safetensors files are opened memory-mapped (`safe_open`); the header alone gives the key/shape
-map that detection needs. Modules are built on the meta device and the loaded tensors are
+safetensors files are read tensor by tensor (tensor_files.py); the header alone gives the
+key/shape map that detection needs. Modules are built on the meta device and the loaded tensors are
 assigned (`load_state_dict(assign=True)`), so each weight exists once in memory. Files are
 opened through tensor_files.py (pickles weights-only, DECISIONS.md).
 """

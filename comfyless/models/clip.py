@@ -483,7 +483,7 @@ def _root_of(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _read(path: str | Path, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """The encoder keys of a text-encoder file, in HF layout (safetensors read memory-mapped;
+    """The encoder keys of a text-encoder file, in HF layout (safetensors read tensor by tensor;
     scaled-fp8 weights dequantised in `dtype`)."""
     from .tensor_files import open_tensor_file
 

@@ -466,7 +466,7 @@ def load_vae(state_dict: Mapping[str, Tensor], dtype: torch.dtype = torch.float3
         if sd[k].shape != ref.shape:
             raise ValueError(f"VAE key {k!r}: shape {tuple(sd[k].shape)}, expected "
                              f"{tuple(ref.shape)}")
-    # assign=True keeps the (memory-mapped) tensors themselves when dtype/device already match
+    # assign=True keeps the read tensors themselves when dtype/device already match
     model.load_state_dict({k: sd[k].to(device=device, dtype=dtype) for k in expected},
                           assign=True)
     model.eval().requires_grad_(False)

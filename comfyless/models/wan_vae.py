@@ -451,7 +451,7 @@ def load_wan_vae_network(state_dict: Mapping[str, Tensor], dtype: torch.dtype = 
         model = WanVAENetwork(cfg)
     expected = model.state_dict()
     _checked(sd, expected)
-    # assign=True keeps the (memory-mapped) tensors themselves when dtype/device already match
+    # assign=True keeps the read tensors themselves when dtype/device already match
     model.load_state_dict({k: sd[k].to(device=device, dtype=dtype) for k in expected},
                           assign=True)
     return model.eval().requires_grad_(False)
