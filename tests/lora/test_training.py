@@ -325,3 +325,28 @@ def test_bypass_mode_trains_the_same_keys(tiny_sd15_model):
     # at the identity init both forms compute the same model, so the first loss agrees
     assert bypass.losses[0] == pytest.approx(merged.losses[0], rel=1e-4)
     assert not tiny_sd15_model.diffusion_model._forward_hooks
+
+
+@pytest.mark.parametrize("name, fused", [("AdamW", True), ("Adam", True), ("SGD", True),
+                                         ("RMSprop", False)])
+def test_optimisers_run_fused_where_torch_has_it_and_follow_the_per_tensor_step(name, fused):
+    """Fused / foreach steps give the per-tensor optimiser's parameters (to float rounding)."""
+    from comfyless.lora.training import OPTIMIZERS, TrainConfig, _optimizer
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(8, 5, generator=g), torch.randn(3, generator=g).bfloat16()]
+    grads = [torch.randn(t.shape, generator=g).to(t.dtype) for t in start]
+    fast = [torch.nn.Parameter(t.clone()) for t in start]
+    slow = [torch.nn.Parameter(t.clone()) for t in start]
+    cfg = TrainConfig(steps=1, optimizer=name, learning_rate=1e-2)
+    optimizer = _optimizer(cfg, fast)
+    reference = OPTIMIZERS[name](slow, lr=1e-2, foreach=False)
+    assert optimizer.defaults.get("fused" if fused else "foreach") is True
+    for _ in range(3):
+        for params, opt in ((fast, optimizer), (slow, reference)):
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad.clone()
+            opt.step()
+    for a, b in zip(fast, slow, strict=True):
+        assert_close_scaled(a.detach().float(), b.detach().float(), rtol=1e-2 if
+                            a.dtype == torch.bfloat16 else 1e-5)
