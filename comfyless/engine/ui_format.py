@@ -12,6 +12,12 @@ Restated from workflow-formats.md §3-§6:
   without a matching input, dangling id) leaves the widget value, if any;
 - muted (mode 2) and bypassed nodes, Reroute, PrimitiveNode, Note and MarkdownNote are not
   emitted; subgraph instances are flattened, inner ids joined with ':' (`"5:3"`, `"5:7:2"`);
+- a subgraph instance's saved input slots are bound to the subgraph's inputs by name and type,
+  else by name (a name may be "", for an input made from a '*' Reroute); an input not linked
+  on the instance takes the instance's widget value, which it has when the input promotes an
+  inner widget: its saved value (one per promoted input, without control values, except in
+  older arrays longer than that), else the promoted inner widget's own value
+  (`_Converter.instance_widget`);
 - node types we do not know are emitted with their linked inputs only, so validation reports
   them as `missing_node_type` with the nearest known names; their widget values cannot be
   mapped without a schema, so each such type gets a warning in `LoadNotes.warnings`;
