@@ -418,8 +418,9 @@ class _Converter:
 
         The frontend saves only some instance slots (unconnected widget slots are dropped) and
         binds each saved slot, in order, to the first still-unbound subgraph input with the
-        same name and type, else the same name (SubgraphNode._rebindInputSubgraphSlots). Names
-        may be empty: a subgraph input created from a '*' Reroute is called "".
+        same name and type, else the same name (SubgraphNode._rebindInputSubgraphSlots; a
+        promoted slot's widget.name is the input's name too). Names may be empty: a subgraph
+        input created from a '*' Reroute is called "".
         """
         if scope.instance_slots is not None:
             return scope.instance_slots
@@ -428,6 +429,9 @@ class _Converter:
         for saved in (scope.instance.inputs or []) if scope.instance is not None else []:
             same_name = [i for i, io in enumerate(inputs)
                          if i not in bound and (io.name or "") == (saved.name or "")]
+            if not same_name and saved.widget is not None and saved.widget.name:
+                same_name = [i for i, io in enumerate(inputs)  # widget.name: the input's name
+                             if i not in bound and io.name == saved.widget.name]
             same_type = [i for i in same_name
                          if _type_name(inputs[i].type) == _type_name(saved.type)]
             chosen = (same_type or same_name or [None])[0]
