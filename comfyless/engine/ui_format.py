@@ -12,6 +12,12 @@ Restated from workflow-formats.md §3-§6:
   without a matching input, dangling id) leaves the widget value, if any;
 - muted (mode 2) and bypassed nodes, Reroute, PrimitiveNode, Note and MarkdownNote are not
   emitted; subgraph instances are flattened, inner ids joined with ':' (`"5:3"`, `"5:7:2"`);
+- a subgraph instance's saved input slots are bound to the subgraph's inputs by name and type,
+  else by name (a name may be "", for an input made from a '*' Reroute); an input not linked
+  on the instance takes the instance's widget value, which it has when the input promotes an
+  inner widget: its saved value (one per promoted input, without control values, except in
+  older arrays longer than that), else the promoted inner widget's own value
+  (`_Converter.instance_widget`);
 - node types we do not know are emitted with their linked inputs only, so validation reports
   them as `missing_node_type` with the nearest known names; their widget values cannot be
   mapped without a schema, so each such type gets a warning in `LoadNotes.warnings`;
@@ -34,7 +40,7 @@ import msgspec
 
 from ..typesys.check import compatible
 from ..typesys.errors import InvalidWorkflow
-from ..typesys.schema import NodeRegistry, NodeSchema
+from ..typesys.schema import Input, NodeRegistry, NodeSchema
 from .legacy import (
     current_slot_of_legacy,
     older_widget_values,
@@ -89,6 +95,7 @@ class _LinkObj(msgspec.Struct):
 class _SubgraphIO(msgspec.Struct):
     name: str | None = None
     type: Any = "*"
+    link_ids: list[int | None] = msgspec.field(default_factory=list, name="linkIds")
 
 
 class _Subgraph(msgspec.Struct):
@@ -160,6 +167,7 @@ class _Scope:
     depth: int = 0
     into_output: dict[int, _LinkRec] = field(default_factory=dict)  # subgraph output slot -> link
     from_input: dict[int, list[_LinkRec]] = field(default_factory=dict)  # input slot -> links
+    instance_slots: dict[int, _InSlot] | None = None  # subgraph input -> instance slot (memo)
 
 
 def _scope(prefix: str, path: str, nodes: list[_UiNode], raw_links: list[Any] | None,
@@ -400,47 +408,146 @@ class _Converter:
         sub, instance, parent = scope.definition, scope.instance, scope.parent
         if sub is None or instance is None or parent is None or not 0 <= slot < len(sub.inputs):
             return None
-        name = sub.inputs[slot].name
-        for inp in instance.inputs or ():
-            if name and name in (inp.name, inp.widget.name if inp.widget else None):
-                if inp.link is not None:
-                    return parent, inp.link
-                break
-        value = self.instance_widget(scope, slot)
-        return None if value is None else value
+        inp = self.instance_slots(scope).get(slot)
+        if inp is not None and inp.link is not None:
+            return parent, inp.link
+        return self.instance_widget(scope, slot)
+
+    def instance_slots(self, scope: _Scope) -> dict[int, _InSlot]:
+        """Subgraph input index -> the instance's saved input slot for it (memoised per scope).
+
+        The frontend saves only some instance slots (unconnected widget slots are dropped) and
+        binds each saved slot, in order, to the first still-unbound subgraph input with the
+        same name and type, else the same name (SubgraphNode._rebindInputSubgraphSlots; a
+        promoted slot's widget.name is the input's name too). Names may be empty: a subgraph
+        input created from a '*' Reroute is called "".
+        """
+        if scope.instance_slots is not None:
+            return scope.instance_slots
+        inputs = scope.definition.inputs if scope.definition is not None else []
+        bound: dict[int, _InSlot] = {}
+        for saved in (scope.instance.inputs or []) if scope.instance is not None else []:
+            same_name = [i for i, io in enumerate(inputs)
+                         if i not in bound and (io.name or "") == (saved.name or "")]
+            if not same_name and saved.widget is not None and saved.widget.name:
+                same_name = [i for i, io in enumerate(inputs)  # widget.name: the input's name
+                             if i not in bound and io.name == saved.widget.name]
+            same_type = [i for i in same_name
+                         if _type_name(inputs[i].type) == _type_name(saved.type)]
+            chosen = (same_type or same_name or [None])[0]
+            if chosen is not None:
+                bound[chosen] = saved
+        scope.instance_slots = bound
+        return bound
 
     def instance_widget(self, scope: _Scope, slot: int) -> tuple[Any] | None:
-        """The instance's saved widget value for subgraph input `slot`, if it has one.
+        """(value,) of the instance's widget for subgraph input `slot`, or None if it has none.
 
-        The instance has one widget (plus its control values) per subgraph input that feeds a
-        widget input inside, in subgraph-input order.
+        The instance has a widget for each subgraph input that promotes an inner widget
+        (`promoted_widget`). The frontend (SubgraphNode.serialize) saves one value per such
+        input, in subgraph-input order, without control_after_generate values; older files
+        have one more value after each promoted widget with a value control, which the
+        frontend reads as such only when there are more values than promoted inputs
+        (SubgraphNode._applyPromotedWidgetValues), and so does this. A widget without a saved
+        value (`widgets_values` absent, empty or short: newer files keep promoted values on the
+        inner nodes) has the value of the inner widget it promotes, as the frontend gives it.
         """
+        promoted = [(index, self.promoted_widget(scope, index))
+                    for index in range(len(scope.definition.inputs))]
+        promoted = [(index, found) for index, found in promoted if found is not None]
         values = scope.instance.widgets_values if scope.instance else None
-        if not isinstance(values, list):
-            return None
+        values = values if isinstance(values, list) else []
+        with_controls = len(values) > len(promoted)
         position = 0
-        for index in range(len(scope.definition.inputs)):
-            extra = self.inner_widget_extra(scope, index)
-            if extra is None:
-                continue
+        for index, found in promoted:
             if index == slot:
-                return (values[position],) if position < len(values) else None
-            position += 1 + extra
+                return (values[position],) if position < len(values) else self.inner_value(found)
+            position += 1
+            if with_controls and found.widget is not None and _has_value_control(found.widget):
+                position += 1
         return None
 
-    def inner_widget_extra(self, scope: _Scope, index: int) -> int | None:
-        """ui_extra_values of the widget input subgraph input `index` feeds (None: no widget)."""
-        for rec in scope.from_input.get(index, ()):
+    def promoted_widget(self, scope: _Scope, index: int) -> _Promoted | None:
+        """The inner widget that subgraph input `index` promotes onto the instance, if any.
+
+        As the frontend's SubgraphNode._resolveInputWidget: the first of the input's links (in
+        `linkIds` order) whose target slot is a widget; a target that is itself a subgraph
+        instance promotes the widget its own subgraph input for that slot promotes.
+        """
+        for rec in self.input_links(scope, index):
             target = scope.nodes.get(rec.target_id)
-            slots = (target.inputs or []) if target is not None else []
-            if not 0 <= rec.target_slot < len(slots) or slots[rec.target_slot].widget is None:
+            slot = _target_slot(target, rec) if target is not None else None
+            if slot is None or slot.widget is None:
+                continue
+            if target.type in self.subgraphs:
+                inner = self.child(scope, rec.target_id, target)
+                inner_index = next((i for i, bound in self.instance_slots(inner).items()
+                                    if bound is slot), None)
+                found = None if inner_index is None else self.promoted_widget(inner, inner_index)
+                if found is not None:
+                    return _Promoted(found.widget, inner, None, inner_index)
                 continue
             schema = self.schema(target.type)
-            name = slots[rec.target_slot].widget.name
-            if schema is not None and name in schema.input_map:
-                return schema.input_map[name].ui_extra_values
-            return 0
+            if schema is None:
+                return _Promoted(None, scope, rec.target_id, None)
+            if slot.widget.name in schema.input_map:
+                return _Promoted(schema.input_map[slot.widget.name], scope, rec.target_id, None)
         return None
+
+    def inner_value(self, found: _Promoted) -> tuple[Any] | None:
+        """(value,) of the inner widget `found` promotes (a nested instance's own widget value
+        for the input it promotes), or None if it cannot be read."""
+        if found.nested_index is not None:
+            return self.instance_widget(found.scope, found.nested_index)
+        node = found.scope.nodes.get(found.key) if found.key is not None else None
+        schema = self.schema(node.type) if node is not None else None
+        if schema is None or found.widget is None:
+            return None
+        try:
+            mapped = widget_values(schema, node.widgets_values, found.scope.prefix + found.key,
+                                   found.scope.node_paths[found.key])
+        except InvalidWorkflow:
+            return None  # reported when that node itself is converted
+        name = found.widget.name
+        return (mapped[name],) if name in mapped else None
+
+    def input_links(self, scope: _Scope, index: int) -> list[_LinkRec]:
+        """The links leaving subgraph input `index`, in the definition's `linkIds` order."""
+        from_input = scope.from_input.get(index, [])
+        link_ids = scope.definition.inputs[index].link_ids if scope.definition else []
+        if not link_ids:
+            return from_input
+        ordered = [scope.links[i] for i in link_ids if i in scope.links
+                   and scope.links[i].origin_id == SUBGRAPH_INPUT]
+        return ordered + [rec for rec in from_input if rec not in ordered]
+
+
+@dataclass(frozen=True)
+class _Promoted:
+    """An inner widget promoted onto a subgraph instance: its schema input (None if its node
+    type is unknown), and where it is: node `key` in `scope`, or the widget a nested instance
+    (`scope` is that instance's) has for its subgraph input `nested_index`."""
+
+    widget: Input | None
+    scope: _Scope
+    key: str | None
+    nested_index: int | None
+
+
+def _target_slot(node: _UiNode, rec: _LinkRec) -> _InSlot | None:
+    """The input slot of `node` that link `rec` arrives at (by link id, as the frontend finds
+    it; else by the link's target slot index)."""
+    slots = node.inputs or []
+    for slot in slots:
+        if slot.link == rec.id:
+            return slot
+    return slots[rec.target_slot] if 0 <= rec.target_slot < len(slots) else None
+
+
+def _has_value_control(inp: Input) -> bool:
+    """True if the frontend gives this widget a control_after_generate companion widget (the
+    upload button is the only other frontend-only value, and it is no value control)."""
+    return inp.ui_extra_values > 0 and not inp.image_upload
 
 
 def _name_node(err: InvalidWorkflow, doc: dict) -> InvalidWorkflow:
