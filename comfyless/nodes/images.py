@@ -49,7 +49,8 @@ class PreviewImage(Node):
         display_name="Preview Image",
         category="image",
         inputs=(Input("images", IMAGE),),
-        outputs=(),
+        # ComfyUI's PreviewImage is a SaveImage: it passes its images on too (since 2026-06)
+        outputs=(Output("images", IMAGE),),
         output_node=True,
     )
 

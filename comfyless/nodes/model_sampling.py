@@ -8,7 +8,7 @@ size (model-families.md §6). Each returns a new MODEL; the input model is never
 from __future__ import annotations
 
 from ..typesys.schema import Input, Node, NodeSchema, Output, implemented_by
-from ..typesys.types import FLOAT, INT, LATENT, MODEL
+from ..typesys.types import COMBO, FLOAT, INT, LATENT, MODEL
 from .latent import MAX_RESOLUTION
 
 
@@ -28,6 +28,12 @@ class ModelSamplingSD3(Node):
     execute = implemented_by("comfyless.nodes.impl.model_sampling:model_sampling_sd3")
 
 
+# ModelSamplingAuraFlow's `sampling` (newer ComfyUI, an advanced input): "flow" is the plain
+# rectified flow; "img_to_img_velocity" (Marigold v2's deterministic image-to-image
+# parameterisation) is not implemented here and is refused at validation.
+AURA_FLOW_SAMPLING = ("flow", "img_to_img_velocity")
+
+
 class ModelSamplingAuraFlow(Node):
     """Flow sampling with shift `shift` and timestep σ (multiplier 1)."""
 
@@ -37,9 +43,20 @@ class ModelSamplingAuraFlow(Node):
         inputs=(
             Input("model", MODEL),
             Input("shift", FLOAT, default=1.73, min=0.0, max=100.0, step=0.01),
+            # date unknown: templates saved by recent ComfyUI carry it, older ones do not
+            Input("sampling", COMBO, choices=AURA_FLOW_SAMPLING, default="flow", optional=True,
+                  added_in="2026-01-01"),
         ),
         outputs=(Output("MODEL", MODEL),),
+        older_widget_layouts=(("sampling",),),  # saved before `sampling` existed: [shift]
     )
+
+    @staticmethod
+    def check(**constants) -> dict[str, str]:
+        if constants.get("sampling") == "img_to_img_velocity":
+            return {"sampling": "'img_to_img_velocity' (Marigold v2's image-to-image velocity) "
+                                "is not supported by comfyless yet; use 'flow'"}
+        return {}
 
     execute = implemented_by("comfyless.nodes.impl.model_sampling:model_sampling_aura_flow")
 

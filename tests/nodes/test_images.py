@@ -132,14 +132,16 @@ def test_save_image_refuses_escape(base):
     assert err.value.input_name == "filename_prefix"
 
 
-def test_preview_image_goes_to_temp(base):
-    result = PreviewImage.execute(RunContext.create(base), images=torch.rand(2, 3, 3, 3))
+def test_preview_image_goes_to_temp_and_passes_its_images_on(base):
+    images = torch.rand(2, 3, 3, 3)
+    result = PreviewImage.execute(RunContext.create(base), images=images)
     entries = result.ui["images"]
     assert [e["type"] for e in entries] == ["temp", "temp"]
     for e in entries:
         assert e["filename"].startswith("ComfyUI_temp_") and e["filename"].endswith("_.png")
         assert (base / "temp" / e["subfolder"] / e["filename"]).is_file()
-    assert result.values == ()
+    assert len(result.values) == 1 and result.values[0] is images  # as SaveImage (2026-06)
+    assert [(o.name, o.type.name) for o in PreviewImage.schema.outputs] == [("images", "IMAGE")]
 
 
 def test_load_animated_gif_frames_and_mask(base, nctx):

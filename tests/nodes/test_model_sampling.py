@@ -72,6 +72,37 @@ def test_nodes_return_a_new_model_and_leave_the_input(ctx, tiny_sd15_model):
     assert again.sampling.noise_scale == 0.5 and again.sampling.shift == 2.0
 
 
+def test_aura_flow_sampling_input_newer_comfyui(ctx, tiny_sd15_model):
+    """`sampling` (optional, newer ComfyUI): "flow" is the plain flow; older files saved only
+    [shift]; "img_to_img_velocity" is refused at validation, naming node and input."""
+    from comfyless.engine.load import load_workflow
+    from comfyless.engine.paths import BasePaths
+    from comfyless.engine.validate import check_workflow
+
+    sampling = ModelSamplingAuraFlow.schema.input_map["sampling"]
+    assert sampling.optional and sampling.default == "flow"
+    assert sampling.choices == ("flow", "img_to_img_velocity")
+    (flow,) = ModelSamplingAuraFlow.execute(ctx, model=tiny_sd15_model, shift=3.0,
+                                            sampling="flow")
+    assert flow.sampling.shift == pytest.approx(3.0) and flow.sampling.multiplier == 1.0
+
+    def ui(widgets):
+        return {"nodes": [
+            {"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": ["m.safetensors"],
+             "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]}]},
+            {"id": 2, "type": "ModelSamplingAuraFlow", "widgets_values": widgets,
+             "inputs": [{"name": "model", "type": "MODEL", "link": 1}],
+             "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}]}],
+            "links": [[1, 1, 0, 2, 0, "MODEL"]]}
+
+    older = load_workflow(ui([2.5]), REGISTRY)
+    assert older["2"].inputs["shift"] == 2.5 and older["2"].inputs["sampling"] == "flow"
+    newer = load_workflow(ui([2.5, "img_to_img_velocity"]), REGISTRY)
+    checked = check_workflow(newer, REGISTRY, BasePaths.resolve(ctx.paths.base))
+    refused = [e for e in checked.errors if e.input_name == "sampling"]
+    assert refused and refused[0].node_id == "2" and "flow" in refused[0].message
+
+
 def test_empty_sd3_latent(ctx):
     (out,) = EmptySD3LatentImage.execute(ctx, width=1024, height=512, batch_size=2)
     assert out["samples"].shape == (2, 16, 64, 128)

@@ -29,7 +29,7 @@ def save_image(ctx, images, filename_prefix: str = "ComfyUI"):
 def preview_image(ctx, images):
     saved = image_files.save_images(ctx, images, image_files.temp_prefix(), folder="temp",
                                     compress_level=1)
-    return Result((), {"images": saved})
+    return Result((images,), {"images": saved})
 
 
 # -- SaveImageAdvanced -------------------------------------------------------------------------

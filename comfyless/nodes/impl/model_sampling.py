@@ -20,7 +20,7 @@ def model_sampling_sd3(ctx, model, shift: float = 3.0):
     return (model.with_sampling(sampling),)
 
 
-def model_sampling_aura_flow(ctx, model, shift: float = 1.73):
+def model_sampling_aura_flow(ctx, model, shift: float = 1.73, sampling: str = "flow"):
     return (model.with_sampling(_discrete_flow(shift, multiplier=1.0)),)
 
 
