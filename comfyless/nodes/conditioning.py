@@ -68,7 +68,9 @@ class ReferenceLatent(Node):
 
 
 # The UI's choices; "uxo/uno" is stored in the conditioning as "uxo" (ComfyUI's mapping).
-REFERENCE_LATENTS_METHODS = ("offset", "index", "uxo/uno")
+# "index_timestep_zero" = "index" placement with the reference tokens modulated at timestep 0
+# (Qwen-Image-Edit-2511's default; models/families/qwen_image/network.py).
+REFERENCE_LATENTS_METHODS = ("offset", "index", "uxo/uno", "index_timestep_zero")
 
 
 class FluxKontextMultiReferenceLatentMethod(Node):
@@ -76,6 +78,7 @@ class FluxKontextMultiReferenceLatentMethod(Node):
 
     schema = NodeSchema(
         "FluxKontextMultiReferenceLatentMethod",
+        display_name="Edit Model Reference Method",
         category="advanced/conditioning/flux",
         inputs=(
             Input("conditioning", CONDITIONING),

@@ -91,13 +91,13 @@ def test_mage_flow_is_refused_by_name():
         detect_family(shapes, prefix="")
 
 
-@pytest.mark.parametrize("key", ["__index_timestep_zero__",
-                                 "time_text_embed.addition_t_embedding.weight"])
-def test_edit_2511_and_layered_are_refused(key):
+def test_layered_is_refused():
+    # (Qwen-Image-Edit-2511, marked by `__index_timestep_zero__`, is detected:
+    # tests/models/test_qwen_image_edit_2511.py)
     shapes = _shapes(_file_sd(), "model.diffusion_model.")
-    shapes["model.diffusion_model." + key] = (0,) if key.startswith("__") else (2, H)
-    with pytest.raises(DetectionError, match="edit/layered variants need the vision encoder: "
-                                             "not supported"):
+    shapes["model.diffusion_model.time_text_embed.addition_t_embedding.weight"] = (2, H)
+    with pytest.raises(DetectionError, match="layered variant needs its extra timestep "
+                                             "conditioning: not supported"):
         detect_family(shapes)
 
 
@@ -261,8 +261,10 @@ def test_reference_latents_match_diffusers_index_method():
     _report("reference latents", ours, theirs)
     assert_close_scaled(five_d[:, :, 0], ours)
     assert (offset - ours).abs().max() > 1e-5  # positions differ per method
-    with pytest.raises(ValueError, match="'uxo' is not supported"):
-        net(x, t, ctx, ref_latents=refs, ref_latents_method="uxo")
+    # ComfyUI's Qwen-Image places "uxo" references like "offset"; unknown names are refused
+    assert_close_scaled(net(x, t, ctx, ref_latents=refs, ref_latents_method="uxo"), offset)
+    with pytest.raises(ValueError, match="'tiles' is not supported"):
+        net(x, t, ctx, ref_latents=refs, ref_latents_method="tiles")
 
 
 # -- positions, shapes, errors ---------------------------------------------------------------

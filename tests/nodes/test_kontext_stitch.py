@@ -46,7 +46,9 @@ def test_multi_reference_method_schema():
     s = FluxKontextMultiReferenceLatentMethod.schema
     method = s.input("reference_latents_method")
     assert [i.name for i in s.inputs] == ["conditioning", "reference_latents_method"]
-    assert (method.type.name, method.choices) == ("COMBO", ("offset", "index", "uxo/uno"))
+    assert (method.type.name, method.choices) == ("COMBO", ("offset", "index", "uxo/uno",
+                                                          "index_timestep_zero"))
+    assert s.display_name == "Edit Model Reference Method"
     assert [o.type.name for o in s.outputs] == ["CONDITIONING"]
     assert s.category == "advanced/conditioning/flux" and s.experimental
 
@@ -112,7 +114,8 @@ def test_reference_latent_refuses_a_non_latent(tmp_path):
 
 
 @pytest.mark.parametrize(("choice", "stored"), [("offset", "offset"), ("index", "index"),
-                                                ("uxo/uno", "uxo")])
+                                                ("uxo/uno", "uxo"),
+                                                ("index_timestep_zero", "index_timestep_zero")])
 def test_multi_reference_method_sets_the_method(tmp_path, choice, stored):
     cond = _conditioning()
     (out,) = FluxKontextMultiReferenceLatentMethod.execute(

@@ -70,7 +70,9 @@ def reference_latent(ctx, conditioning, latent=None):
 
 
 def flux_kontext_multi_reference_latent_method(ctx, conditioning, reference_latents_method: str):
-    method = "uxo" if "uxo" in reference_latents_method else reference_latents_method
+    # ComfyUI stores "uxo" for any choice naming uxo (or uso); the others as chosen
+    uxo = "uxo" in reference_latents_method or "uso" in reference_latents_method
+    method = "uxo" if uxo else reference_latents_method
     return (conditioning_set_values(conditioning, {"reference_latents_method": method}),)
 
 

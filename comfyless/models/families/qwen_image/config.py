@@ -10,6 +10,11 @@ THETA = 10000
 PATCH_SIZE = 2
 LATENT_CHANNELS = 16  # Wan 2.1 latents
 JOINT_ATTENTION_DIM = 3584  # Qwen2.5-VL-7B hidden width
+# reference latents method when the conditioning names none: "index" (Qwen-Image, Edit, 2509),
+# "index_timestep_zero" for Qwen-Image-Edit-2511 (its file carries the marker key below)
+DEFAULT_REF_METHOD = "index"
+TIMESTEP_ZERO_METHOD = "index_timestep_zero"
+TIMESTEP_ZERO_MARKER = "__index_timestep_zero__"  # an empty tensor in 2511 files
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class QwenImageConfig:
     axes_dim: tuple[int, ...] = REAL_AXES_DIM
     theta: int = THETA
     patch_size: int = PATCH_SIZE
+    default_ref_method: str = DEFAULT_REF_METHOD
 
     @property
     def head_dim(self) -> int:

@@ -12,7 +12,15 @@ from ...quant import plain_keys
 from ..base import DetectionError, Shapes
 from ..flux.config import axes_for_head_dim
 from ..flux.names import count_blocks
-from .config import LATENT_CHANNELS, PATCH_SIZE, REAL_AXES_DIM, QwenImageConfig
+from .config import (
+    DEFAULT_REF_METHOD,
+    LATENT_CHANNELS,
+    PATCH_SIZE,
+    REAL_AXES_DIM,
+    TIMESTEP_ZERO_MARKER,
+    TIMESTEP_ZERO_METHOD,
+    QwenImageConfig,
+)
 
 TRIGGER_KEY = "txt_norm.weight"
 _IMG_IN = "img_in.weight"
@@ -21,9 +29,9 @@ _MLP_IN = "transformer_blocks.0.img_mlp.net.0.proj.weight"
 _REQUIRED = (_IMG_IN, "txt_in.weight", "proj_out.weight", _NORM_Q, _MLP_IN)
 # Mage-Flow shares the trigger; its text norm is 2560 wide and proj_out has 128 rows
 _MAGE_FLOW = (2560, 128)
-# keys of Qwen-Image variants that need the vision encoder / extra conditioning paths
+# keys of Qwen-Image variants that need extra conditioning paths (not supported); the
+# Qwen-Image-Edit-2511 marker (TIMESTEP_ZERO_MARKER) only sets the default reference method
 _VARIANTS = {
-    "__index_timestep_zero__": "Qwen-Image-Edit-2511",
     "time_text_embed.addition_t_embedding.weight": "Qwen-Image-Layered",
 }
 
@@ -31,7 +39,8 @@ _VARIANTS = {
 def detect_qwen_image_config(shapes: Shapes, prefix: str = "model.diffusion_model."
                              ) -> QwenImageConfig | None:
     """The QwenImageConfig under `prefix`; None without `txt_norm.weight` + `img_in.weight`.
-    Raises DetectionError for Mage-Flow, the edit-2511 / layered variants and incomplete files.
+    A Qwen-Image-Edit-2511 file (marker key) gets default_ref_method "index_timestep_zero".
+    Raises DetectionError for Mage-Flow, the layered variant and incomplete files.
     Scaled-fp8 scale keys are ignored (the loader dequantises them)."""
     found = {k[len(prefix):]: tuple(int(d) for d in v)
              for k, v in plain_keys(shapes).items() if k.startswith(prefix)}
@@ -53,6 +62,8 @@ def detect_qwen_image_config(shapes: Shapes, prefix: str = "model.diffusion_mode
         joint_attention_dim=found[TRIGGER_KEY][0],
         mlp_hidden=found[_MLP_IN][0],
         axes_dim=axes,
+        default_ref_method=(TIMESTEP_ZERO_METHOD if TIMESTEP_ZERO_MARKER in found
+                            else DEFAULT_REF_METHOD),
     )
 
 
@@ -67,7 +78,7 @@ def _refuse_unsupported(found: dict[str, tuple[int, ...]], prefix: str) -> None:
     for key, variant in _VARIANTS.items():
         if key in found:
             raise DetectionError(
-                f"Qwen-Image edit/layered variants need the vision encoder: not supported "
+                f"Qwen-Image layered variant needs its extra timestep conditioning: not supported "
                 f"(found {prefix}{key}: {variant})")
     missing = [k for k in _REQUIRED if k not in found]
     if missing:
@@ -88,5 +99,7 @@ def matches(cfg: QwenImageConfig) -> bool:
 
 
 def describe(cfg: QwenImageConfig) -> str:
+    edit = (", Qwen-Image-Edit-2511 (reference method index_timestep_zero)"
+            if cfg.default_ref_method == TIMESTEP_ZERO_METHOD else "")
     return (f"Qwen-Image MMDiT with hidden_size={cfg.hidden_size}, heads={cfg.num_heads}, "
-            f"layers={cfg.num_layers}, joint_attention_dim={cfg.joint_attention_dim}")
+            f"layers={cfg.num_layers}, joint_attention_dim={cfg.joint_attention_dim}{edit}")

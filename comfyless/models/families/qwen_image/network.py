@@ -4,8 +4,14 @@
 x [B, 16, h, w] (comfyless latents) or [B, 16, T, h, w] (ComfyUI's Qwen latents, T = 1 for an
 image) in model space; timesteps [B] = σ (embedded as 1000·σ); context [B, L, 3584] (Qwen2.5-VL
 hidden states); attention_mask [B, L] 1/0 (text padding; None: every token counts);
-ref_latents: edit-model reference latents appended after the image tokens. Returns the velocity
-with the rank and shape of x.
+ref_latents: edit-model reference latents appended after the image tokens, placed by
+ref_latents_method (None: the config's default, "index_timestep_zero" for Qwen-Image-Edit-2511).
+Returns the velocity with the rank and shape of x.
+
+`index_timestep_zero` (ComfyUI's rule, model-families.md §4.1): references are placed as with
+`index`, and every block modulates the reference tokens (shift, scale and gate of img_mod)
+with the timestep embedding of t = 0, while the image tokens use the step's t; the text stream
+and the final norm_out use the step's t only. Without references it is `index`.
 
 Shared pieces come from the Flux network (same facts, model-families.md §0): sinusoidal
 embedding, RoPE on interleaved pairs, 2x2 patches with features (c, ph, pw), reference
@@ -22,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...tensor_files import TensorFile
 from ..flux.network import (
     Fp8StoredNetwork,
     Linear,
@@ -34,11 +41,13 @@ from ..flux.network import (
     timestep_embedding,
     unpatchify,
 )
-from .config import QwenImageConfig
+from .config import TIMESTEP_ZERO_MARKER, TIMESTEP_ZERO_METHOD, QwenImageConfig
 
 NORM_EPS = 1e-6  # the LayerNorms, q/k RMSNorms and txt_norm
 FP16_MAX = 65504.0
-REFERENCE_METHODS = ("index", "offset")  # ComfyUI's Qwen default is "index"
+# ComfyUI's Qwen-Image placement per reference latents method: "index" n+1 / "negative_index"
+# -(n+1) (no offsets); every other name (offset, and uxo too) tiles them like Flux's "offset"
+REFERENCE_METHODS = ("index", "offset", "uxo", TIMESTEP_ZERO_METHOD, "negative_index")
 
 
 class RMSNorm(nn.RMSNorm):
@@ -150,6 +159,36 @@ def _modulated(x: Tensor, mod: Tensor) -> tuple[Tensor, Tensor]:
     return _layer_norm(x) * (1 + scale) + shift, gate
 
 
+class ZeroTimestep:
+    """`index_timestep_zero`: image tokens from `first_ref` on (the references) are modulated
+    with `temb0`, the embedding of t = 0, instead of the step's temb."""
+
+    def __init__(self, first_ref: int, temb0: Tensor) -> None:
+        self.first_ref = first_ref
+        self.temb0 = temb0
+
+
+def _modulated_image(x: Tensor, mod: Tensor, ref_mod: Tensor | None,
+                     zero: ZeroTimestep | None) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """_modulated on the image stream; with `zero`, tokens from `zero.first_ref` on get
+    `ref_mod` (LayerNorm is per token, so the two parts are normed apart) and the gate comes
+    back as the pair (image gate, reference gate)."""
+    if zero is None or ref_mod is None:
+        return _modulated(x, mod)
+    head, gate = _modulated(x[:, :zero.first_ref], mod)
+    tail, ref_gate = _modulated(x[:, zero.first_ref:], ref_mod)
+    return torch.cat([head, tail], dim=1), (gate, ref_gate)
+
+
+def _gated(out: Tensor, gate: Tensor | tuple[Tensor, Tensor], zero: ZeroTimestep | None
+           ) -> Tensor:
+    """gate·out; a (gate, ref_gate) pair from _modulated_image splits at `zero.first_ref`."""
+    if isinstance(gate, Tensor) or zero is None:
+        return gate * out
+    n = zero.first_ref
+    return torch.cat([gate[0] * out[:, :n], gate[1] * out[:, n:]], dim=1)
+
+
 class QwenImageBlock(nn.Module):
     """`transformer_blocks.N`: two streams with their own weights, joint attention."""
 
@@ -162,17 +201,20 @@ class QwenImageBlock(nn.Module):
         self.txt_mlp = FeedForward(hidden, mlp_hidden)
 
     def forward(self, img: Tensor, txt: Tensor, temb: Tensor, rope: tuple[Tensor, Tensor],
-                bias: Tensor | None) -> tuple[Tensor, Tensor]:
+                bias: Tensor | None, zero: ZeroTimestep | None = None) -> tuple[Tensor, Tensor]:
         img_mod1, img_mod2 = self.img_mod(temb)[:, None].chunk(2, dim=-1)
         txt_mod1, txt_mod2 = self.txt_mod(temb)[:, None].chunk(2, dim=-1)
-        img_in, img_gate1 = _modulated(img, img_mod1)
+        ref_mod1 = ref_mod2 = None
+        if zero is not None:  # the reference tokens' img_mod, from the t = 0 embedding
+            ref_mod1, ref_mod2 = self.img_mod(zero.temb0)[:, None].chunk(2, dim=-1)
+        img_in, img_gate1 = _modulated_image(img, img_mod1, ref_mod1, zero)
         txt_in, txt_gate1 = _modulated(txt, txt_mod1)
         img_attn, txt_attn = self.attn(img_in, txt_in, rope, bias)
-        img = img + img_gate1 * img_attn
+        img = img + _gated(img_attn, img_gate1, zero)
         txt = txt + txt_gate1 * txt_attn
-        img_in, img_gate2 = _modulated(img, img_mod2)
+        img_in, img_gate2 = _modulated_image(img, img_mod2, ref_mod2, zero)
         txt_in, txt_gate2 = _modulated(txt, txt_mod2)
-        img = img + img_gate2 * self.img_mlp(img_in)
+        img = img + _gated(self.img_mlp(img_in), img_gate2, zero)
         txt = txt + txt_gate2 * self.txt_mlp(txt_in)
         return _fp16_safe(img), _fp16_safe(txt)
 
@@ -244,12 +286,17 @@ class QwenImageNetwork(Fp8StoredNetwork):
         self.norm_out = OutputNorm(h)
         p = config.patch_size
         self.proj_out = Linear(h, p * p * config.out_channels)
+        if config.default_ref_method == TIMESTEP_ZERO_METHOD:
+            # Qwen-Image-Edit-2511 files carry this empty tensor (ComfyUI's marker): kept as a
+            # buffer so a saved model is detected as 2511 again
+            self.register_buffer(TIMESTEP_ZERO_MARKER, torch.empty(0))
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor,
                 attention_mask: Tensor | None = None, ref_latents: Sequence[Tensor] | None = None,
-                ref_latents_method: str = "index", **ignored: Any) -> Tensor:
+                ref_latents_method: str | None = None, **ignored: Any) -> Tensor:
         """Velocity with x's shape ([B, 16, h, w] or [B, 16, T, h, w]) at timesteps σ [B]."""
+        method = ref_latents_method or self.config.default_ref_method
         frames = self._frames(x)  # [B, T, C, h, w]
         self._check_context(context)
         b, t, c, h, w = frames.shape
@@ -259,14 +306,16 @@ class QwenImageNetwork(Fp8StoredNetwork):
                                                                            -1)
         ids = centred_image_ids(b, t, h_len, w_len, device=x.device)
         n_img = img.shape[1]
+        zero_from = None  # first token modulated at t = 0 (index_timestep_zero with references)
         if ref_latents:
-            img, ids = self._append_references(img, ids, ref_latents, ref_latents_method)
+            img, ids = self._append_references(img, ids, ref_latents, method)
+            zero_from = n_img if method == TIMESTEP_ZERO_METHOD else None
         txt_ids = text_ids(b, context.shape[1], h_len, w_len, device=x.device)
         rope = rope_tables(torch.cat([txt_ids, ids], dim=1), self.config.axes_dim,
                            self.config.theta)
         bias = None if attention_mask is None else text_mask_bias(
             attention_mask.to(x.device), b, context.shape[1], img.shape[1], img.dtype)
-        out = self._transformer(img, context, timesteps, rope, bias)[:, :n_img]
+        out = self._transformer(img, context, timesteps, rope, bias, zero_from)[:, :n_img]
         out = unpatchify(out.reshape(b * t, h_len * w_len, -1), h_len, w_len, p)
         out = out[:, :, :h, :w].reshape(b, t, -1, h, w)
         return out[:, 0] if x.ndim == 4 else out.transpose(1, 2)
@@ -289,13 +338,19 @@ class QwenImageNetwork(Fp8StoredNetwork):
     def _append_references(self, img: Tensor, ids: Tensor, refs: Sequence[Tensor],
                            method: str) -> tuple[Tensor, Tensor]:
         """Edit-model reference latents as extra tokens after the image, with their own ids:
-        `index` puts reference n at frame index n (1, 2, ...), `offset` tiles them at index 1."""
+        `index` / `index_timestep_zero` put reference n at frame index n (1, 2, ...),
+        `negative_index` at -1, -2, ...; `offset` (and `uxo`, as ComfyUI's Qwen-Image does)
+        tile them at index 1."""
         if method not in REFERENCE_METHODS:
             raise ValueError(f"reference latents method {method!r} is not supported for "
                              f"Qwen-Image (expected one of {REFERENCE_METHODS})")
         p, b = self.config.patch_size, img.shape[0]
         refs = [self._reference_frame(r) for r in refs]
-        place = reference_placements([tuple(r.shape[-2:]) for r in refs], method)
+        by_index = method in ("index", TIMESTEP_ZERO_METHOD, "negative_index")
+        place = reference_placements([tuple(r.shape[-2:]) for r in refs],
+                                     "index" if by_index else "offset")
+        if method == "negative_index":
+            place = [(-index, h_off, w_off) for index, h_off, w_off in place]
         tokens, all_ids = [img], [ids]
         for ref, (index, h_off, w_off) in zip(refs, place, strict=True):
             rh, rw = -(-ref.shape[-2] // p), -(-ref.shape[-1] // p)
@@ -314,15 +369,33 @@ class QwenImageNetwork(Fp8StoredNetwork):
         return ref
 
     def _transformer(self, img: Tensor, context: Tensor, timesteps: Tensor,
-                     rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
-        """Patch tokens [B, N, 64] -> output patch features for the same tokens."""
+                     rope: tuple[Tensor, Tensor], bias: Tensor | None,
+                     zero_from: int | None = None) -> Tensor:
+        """Patch tokens [B, N, 64] -> output patch features for the same tokens; tokens from
+        `zero_from` on are modulated at t = 0 (index_timestep_zero)."""
         dtype = img.dtype
         temb = self.time_text_embed(timesteps, dtype)
+        zero = None if zero_from is None else ZeroTimestep(
+            zero_from, self.time_text_embed(torch.zeros_like(timesteps), dtype))
         img = self.img_in(img)
         txt = self.txt_in(self.txt_norm(context.to(dtype)))
         for block in self.transformer_blocks:
-            img, txt = block(img, txt, temb, rope, bias)
+            img, txt = block(img, txt, temb, rope, bias, zero)
         return self.proj_out(self.norm_out(img, temb))
+
+    @staticmethod
+    def file_view(tensors: TensorFile, prefix: str) -> TensorFile:
+        """The file's tensors under this network's names (checkpoint.build_unet): prefix
+        stripped; the 2511 marker read as the empty buffer whatever its stored shape (ComfyUI
+        writes [0], some repacks a 0-dim scalar): it is a flag, its value is never used."""
+        own = {k[len(prefix):]: k for k in tensors.shapes if k.startswith(prefix)}
+        shapes = {k: tensors.shapes[v] for k, v in own.items()}
+        if TIMESTEP_ZERO_MARKER in shapes:
+            shapes[TIMESTEP_ZERO_MARKER] = (0,)
+
+        def read(key: str) -> Tensor:
+            return torch.empty(0) if key == TIMESTEP_ZERO_MARKER else tensors[own[key]]
+        return TensorFile(shapes, read, tensors.metadata)
 
     # -- LoRA ------------------------------------------------------------------------------
     def lora_key_map(self) -> dict[str, str]:

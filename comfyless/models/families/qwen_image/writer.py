@@ -18,10 +18,16 @@ from torch import Tensor
 
 from ...checkpoint_writer import random_init, write_streamed
 from ..flux.config import axes_for_head_dim
-from .config import JOINT_ATTENTION_DIM, QwenImageConfig
+from .config import (
+    DEFAULT_REF_METHOD,
+    JOINT_ATTENTION_DIM,
+    TIMESTEP_ZERO_METHOD,
+    QwenImageConfig,
+)
 from .network import QwenImageNetwork
 
-NAMES = ("qwen-image", "qwen_image", "qwen-image-2512")  # one layout for all
+# one layout for all; the 2511 edit model's file adds the empty `__index_timestep_zero__`
+NAMES = ("qwen-image", "qwen_image", "qwen-image-2512", "qwen-image-edit-2511")
 SIZES = ("tiny", "small", "full")
 _LAYOUTS = {  # (hidden, heads, blocks)
     "tiny": (64, 2, 2),
@@ -41,7 +47,9 @@ def network_config(name: str = "qwen-image", size: str = "tiny",
     hidden, heads, blocks = _LAYOUTS[size]
     return QwenImageConfig(hidden_size=hidden, num_heads=heads, num_layers=blocks,
                            joint_attention_dim=joint_attention_dim or JOINT_ATTENTION_DIM,
-                           mlp_hidden=4 * hidden, axes_dim=axes_for_head_dim(hidden // heads))
+                           mlp_hidden=4 * hidden, axes_dim=axes_for_head_dim(hidden // heads),
+                           default_ref_method=(TIMESTEP_ZERO_METHOD if name.endswith("2511")
+                                               else DEFAULT_REF_METHOD))
 
 
 def diffusion_model_shapes(name: str = "qwen-image", size: str = "tiny",
