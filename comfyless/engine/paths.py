@@ -36,6 +36,7 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "diffusion_models": ("diffusion_models", "unet"),
     "text_encoders": ("text_encoders", "clip"),
     "embeddings": ("embeddings",),
+    "upscale_models": ("upscale_models",),
 }
 KIND_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 

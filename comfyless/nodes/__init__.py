@@ -35,6 +35,9 @@ FAMILIES = (
     "resolution",
     "utility",
     "image_edit",
+    "upscale",
+    "model_merge",
+    "image_batch",
 )
 
 
