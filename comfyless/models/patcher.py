@@ -37,6 +37,9 @@ class ModelPatcher:
         self.source: dict[str, Any] = source if source is not None else {}
         self.patches: list[tuple[dict[str, Tensor], float]] = []
         self.bypass: list[bool] = []  # parallel to patches
+        # keyword arguments every network call gets (FreeU's output_block_patches); a new
+        # dict per change, so clones never share later additions
+        self.network_options: dict[str, Any] = {}
 
     @property
     def family_record(self) -> Family:
@@ -74,6 +77,14 @@ class ModelPatcher:
         if strength != 0.0:
             other.patches.append((lora_sd, float(strength)))
             other.bypass.append(bool(bypass))
+        return other
+
+    def with_output_block_patch(self, patch: Any) -> ModelPatcher:
+        """A clone whose UNet calls `patch(h, skip) -> (h, skip)` before each output block
+        (after the ones already set), as ComfyUI's set_model_output_block_patch."""
+        other = self.clone()
+        patches = tuple(self.network_options.get("output_block_patches", ())) + (patch,)
+        other.network_options = {**self.network_options, "output_block_patches": patches}
         return other
 
     def with_sampling(self, sampling: ModelSampling) -> ModelPatcher:
@@ -122,6 +133,7 @@ class ModelPatcher:
         context = _match_batch(context, x.shape[0]).to(x.device, dtype)
         kwargs = {k: _to_network(v, x.shape[0], x.device, dtype) for k, v in extra.items()
                   if v is not None}
+        kwargs.update(self.network_options)
         with self.patched() as unet:
             out = unet(x_in.to(dtype), t, context, **kwargs)
         return self.sampling.calculate_denoised(sigma, out.float(), x.float()).to(x.dtype)

@@ -9,6 +9,7 @@ y (B, adm_in_channels) for SDXL.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,9 @@ from torch import Tensor, nn
 from .families.sd.config import UNetConfig
 
 __all__ = ["UNetConfig", "UNetModel", "timestep_embedding"]
+
+# (h, skip) -> (h, skip): changes the two halves an output block is about to join (FreeU)
+OutputBlockPatch = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -292,8 +296,12 @@ class UNetModel(nn.Module):
         return self.input_blocks[0][0].weight.dtype
 
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor,
-                y: Tensor | None = None) -> Tensor:
-        """Raw network output F (eps or v) for latents x at integer-valued timesteps."""
+                y: Tensor | None = None,
+                output_block_patches: Sequence[OutputBlockPatch] = ()) -> Tensor:
+        """Raw network output F (eps or v) for latents x at integer-valued timesteps.
+
+        `output_block_patches`: ComfyUI's output_block_patch, each `(h, skip) -> (h, skip)`
+        called in order before every output block joins h with its skip (FreeU)."""
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
         if self.config.adm_in_channels is not None:
             if y is None:
@@ -306,7 +314,10 @@ class UNetModel(nn.Module):
         if self.middle_block is not None:
             h = self.middle_block(h, emb, context)
         for block in self.output_blocks:
-            h = torch.cat([h, skips.pop()], dim=1)
+            skip = skips.pop()
+            for patch in output_block_patches:
+                h, skip = patch(h, skip)
+            h = torch.cat([h, skip], dim=1)
             # upsample to the next skip's size so odd latent sizes round-trip
             h = block(h, emb, context, skips[-1].shape[-2:] if skips else None)
         return self.out(h).type(x.dtype)
