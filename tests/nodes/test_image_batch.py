@@ -6,6 +6,7 @@ widgets_values of the DynamicCombo, and errors naming the input."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -261,3 +262,29 @@ def test_number_convert(tmp_path, value, expected):
 def test_number_convert_refuses(tmp_path, value):
     with pytest.raises(ValueError, match="input 'value'"):
         _run(tmp_path, nodes.ComfyNumberConvert, value=value)
+
+
+# -- schemas re-checked against ComfyUI's current source (issue 14 §1.4) ----------------------
+
+def test_rechecked_schemas():
+    tiled = {name: {i.name: (i.default, i.min, i.max, i.step)
+                    for i in REGISTRY[name].schema.inputs[2:]}
+             for name in ("VAEDecodeTiled", "VAEEncodeTiled")}
+    assert tiled["VAEDecodeTiled"] == {"tile_size": (512, 64, 4096, 32),
+                                       "overlap": (64, 0, 4096, 32),
+                                       "temporal_size": (64, 8, 4096, 4),
+                                       "temporal_overlap": (8, 4, 4096, 4)}
+    assert tiled["VAEEncodeTiled"]["tile_size"] == (512, 64, 4096, 64)
+    grow = REGISTRY["GrowMask"].schema
+    assert grow.description.startswith("Expands (dilates) or shrinks (erodes)")
+    math_node = REGISTRY["ComfyMathExpression"].schema
+    assert (math_node.category, [o.name for o in math_node.outputs]) == (
+        "logic", ["FLOAT", "INT", "BOOL"])
+
+
+def test_save_text_expands_prefix_variables_like_comfyui(tmp_path):
+    ctx = _ctx(tmp_path, "SaveText")
+    REGISTRY["SaveText"].execute(ctx, text="hi", filename_prefix="t_%width%x%height%_%year%",
+                                 format="txt")
+    year = time.strftime("%Y")
+    assert (tmp_path / "base" / "output" / f"t_1x1_{year}_00001.txt").read_text() == "hi"
