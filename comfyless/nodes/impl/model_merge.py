@@ -120,10 +120,6 @@ def model_merge_simple(ctx, model1, model2, ratio: float = 1.0):
 
 # -- CheckpointSave ---------------------------------------------------------------------------
 
-MODELSPEC_ARCHITECTURES = {"sdxl": "stable-diffusion-xl-v1-base",
-                           "sd3": "stable-diffusion-v3-medium"}
-
-
 def _text_encoder_keys(ctx, clip, record) -> dict[str, Tensor]:
     """The CLIP stack's weights under the checkpoint prefixes of `record` (its layout)."""
     from ...models.clip import hf_to_openclip
@@ -154,7 +150,7 @@ def _metadata(ctx, model, name: str, counter: int) -> tuple[dict[str, str], dict
     """(safetensors metadata, extra marker tensors) as ComfyUI's save_checkpoint writes."""
     metadata: dict[str, str] = {}
     extra: dict[str, Tensor] = {}
-    architecture = MODELSPEC_ARCHITECTURES.get(model.family)
+    architecture = model.family_record.modelspec_architecture
     if architecture is not None:
         metadata.update({"modelspec.architecture": architecture,
                          "modelspec.sai_model_spec": "1.0.0",

@@ -35,13 +35,19 @@ _SWINIR_DATAPARALLEL_KEY = "module.layers.0.residual_group.blocks.0.norm1.weight
 
 def _spandrel(ctx):
     """The spandrel module, or a clear error naming the extra that installs it."""
+    where = {"node_id": ctx.node_id, "input_name": "model_name"}
     try:
         import spandrel
     except ImportError:
         raise ModelLoadError(
             f"node {ctx.node_id} ({ctx.class_type}): upscale models are read by the optional "
             f"'spandrel' package, which is not installed; install it with `{EXTRA}`",
-            node_id=ctx.node_id, input_name="model_name") from None
+            **where) from None
+    except Exception as exc:  # installed but broken, e.g. a torchvision built for another torch
+        raise ModelLoadError(
+            f"node {ctx.node_id} ({ctx.class_type}): the 'spandrel' package is installed but "
+            f"fails to import ({type(exc).__name__}: {exc}); it needs a torchvision built for "
+            f"this torch ({torch.__version__})", **where) from exc
     return spandrel
 
 
