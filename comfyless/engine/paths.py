@@ -37,6 +37,7 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "text_encoders": ("text_encoders", "clip"),
     "embeddings": ("embeddings",),
     "controlnet": ("controlnet", "t2i_adapter"),  # ComfyUI lists both for ControlNetLoader
+    "upscale_models": ("upscale_models",),
 }
 KIND_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 

@@ -280,6 +280,14 @@ class _Converter:
         cls = self.registry.get(class_type)
         return cls.schema if cls is not None else None
 
+    def own_widget_values(self, node: _UiNode) -> dict[str, Any] | None:
+        """The node class's own mapping of its widgets_values (`Node.ui_widgets`), if any."""
+        cls = self.registry.get(node.type)
+        hook = getattr(cls, "ui_widgets", None)
+        if hook is None or not isinstance(node.widgets_values, list):
+            return None
+        return hook(node.widgets_values)
+
     # -- emitting ------------------------------------------------------------------------
     def emit(self, scope: _Scope) -> None:
         for key, node in scope.nodes.items():
@@ -306,7 +314,10 @@ class _Converter:
         node_id = scope.prefix + key
         schema = self.schema(node.type)
         inputs: dict[str, Any] = {}
-        if schema is not None:
+        own = self.own_widget_values(node)
+        if own is not None:
+            inputs = own
+        elif schema is not None:
             inputs = widget_values(schema, node.widgets_values, node_id, scope.node_paths[key])
         else:
             self.unknown.setdefault(node.type, []).append(node_id)

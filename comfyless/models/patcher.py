@@ -45,6 +45,9 @@ class ModelPatcher:
         self.post_cfg_functions: list[Callable[[dict], Tensor]] = []
         self.denoise_mask_function: Callable[..., Tensor] | None = None
         self.disable_cfg1_optimization = False
+        # keyword arguments every network call gets (FreeU's output_block_patches); a new
+        # dict per change, so clones never share later additions
+        self.network_options: dict[str, Any] = {}
 
     @property
     def family_record(self) -> Family:
@@ -107,6 +110,14 @@ class ModelPatcher:
             other.bypass.append(bool(bypass))
         return other
 
+    def with_output_block_patch(self, patch: Any) -> ModelPatcher:
+        """A clone whose UNet calls `patch(h, skip) -> (h, skip)` before each output block
+        (after the ones already set), as ComfyUI's set_model_output_block_patch."""
+        other = self.clone()
+        patches = tuple(self.network_options.get("output_block_patches", ())) + (patch,)
+        other.network_options = {**self.network_options, "output_block_patches": patches}
+        return other
+
     def with_sampling(self, sampling: ModelSampling) -> ModelPatcher:
         """A clone using another sampling parameterisation (ModelSamplingDiscrete)."""
         other = self.clone()
@@ -158,6 +169,7 @@ class ModelPatcher:
         context = _match_batch(context, x.shape[0]).to(x.device, dtype)
         kwargs = {k: _to_network(v, x.shape[0], x.device, dtype) for k, v in extra.items()
                   if v is not None}
+        kwargs.update(self.network_options)
         with self.patched() as unet:
             out = unet(x_in.to(dtype), t, context, **kwargs)
         return self.sampling.calculate_denoised(sigma, out.float(), x.float()).to(x.dtype)

@@ -9,6 +9,7 @@ y (B, adm_in_channels) for SDXL.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,9 @@ from torch import Tensor, nn
 from .families.sd.config import UNetConfig
 
 __all__ = ["UNetConfig", "UNetModel", "timestep_embedding"]
+
+# (h, skip) -> (h, skip): changes the two halves an output block is about to join (FreeU)
+OutputBlockPatch = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -293,7 +297,8 @@ class UNetModel(nn.Module):
 
     def forward(self, x: Tensor, timesteps: Tensor, context: Tensor,
                 y: Tensor | None = None,
-                control: dict[str, list[Tensor | None]] | None = None) -> Tensor:
+                control: dict[str, list[Tensor | None]] | None = None,
+                output_block_patches: Sequence[OutputBlockPatch] = ()) -> Tensor:
         """Raw network output F (eps or v) for latents x at integer-valued timesteps.
 
         `control`: ControlNet residuals in ComfyUI's convention (models/controlnet.py):
@@ -301,6 +306,9 @@ class UNetModel(nn.Module):
         consumed from its end. An 'input' entry is added to an input block's output (before
         it is kept as a skip), 'middle' to the middle block's output, an 'output' entry to the
         skip an output block takes (the deepest skip first).
+        `output_block_patches`: ComfyUI's output_block_patch, each `(h, skip) -> (h, skip)`
+        called in order before every output block joins h with its skip (FreeU), after the
+        skip got its control residual (ComfyUI's order).
         """
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
         if self.config.adm_in_channels is not None:
@@ -315,7 +323,10 @@ class UNetModel(nn.Module):
         if self.middle_block is not None:
             h = _add_control(self.middle_block(h, emb, context), pending, "middle")
         for block in self.output_blocks:
-            h = torch.cat([h, _add_control(skips.pop(), pending, "output")], dim=1)
+            skip = _add_control(skips.pop(), pending, "output")
+            for patch in output_block_patches:
+                h, skip = patch(h, skip)
+            h = torch.cat([h, skip], dim=1)
             # upsample to the next skip's size so odd latent sizes round-trip
             h = block(h, emb, context, skips[-1].shape[-2:] if skips else None)
         return self.out(h).type(x.dtype)

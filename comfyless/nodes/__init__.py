@@ -39,6 +39,9 @@ FAMILIES = (
     "inpaint",
     "guidance_patches",
     "controlnet",
+    "upscale",
+    "model_merge",
+    "image_batch",
 )
 
 

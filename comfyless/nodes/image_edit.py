@@ -127,7 +127,9 @@ GrowMask = _node(
      Input("expand", INT, default=0, min=-MAX_RESOLUTION, max=MAX_RESOLUTION, step=1),
      Input("tapered_corners", BOOLEAN, default=True)),
     (Output("MASK", MASK),), "mask", "Grow Mask",
-    "Grey dilation (expand > 0) or erosion (< 0), one pixel per step.")
+    "Grey dilation (expand > 0) or erosion (< 0), one pixel per step.",
+    description="Expands (dilates) or shrinks (erodes) mask boundaries by a specified pixel "
+                "distance.")
 
 JoinImageWithAlpha = _node(
     "JoinImageWithAlpha", "join_image_with_alpha",

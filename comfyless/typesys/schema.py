@@ -202,6 +202,9 @@ class Node:
         item like execute, before execute; lazy inputs not computed yet arrive as None. The
         named ones are computed (their producers run) and the hook is asked again, until it
         names nothing new; lazy inputs never named stay None and their producers never run.
+      ui_widgets(values: list) -> dict[input_name, value] | None: maps the node's saved UI
+        widgets_values itself, for nodes whose widget count depends on a value (a V3
+        DynamicCombo); None falls back to the schema's fixed layout.
     """
 
     schema: ClassVar[NodeSchema]
@@ -209,6 +212,7 @@ class Node:
     check: ClassVar[Callable[..., dict[str, str]] | None] = None
     fingerprint: ClassVar[Callable[..., Any] | None] = None
     check_lazy_status: ClassVar[Callable[..., list[str] | None] | None] = None
+    ui_widgets: ClassVar[Callable[[list[Any]], dict[str, Any] | None] | None] = None
 
 
 class Implementation:

@@ -49,7 +49,7 @@ def test_detection_of_each_tiny_checkpoint(name, tiny_checkpoints):
 @pytest.mark.parametrize("name", SD_NAMES)
 def test_record_declares_every_field(name):
     record = family(name)
-    optional = {"text_encoder_fallbacks", "extra_conds", "aliases"}
+    optional = {"text_encoder_fallbacks", "extra_conds", "aliases", "modelspec_architecture"}
     for f in dataclasses.fields(Family):
         value = getattr(record, f.name)
         if f.name not in optional:

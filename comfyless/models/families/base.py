@@ -97,6 +97,9 @@ class Family:
     # all-in-one checkpoint from `random_checkpoint`
     random_files: str | None = None
     aliases: tuple[str, ...] = ()
+    # CheckpointSave's `modelspec.architecture` metadata (ComfyUI writes it for SDXL and SD3
+    # only; None: no modelspec block)
+    modelspec_architecture: str | None = None
 
     def build_network(self, config: Any) -> Any:
         """The (torch) network for a detected config."""

@@ -80,7 +80,9 @@ def _text_for(format: str, text: str) -> str:
 def save_text(ctx, text: str, filename_prefix: str = "ComfyUI", format: str = "txt"):
     if not isinstance(text, str):
         raise ValueError(f"SaveText input 'text': expected a STRING, got {type(text).__name__}")
-    path = ctx.save_path(filename_prefix, f".{format}", folder="output", gap="")
+    # ComfyUI expands the prefix variables with a 1 x 1 "image" (%width% and %height% -> 1)
+    prefix = image_files.expand_prefix(filename_prefix, 1, 1)
+    path = ctx.save_path(prefix, f".{format}", folder="output", gap="")
     content = _text_for(format, text)
     write_atomic(path, lambda tmp: tmp.write_text(content, encoding="utf-8"))
     root = ctx.paths.folders("output")[0]

@@ -91,6 +91,7 @@ SDXL_FAMILY = Family(
     assign_text_encoders=text.assign_sdxl,
     extra_conds=f"{_HERE}.conditioning:sdxl_conds",
     aliases=("sdxl_base",),
+    modelspec_architecture="stable-diffusion-xl-v1-base",
     **_COMMON,
 )
 

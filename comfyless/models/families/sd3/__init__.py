@@ -41,6 +41,7 @@ SD3_FAMILY = Family(
     random_files=f"{_HERE}.writer:model_files",
     test_unet_config=f"{_HERE}.writer:network_config",
     aliases=("sd35", "sd3.5", "sd35-large", "sd35-medium", "sd3-medium"),
+    modelspec_architecture="stable-diffusion-v3-medium",  # ComfyUI: "TODO: other SD3 variants"
 )
 
 FAMILIES = (SD3_FAMILY,)
