@@ -39,6 +39,7 @@ FAMILIES = (
     "inpaint",
     "guidance_patches",
     "controlnet",
+    "text_generate",
 )
 
 
