@@ -258,8 +258,10 @@ def require_generative(clip, what: str = "the CLIP") -> QwenTextClip:
     which encoders can."""
     if isinstance(clip, QwenTextClip) and clip.encoder is not None:
         return clip
+    specs = [f"CLIP-{spec.name.upper()}" for spec in getattr(clip, "specs", ()) or ()]
     family = getattr(clip, "family", None)
-    found = f"a {family!r} text encoder" if family else f"{type(clip).__name__}"
+    found = (" + ".join(specs) if specs else "a text encoder") + (
+        f" (of the {family!r} family)" if family else "")
     raise ValueError(f"{what} is {found}, which cannot generate text; text generation needs "
                      "an LLM text encoder: Qwen3-4B (CLIPLoader type 'lumina2', e.g. "
                      "qwen_3_4b.safetensors) or Qwen2.5-VL-7B (type 'qwen_image', "
