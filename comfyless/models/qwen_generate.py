@@ -167,10 +167,12 @@ def decoder_step(lm: QwenLM, embeds: Tensor, rope: tuple[Tensor, Tensor],
     return lm.model.norm(x)
 
 
-def token_logits(lm: QwenLM, hidden: Tensor) -> Tensor:
-    """Logits [1, vocab] float32 of the last position: hidden · embed_tokens.weightᵀ."""
-    weight = lm.model.embed_tokens.weight
-    return F.linear(hidden[:, -1], weight.to(hidden.dtype))
+def token_logits(lm: QwenLM, hidden: Tensor, head: Tensor | None = None) -> Tensor:
+    """Logits [1, vocab] float32 of the last position: hidden · embed_tokens.weightᵀ
+    (`head`: that weight already in float32, cast once per generation)."""
+    if head is None:
+        head = lm.model.embed_tokens.weight.float()
+    return F.linear(hidden[:, -1].float(), head)
 
 
 # --- sampling ------------------------------------------------------------------------------
@@ -237,10 +239,11 @@ def generate_from_embeds(lm: QwenLM, embeds: Tensor, max_new_tokens: int, option
             if positions is not None else (cos[:length], sin[:length]))
     generator = (torch.Generator(device=device).manual_seed(options.seed & (2**64 - 1))
                  if options.do_sample else None)
+    head = lm.model.embed_tokens.weight.float()  # a no-op on the CPU (float32 storage)
     generated: list[int] = []
     hidden = decoder_step(lm, embeds, rope, cache)
     for step in range(max_new_tokens):
-        logits = token_logits(lm, hidden)
+        logits = token_logits(lm, hidden, head)
         if on_token is not None:
             on_token(step, logits)
         token = sample_token(logits, generated, options, generator)
