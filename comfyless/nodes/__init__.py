@@ -42,6 +42,7 @@ FAMILIES = (
     "upscale",
     "model_merge",
     "image_batch",
+    "text_generate",
 )
 
 

@@ -53,6 +53,7 @@ NOISE = io_type("NOISE", "comfyless.models.guidance.RandomNoise | EmptyNoise: .s
 GUIDER = io_type("GUIDER", "comfyless.models.guidance.Guider: model + conds + cfg, .sample(...)")
 CONTROL_NET = io_type("CONTROL_NET", "comfyless.models.controlnet.ControlNet: network (+ hint, "
                                      "strength, start/end percent, previous once applied)")
+AUDIO = io_type("AUDIO", "dict: 'waveform' Tensor[B, channels, samples], 'sample_rate' int")
 ANY = io_type("*", "anything")
 # ComfyUI V3 MatchType: every socket of one template (e.g. a switch's two inputs and its output)
 # carries the same type, whichever it is; the frontend enforces that, the backend accepts any.
@@ -67,7 +68,7 @@ ALL_TYPES: dict[str, IOType] = {
     t.name: t
     for t in (INT, FLOAT, STRING, BOOLEAN, COMBO, MODEL, CLIP, VAE, LATENT, IMAGE, MASK,
               CONDITIONING, LORA_MODEL, LOSS_MAP, SAMPLER, SIGMAS, NOISE, GUIDER, ANY,
-              COMFY_MATCHTYPE_V3, CONTROL_NET)
+              COMFY_MATCHTYPE_V3, CONTROL_NET, AUDIO)
 }
 
 
