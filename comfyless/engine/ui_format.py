@@ -412,20 +412,22 @@ class _Converter:
     def instance_widget(self, scope: _Scope, slot: int) -> tuple[Any] | None:
         """The instance's saved widget value for subgraph input `slot`, if it has one.
 
-        The instance has one widget (plus its control values) per subgraph input that feeds a
-        widget input inside, in subgraph-input order.
+        The instance has one widget per subgraph input that feeds a widget input inside, in
+        subgraph-input order. A promoted seed's control value ("randomize") is saved after it
+        only when the list is long enough to hold every control value: the published templates
+        (73 instances with a promoted seed, package 0.1.123) save none.
         """
         values = scope.instance.widgets_values if scope.instance else None
         if not isinstance(values, list):
             return None
+        extras = {index: extra for index in range(len(scope.definition.inputs))
+                  if (extra := self.inner_widget_extra(scope, index)) is not None}
+        with_controls = len(values) >= len(extras) + sum(extras.values())
         position = 0
-        for index in range(len(scope.definition.inputs)):
-            extra = self.inner_widget_extra(scope, index)
-            if extra is None:
-                continue
+        for index, extra in extras.items():
             if index == slot:
                 return (values[position],) if position < len(values) else None
-            position += 1 + extra
+            position += 1 + (extra if with_controls else 0)
         return None
 
     def inner_widget_extra(self, scope: _Scope, index: int) -> int | None:
