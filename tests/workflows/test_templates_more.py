@@ -156,6 +156,15 @@ INPUT_SIZES = {  # (width, height): not square, so a swapped axis shows
     "woman_with_sunbeam.jpg": (40, 40),
     "women_with_blue_orb.jpg": (48, 32),
 }
+# The edit templates' reference images (LoadImage id -> file), and another image of the same
+# size to put in its place.
+EDIT_REFERENCES = {
+    "image_qwen_image_edit": ("78", "image_qwen_image_edit_input_image.png"),
+    "image_qwen_image_edit_2509": ("78", "image_qwen_image_edit_2509_input_image.png"),
+    "templates-image_to_real": ("14", "robot_office_worker_in_space.png"),
+    "templates-portrait_light_migration": ("6", "woman_with_sunbeam.jpg"),  # image3 only
+}
+OTHER_INPUT = "other_{}x{}.png"
 
 # Per template: its save node, the overrides that make it fast, the size of the image saved.
 SMALL = {"width": 64, "height": 48}
@@ -354,6 +363,9 @@ def more_base(tmp_path_factory) -> Path:
     for n, (name, size) in enumerate(INPUT_SIZES.items()):
         pixels = np.random.default_rng(n).integers(0, 256, (size[1], size[0], 3), np.uint8)
         Image.fromarray(pixels).save(base / "input" / name)
+    for width, height in set(INPUT_SIZES.values()):
+        Image.new("RGB", (width, height), (30, 160, 90)).save(
+            base / "input" / OTHER_INPUT.format(width, height))
     return base
 
 
@@ -444,6 +456,8 @@ def test_each_lora_changes_the_image(name, loader, more_base, tmp_path, capsys):
                                loader: {"strength_model": strength}}, more_base, capsys)
         with Image.open(_saved_image(more_base, report, save_id)) as png:
             images.append(np.asarray(png.convert("RGB"), dtype=np.float32))
+    # Measured (levels of 255, mean): ~0.2 for the Lightning files (alpha/rank = 1/8),
+    # 1.7-3.3 for the Qwen style LoRAs without alpha, ~20 for the Z-Image one.
     assert np.abs(images[1] - images[0]).mean() > 0.1
 
 
@@ -478,3 +492,21 @@ def test_z_image_turbo_int8_runs_with_the_bf16_model_instead(more_base, tmp_path
     assert "57:30" in report["executed"]  # the fp8-mixed text encoder loaded
     with Image.open(_saved_image(more_base, report, "9")) as png:
         assert png.size == (64, 48)
+
+
+@pytest.mark.parametrize("name", list(EDIT_REFERENCES))
+def test_edit_output_follows_the_reference_image(name, more_base, tmp_path, capsys):
+    """Another reference image, same seed: another result (at denoise 1 the sampled latent
+    starts from pure noise, so the image reaches the output only as the edit conditioning:
+    reference latents and vision tokens)."""
+    source = _fast_source(name, tmp_path)
+    save_id, overrides, _ = FAST_RUNS[name]
+    load_id, published = EDIT_REFERENCES[name]
+    other = OTHER_INPUT.format(*INPUT_SIZES[published])
+    images = []
+    for image in (published, other):
+        report = _run(source, {**overrides, save_id: {"filename_prefix": f"ref/{name}"},
+                               load_id: {"image": image}}, more_base, capsys)
+        with Image.open(_saved_image(more_base, report, save_id)) as png:
+            images.append(np.asarray(png.convert("RGB"), dtype=np.float32))
+    assert np.abs(images[1] - images[0]).mean() > 0.1
