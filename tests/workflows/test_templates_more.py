@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,46 +167,63 @@ EDIT_REFERENCES = {
 }
 OTHER_INPUT = "other_{}x{}.png"
 
-# Per template: its save node, the overrides that make it fast, the size of the image saved.
+# How each template runs fast: its save node, the --set overrides (tiny sizes, 2 steps), the
+# size of the saved image, the nodes that do not run (no output needs them, or they are on
+# the branch a lazy ComfySwitchNode does not take) and the LoRA loaders that do. Templates
+# with a boolean switch (Lightning LoRA, 4 or 8 steps, cfg 1 / base model, more steps, more
+# cfg) run both ways: "<name>" as published, "<name>-switched" with the switch flipped.
+@dataclass(frozen=True)
+class Run:
+    template: str
+    save_id: str
+    overrides: dict[str, dict]
+    size: tuple[int, int]  # (width, height) of the saved image
+    not_run: frozenset[str] = frozenset()
+    loras: tuple[str, ...] = ()
+
+
 SMALL = {"width": 64, "height": 48}
-QWEN_SWITCH_OFF_2STEPS = {"value": 2}
-FAST_RUNS: dict[str, tuple[str, dict[str, dict], tuple[int, int]]] = {
-    # edit: the latent is the VAE-encoded input image, so the output has its size
-    "image_qwen_image_edit": ("60", {"102:106": {"value": 2}}, (48, 32)),
-    "image_qwen_image_edit_2509": ("469", {"433:436": {"value": 2}}, (48, 32)),
-    "templates-image_to_real": ("18", {"17:11": {"steps": 2}}, (32, 48)),
-    "templates-portrait_light_migration": ("5", {"471:438": {"value": 2}}, (48, 32)),
-    "template_qwen_Image_2512_360_lora": ("60", {"238:232": SMALL, "238:224": {"value": 2}},
-                                          (64, 48)),
-    "template_sugar_coated_gummy_style_qwen": ("60", {"76:58": SMALL, "76:3": {"steps": 2}},
-                                               (64, 48)),
-    "image_sdxl_simple": ("7", {"13": SMALL, "12": {"steps": 2}}, (64, 48)),
-    "basic_switch_node": ("63", {"64:57": SMALL, "64:58": {"steps": 2}}, (64, 48)),
-}
-# Nodes no output needs, or on the branch a lazy ComfySwitchNode does not take (as published).
-NOT_RUN = {
-    # ImageScaleToTotalPixels feeds nothing; switch off: no Lightning LoRA, 20 steps, cfg 2.5
-    "image_qwen_image_edit": {"93", "102:89", "102:103", "102:105"},
-    "image_qwen_image_edit_2509": {"433:438", "433:439"},  # switch on: Lightning, 4 steps
-    "templates-portrait_light_migration": {"471:119", "471:436", "471:437"},  # switch off
-    "template_qwen_Image_2512_360_lora": {"238:221", "238:225", "238:218"},  # switch off
-    # switch 66 on: the LoRA and the pixel-art prompt (not 67); the string demo's switches
-    # (1 off, 5 on, as published) leave 2 and 7 unrun
-    "basic_switch_node": {"67", "2", "7"},
-}
+# the edit templates sample the VAE-encoded input image: the output has its size
+RUNS = {run.template + ("-switched" if switched else ""): run for switched, run in [
+    # ImageScaleToTotalPixels (93) feeds nothing; switch 102:111 off as published
+    (False, Run("image_qwen_image_edit", "60", {"102:106": {"value": 2}}, (48, 32),
+                frozenset({"93", "102:89", "102:103", "102:105"}))),
+    (True, Run("image_qwen_image_edit", "60",
+               {"102:111": {"value": True}, "102:103": {"value": 2}}, (48, 32),
+               frozenset({"93", "102:106", "102:107"}), ("102:89",))),
+    # switch 433:443 on as published
+    (False, Run("image_qwen_image_edit_2509", "469", {"433:436": {"value": 2}}, (48, 32),
+                frozenset({"433:438", "433:439"}), ("433:89",))),
+    (True, Run("image_qwen_image_edit_2509", "469",
+               {"433:443": {"value": False}, "433:438": {"value": 2}}, (48, 32),
+               frozenset({"433:89", "433:436", "433:437"}))),
+    (False, Run("templates-image_to_real", "18", {"17:11": {"steps": 2}}, (32, 48),
+                loras=("17:3", "17:5"))),
+    # switch 471:443 off as published
+    (False, Run("templates-portrait_light_migration", "5", {"471:438": {"value": 2}}, (48, 32),
+                frozenset({"471:119", "471:436", "471:437"}), ("471:472",))),
+    (True, Run("templates-portrait_light_migration", "5",
+               {"471:443": {"value": True}, "471:436": {"value": 2}}, (48, 32),
+               frozenset({"471:438", "471:439"}), ("471:472", "471:119"))),
+    # switch 238:229 off as published
+    (False, Run("template_qwen_Image_2512_360_lora", "60",
+                {"238:232": SMALL, "238:224": {"value": 2}}, (64, 48),
+                frozenset({"238:221", "238:225", "238:218"}), ("238:264",))),
+    (True, Run("template_qwen_Image_2512_360_lora", "60",
+               {"238:229": {"value": True}, "238:232": SMALL, "238:225": {"value": 2}},
+               (64, 48), frozenset({"238:224", "238:223"}), ("238:264", "238:221"))),
+    (False, Run("template_sugar_coated_gummy_style_qwen", "60",
+                {"76:58": SMALL, "76:3": {"steps": 2}}, (64, 48), loras=("76:78",))),
+    (False, Run("image_sdxl_simple", "7", {"13": SMALL, "12": {"steps": 2}}, (64, 48))),
+    # switch 66 on as published: the LoRA and the pixel-art prompt (not 67); the string
+    # demo's switches (1 off, 5 on) leave 2 and 7 unrun
+    (False, Run("basic_switch_node", "63", {"64:57": SMALL, "64:58": {"steps": 2}}, (64, 48),
+                frozenset({"67", "2", "7"}), ("62",))),
+]}
 # FluxKontextImageScale always scales to a ~1 Mpx Kontext size (seconds on the tiny VAE):
 # bypassed, the small input image goes straight on.
 BYPASS = {"image_qwen_image_edit_2509": ("FluxKontextImageScale",),
           "templates-portrait_light_migration": ("FluxKontextImageScale",)}
-# The LoRA loaders that run, by template
-LORA_LOADERS = {
-    "image_qwen_image_edit_2509": ("433:89",),
-    "templates-image_to_real": ("17:3", "17:5"),
-    "templates-portrait_light_migration": ("471:472",),
-    "template_qwen_Image_2512_360_lora": ("238:264",),
-    "template_sugar_coated_gummy_style_qwen": ("76:78",),
-    "basic_switch_node": ("62",),
-}
 # The templates comfyless cannot run: (loader node, its file input, overrides that keep the
 # nodes before it fast, what the error must say). The two SDXL ones sample with the base
 # first (KSamplerAdvanced steps 0-20 of 25, then the refiner 20-25).
@@ -418,43 +436,43 @@ def _saved_image(base: Path, report: dict, save_id: str) -> Path:
     return base / "output" / entry["subfolder"] / entry["filename"]
 
 
-@pytest.mark.parametrize("name", list(FAST_RUNS))
-def test_template_runs_end_to_end(name, more_base, tmp_path, capsys, caplog):
-    source = _fast_source(name, tmp_path)
-    save_id, overrides, size = FAST_RUNS[name]
-    sets = {save_id: {"filename_prefix": f"more/{name}"}, **overrides}
+@pytest.mark.parametrize("run_id", list(RUNS))
+def test_template_runs_end_to_end(run_id, more_base, tmp_path, capsys, caplog):
+    run = RUNS[run_id]
+    source = _fast_source(run.template, tmp_path)
+    sets = {run.save_id: {"filename_prefix": f"more/{run_id}"}, **run.overrides}
     caplog.set_level(logging.WARNING, logger="comfyless")
     report = _run(source, sets, more_base, capsys)
 
     planned = load_workflow(source, REGISTRY)
-    not_run = NOT_RUN.get(name, set())
-    assert not_run <= set(planned)
-    assert set(report["executed"]) == set(planned) - not_run
-    for loader in LORA_LOADERS.get(name, ()):
-        assert loader in report["executed"]
+    assert run.not_run <= set(planned)
+    assert set(report["executed"]) == set(planned) - run.not_run
+    assert {n for n, node in planned.items() if node.class_type.startswith("LoraLoader")
+            } - run.not_run == set(run.loras)
     # every LoRA key found its weight (else "... LoRA key(s) not loaded: ...")
     assert [r.getMessage() for r in caplog.records if "not loaded" in r.getMessage()] == []
-    saved = _saved_image(more_base, report, save_id)
+    saved = _saved_image(more_base, report, run.save_id)
     assert saved.parent.name == "more"
-    assert re.fullmatch(re.escape(name) + SAVE_NAME_TAILS[planned[save_id].class_type],
+    assert re.fullmatch(re.escape(run_id) + SAVE_NAME_TAILS[planned[run.save_id].class_type],
                         saved.name)
     with Image.open(saved) as png:
-        assert png.size == size
+        assert png.size == run.size
         pixels = np.asarray(png.convert("RGB"), dtype=np.float32)
     assert pixels.std() > 0  # an image, not a constant
 
 
-@pytest.mark.parametrize(("name", "loader"), [(n, lo) for n, los in LORA_LOADERS.items()
-                                              for lo in los])
-def test_each_lora_changes_the_image(name, loader, more_base, tmp_path, capsys):
+@pytest.mark.parametrize(("run_id", "loader"), [(r, lo) for r, run in RUNS.items()
+                                                for lo in run.loras])
+def test_each_lora_changes_the_image(run_id, loader, more_base, tmp_path, capsys):
     """Same seed and noise, the LoRA at strength 0 and 1: the images differ."""
-    source = _fast_source(name, tmp_path)
-    save_id, overrides, _ = FAST_RUNS[name]
+    run = RUNS[run_id]
+    source = _fast_source(run.template, tmp_path)
     images = []
     for strength in (0.0, 1.0):
-        report = _run(source, {**overrides, save_id: {"filename_prefix": f"lora/{name}"},
+        report = _run(source, {**run.overrides,
+                               run.save_id: {"filename_prefix": f"lora/{run_id}"},
                                loader: {"strength_model": strength}}, more_base, capsys)
-        with Image.open(_saved_image(more_base, report, save_id)) as png:
+        with Image.open(_saved_image(more_base, report, run.save_id)) as png:
             images.append(np.asarray(png.convert("RGB"), dtype=np.float32))
     # Measured (levels of 255, mean): ~0.2 for the Lightning files (alpha/rank = 1/8),
     # 1.7-3.3 for the Qwen style LoRAs without alpha, ~20 for the Z-Image one.
@@ -499,8 +517,9 @@ def test_edit_output_follows_the_reference_image(name, more_base, tmp_path, caps
     """Another reference image, same seed: another result (at denoise 1 the sampled latent
     starts from pure noise, so the image reaches the output only as the edit conditioning:
     reference latents and vision tokens)."""
+    run = RUNS[name]
     source = _fast_source(name, tmp_path)
-    save_id, overrides, _ = FAST_RUNS[name]
+    save_id, overrides = run.save_id, run.overrides
     load_id, published = EDIT_REFERENCES[name]
     other = OTHER_INPUT.format(*INPUT_SIZES[published])
     images = []
