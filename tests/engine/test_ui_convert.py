@@ -545,6 +545,28 @@ def test_subgraph_instance_widgets_skip_control_values():
     assert api["2"]["inputs"] == {"value": ["1:2", 0]}
 
 
+def test_subgraph_instance_widgets_without_control_values():
+    # As the published templates save them (e.g. templates-image_to_real): one value per
+    # widget-fed subgraph input, none for the promoted seed's control widget.
+    ui = Ui()
+    sub = ui.subgraph("55555555-aaaa-4bbb-8ccc-000000000005", [("seed", "INT"), ("b", "INT")],
+                      [("sum", "INT")])
+    num = sub.node("TestNumber", [0, "fixed"], inputs=(("seed", "INT", "widget"),),
+                   outputs=("INT",), node_id=1)
+    add = sub.node("TestAdd", [0, 0], inputs=(("a", "INT"), ("b", "INT", "widget")),
+                   outputs=("INT",), node_id=2)
+    sub.link(-10, 0, num, "seed")
+    sub.link(-10, 1, add, "b")
+    sub.link(num, 0, add, "a")
+    sub.link(add, 0, -20, 0)
+    inst = ui.node(sub.uid, [11, 22], outputs=("INT",))
+    sink = ui.node("TestIntSink", [], inputs=(("value", "INT"),))
+    ui.link(inst, 0, sink, "value")
+    api = _api(ui.doc())
+    assert api["1:1"]["inputs"] == {"seed": 11}
+    assert api["1:2"]["inputs"] == {"a": ["1:1", 0], "b": 22}
+
+
 def test_bypassed_subgraph_instance_passes_through():
     ui = Ui()
     sub = _adder_subgraph(ui)

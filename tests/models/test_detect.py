@@ -112,3 +112,17 @@ def test_known_unsupported_families_are_named(key, name):
     message = str(info.value)
     assert name in message and key in message and "does not support" in message
     assert "sd15" in message  # and what is supported
+
+
+def test_sdxl_refiner_is_refused_by_name():
+    # model-detection.md §2: model_channels 384, context 1280 (bigG alone), adm 2560 (pooled
+    # 1280 + 5 x 256), transformer_depth [0,0,4,4,4,4,0,0]; the base still detects as SDXL.
+    config = unet_config("sdxl", "full", 1280, 2560)
+    config.model_channels, config.channel_mult = 384, [1, 2, 4, 4]
+    config.num_res_blocks = [2, 2, 2, 2]
+    config.transformer_depth = [0, 0, 4, 4, 4, 4, 0, 0]
+    config.transformer_depth_output = [0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0]
+    config.transformer_depth_middle = 4
+    with pytest.raises(DetectionError, match=r"SDXL refiner UNet \(context 1280 .* adm 2560"):
+        detect(_shapes(config))
+    assert detect(_shapes(unet_config("sdxl", "full"))).family == "sdxl"

@@ -171,9 +171,26 @@ def prediction_sd2(cfg: UNetConfig, shapes: Shapes, prefix: str,
     return ("v" if v else "eps"), False
 
 
+# SDXL refiner (model-detection.md §2: context 1280, adm 2560): its context is OpenCLIP bigG
+# alone and its adm vector bigG's pooled projection (the same width) + 5 x 256 Fourier features
+# (4 sizes and the aesthetic score), where the base has CLIP-L + bigG and 6 x 256.
+REFINER_FOURIER_WIDTH = 5 * 256
+
+
+def _refuse_refiner(cfg: UNetConfig) -> None:
+    if cfg.adm_in_channels is not None and cfg.context_dim is not None \
+            and cfg.adm_in_channels == cfg.context_dim + REFINER_FOURIER_WIDTH:
+        raise DetectionError(
+            f"SDXL refiner UNet (context {cfg.context_dim} = OpenCLIP bigG alone, adm "
+            f"{cfg.adm_in_channels} = pooled + 5 x 256) is not supported; the SDXL base model "
+            "is")
+
+
 def prediction_sdxl(cfg: UNetConfig, shapes: Shapes, prefix: str,
                     read: Callable[[str], object] | None) -> tuple[str, bool]:
-    """SDXL: eps, or v (+ zero-terminal SNR) with ComfyUI's marker keys `v_pred` / `ztsnr`."""
+    """SDXL: eps, or v (+ zero-terminal SNR) with ComfyUI's marker keys `v_pred` / `ztsnr`.
+    The refiner is refused by name."""
+    _refuse_refiner(cfg)
     prediction, zsnr = "eps", False
     if "v_pred" in shapes:
         prediction, zsnr = "v", "ztsnr" in shapes
