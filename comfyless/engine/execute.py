@@ -193,6 +193,7 @@ def _call(planned: PlannedNode, ctx: RunContext, kwargs: dict[str, Any]
         raise NodeExecutionError(
             f"node {planned.node_id} ({planned.class_type}) failed: {type(exc).__name__}: {exc}",
             node_id=planned.node_id, class_type=planned.class_type,
+            input_name=getattr(exc, "input_name", None),  # a node's own error may name one
             exception_type=type(exc).__name__, exception_message=str(exc),
         ) from exc
     return check_outputs(planned, returned)

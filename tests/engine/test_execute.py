@@ -132,6 +132,22 @@ def test_node_failure_wraps_cause(builder, ctx, registry, cache):
     assert isinstance(err.__cause__, RuntimeError) and "boom on 4" in str(err)
 
 
+def test_a_node_error_naming_its_input_keeps_it(builder, ctx, registry, cache, monkeypatch):
+    """A node's own WorkflowError (e.g. ModelLoadError) names the input; the wrapping error
+    keeps it, so `--json` reports say which input was wrong."""
+    from comfyless.typesys.errors import ModelLoadError
+    from tests.testnodes import TestNumber
+
+    def refuse(ctx, seed):
+        raise ModelLoadError("x.safetensors: not a checkpoint", node_id="1", input_name="seed")
+
+    monkeypatch.setattr(TestNumber, "execute", staticmethod(refuse))
+    builder.add("TestIntSink", value=builder.add("TestNumber", seed=1).out(0))
+    with pytest.raises(NodeExecutionError) as info:
+        _run(builder, ctx, registry, cache)
+    assert info.value.input_name == "seed" and info.value.node_id == "1"
+
+
 def test_wrong_output_arity_is_a_node_error(builder, ctx, registry, cache, monkeypatch):
     from tests.testnodes import TestNumber
 
