@@ -212,6 +212,8 @@ class _Checker:
                         value: Any) -> tuple[bool, Any]:
         if inp.type.name in ("*", MATCH_TYPE):  # any type: ComfyUI passes the value unchanged
             return True, value
+        if _fits_union(inp.type.name, value):  # e.g. FLOAT,INT,BOOLEAN: passed unchanged
+            return True, value
         if not inp.type.widget:
             self.errors.append(InvalidValue(
                 f"{prefix} input '{inp.name}': expected a link from a {inp.type.name} output, "
@@ -389,3 +391,21 @@ def raise_if_invalid(checked: Checked) -> None:
     """Raise one WorkflowInvalid carrying every error, if there are any."""
     if checked.errors:
         raise invalid(checked)
+
+
+# the Python values a constant may have for each primitive member of a multi-type socket
+_PRIMITIVE_VALUES = {"INT": (int,), "FLOAT": (int, float), "BOOLEAN": (bool,), "STRING": (str,)}
+
+
+def _fits_union(type_name: str, value: Any) -> bool:
+    """A constant on a multi-type socket (comma-joined names, e.g. ComfyMathExpression's
+    FLOAT,INT,BOOLEAN values) fits when it is a value of one of its primitive members; ComfyUI
+    passes such constants through unchanged (a subgraph's promoted widget sends them)."""
+    if "," not in type_name:
+        return False
+    for member in type_name.split(","):
+        kinds = _PRIMITIVE_VALUES.get(member.strip())
+        if kinds and isinstance(value, kinds) and (member.strip() == "BOOLEAN"
+                                                   or not isinstance(value, bool)):
+            return True
+    return False

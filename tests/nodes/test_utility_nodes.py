@@ -156,6 +156,21 @@ def test_math_expression_outputs(reg, builder, ctx):
     assert _outputs(result, node) == (12.5, 12, True)  # FLOAT, INT (truncated), BOOL
 
 
+def test_math_expression_takes_constant_values_as_a_promoted_widget_sends_them(reg, builder, ctx):
+    """`values.b` is a FLOAT,INT,BOOLEAN socket: a constant number passes validation unchanged
+    (ComfyUI's rule for a multi-type input; subgraphs send promoted widget values this way),
+    a constant of no member type does not."""
+    from comfyless.engine.validate import check_workflow
+
+    node = builder.add("ComfyMathExpression", expression="a + b",
+                       **{"values.a": builder.add("PrimitiveInt", value=1).out(), "values.b": 81})
+    builder.add("PreviewAny", source=node.out(1))
+    assert _outputs(_run(builder, ctx, reg), node) == (82.0, 82, True)
+    builder.nodes[node.id].inputs["values.b"] = "81"
+    errors = check_workflow(builder.build(), reg, ctx.paths).errors
+    assert [(e.node_id, e.input_name) for e in errors] == [(node.id, "values.b")]
+
+
 def test_math_expression_the_ltx_halving(reg, builder, ctx):
     node = _math(builder, "a/2", a=1080)
     builder.add("PreviewAny", source=node.out(1))
