@@ -78,10 +78,11 @@ RepeatImageBatch = _node(
 
 ImageFromBatch = _node(
     "ImageFromBatch", "image_from_batch",
-    (Input("image", IMAGE), Input("batch_index", INT, default=0, min=0, max=4095),
+    (Input("image", IMAGE),
+     Input("batch_index", INT, default=0, min=-MAX_RESOLUTION, max=MAX_RESOLUTION),
      Input("length", INT, default=1, min=1, max=4096)),
-    (Output("IMAGE", IMAGE),), "image/batch", None,
-    "`length` images from `batch_index` (both clamped to the batch).")
+    (Output("IMAGE", IMAGE),), "image/batch", "Get Image from Batch",
+    "`length` images from `batch_index` (negative: from the end; both clamped to the batch).")
 
 _PAD = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
 

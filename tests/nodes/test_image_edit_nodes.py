@@ -183,6 +183,14 @@ def test_repeat_and_from_batch(tmp_path):
     assert torch.equal(part, image[1:])
     (last,) = _run(tmp_path, nodes.ImageFromBatch, image=image, batch_index=9, length=1)
     assert torch.equal(last, image[2:])
+    # newer ComfyUI: a negative index counts from the end, and is clamped at the first image
+    (end,) = _run(tmp_path, nodes.ImageFromBatch, image=image, batch_index=-1, length=4)
+    assert torch.equal(end, image[2:])
+    (first,) = _run(tmp_path, nodes.ImageFromBatch, image=image, batch_index=-7, length=2)
+    assert torch.equal(first, image[:2])
+    index = nodes.ImageFromBatch.schema.input_map["batch_index"]
+    assert (index.min, index.max) == (-16384, 16384)
+    assert nodes.ImageFromBatch.schema.display_name == "Get Image from Batch"
 
 
 # -- outpaint ---------------------------------------------------------------------------------

@@ -152,7 +152,9 @@ def repeat_image_batch(ctx, image, amount: int):
 
 def image_from_batch(ctx, image, batch_index: int, length: int):
     image = _image(ctx, image)
-    start = min(image.shape[0] - 1, batch_index)
+    if batch_index < 0:  # newer ComfyUI: counted from the end
+        batch_index += image.shape[0]
+    start = max(0, min(image.shape[0] - 1, batch_index))
     length = min(image.shape[0] - start, length)
     return (image[start:start + length].clone(),)
 
