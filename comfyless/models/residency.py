@@ -25,8 +25,6 @@ from torch import nn
 from ..memory import return_freed_memory
 from ..typesys.errors import ModelLoadError
 
-_EMPTY = torch.empty(0)
-
 
 class Reloadable:
     """`module`, whose tensors `release` drops and `ensure` reads back with `reload()` (which
@@ -50,7 +48,8 @@ class Reloadable:
             freed = 0
             for _, tensor in _tensors(self.module):
                 freed += tensor.numel() * tensor.element_size()
-                tensor.data = _EMPTY.to(tensor.dtype)
+                # same device and dtype: `.data` may not change a tensor's device type
+                tensor.data = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
             self.loaded = False
             return freed
 
