@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from ..lora.keys import _BASIC, _RESNET, _block_table
 from ..typesys.errors import ModelLoadError
+from .crop import centre_crop_to_aspect
 from .families.sd.config import UNetConfig
 from .families.sd.detect import detect_unet_config
 from .unet import TimestepEmbedSequential, UNetModel, timestep_embedding
@@ -387,19 +388,6 @@ def build_controlnet(sd: Mapping[str, Tensor], name: str, *, dtype: torch.dtype 
 
 
 # -- the CONTROL_NET payload ------------------------------------------------------------------
-
-def centre_crop_to_aspect(t: Tensor, width: int, height: int) -> Tensor:
-    """Cut equal margins (rounded) off the longer side of (..., H, W) so H:W = height:width
-    (ComfyUI's "center" crop; nodes/impl/image_ops.py states the same rule for images)."""
-    old_h, old_w = t.shape[-2], t.shape[-1]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return t.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
-
 
 def hint_for_latent(hint: Tensor, latent_h: int, latent_w: int) -> Tensor:
     """(B, C, H, W) hint -> (B, C, 8*latent_h, 8*latent_w): centre crop + nearest-exact."""

@@ -536,12 +536,8 @@ class Guider:
                seed: int, noise_mask: Tensor | None = None, progress: Any = None
                ) -> tuple[Tensor, Tensor | None]:
         """(raw latent, last x0 or None); an empty schedule returns `latent` untouched."""
-        if sigmas.numel() == 0:
-            return latent, None
-        return sample_with_x0(self.model, latent, noise, sigmas=sigmas,
-                              sampler=sampler.function, cfg=self.cfg, positive=self.positive,
-                              negative=self.negative, seed=seed, noise_mask=noise_mask,
-                              progress=progress)
+        return _guided_sample(self.model, noise, latent, sampler, sigmas, self.cfg,
+                              self.positive, self.negative, seed, noise_mask, progress)
 
 
 @dataclass(frozen=True, eq=False)
@@ -566,9 +562,18 @@ class DualGuider:
                seed: int, noise_mask: Tensor | None = None, progress: Any = None
                ) -> tuple[Tensor, Tensor | None]:
         """(raw latent, last x0 or None); an empty schedule returns `latent` untouched."""
-        if sigmas.numel() == 0:
-            return latent, None
-        return sample_with_x0(self.model, latent, noise, sigmas=sigmas,
-                              sampler=sampler.function, cfg=self.cfg_conds, positive=self.cond1,
-                              negative=self.negative, seed=seed, noise_mask=noise_mask,
-                              progress=progress, make_denoiser=self._denoiser)
+        return _guided_sample(self.model, noise, latent, sampler, sigmas, self.cfg_conds,
+                              self.cond1, self.negative, seed, noise_mask, progress,
+                              make_denoiser=self._denoiser)
+
+
+def _guided_sample(model: ModelPatcher, noise: Tensor, latent: Tensor, sampler: SamplerChoice,
+                   sigmas: Tensor, cfg: float, positive: list, negative: list | None,
+                   seed: int, noise_mask: Tensor | None, progress: Any,
+                   make_denoiser: Any = None) -> tuple[Tensor, Tensor | None]:
+    """A GUIDER's sample: (raw latent, last x0), or the latent untouched for no steps."""
+    if sigmas.numel() == 0:
+        return latent, None
+    return sample_with_x0(model, latent, noise, sigmas=sigmas, sampler=sampler.function,
+                          cfg=cfg, positive=positive, negative=negative, seed=seed,
+                          noise_mask=noise_mask, progress=progress, make_denoiser=make_denoiser)

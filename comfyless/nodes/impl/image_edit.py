@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...models.crop import centre_crop_to_aspect
 from ..image_edit import MASK_CHANNELS
-from .image_ops import centre_crop_to_aspect
 
 # -- input checks -----------------------------------------------------------------------------
 

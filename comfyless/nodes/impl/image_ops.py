@@ -70,15 +70,3 @@ def samples(images: torch.Tensor) -> list[torch.Tensor]:
     return list(images)
 
 
-def centre_crop_to_aspect(t, width: int, height: int, dims: tuple[int, int] = (-2, -1)):
-    """Cut equal margins (rounded, ComfyUI's "center" crop) off the longer side of `t` so the
-    aspect of its (height, width) axes `dims` becomes width:height."""
-    h_dim, w_dim = dims
-    old_h, old_w = t.shape[h_dim], t.shape[w_dim]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return t.narrow(h_dim, y, old_h - 2 * y).narrow(w_dim, x, old_w - 2 * x)

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 from ...files import write_atomic
+from ...models.crop import centre_crop_to_aspect
 from ...typesys.schema import Result
 from ..images import SAVE_FORMATS
 from . import image_files, image_formats, image_ops
-from .image_ops import centre_crop_to_aspect
 
 
 def load_image(ctx, image: str):

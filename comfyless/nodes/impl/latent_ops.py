@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ...files import write_atomic
+from ...models.crop import centre_crop_to_aspect
 from ...typesys.schema import Result
 from . import image_files
-from .image_ops import centre_crop_to_aspect
 
 # Old .latent files (without the version marker) hold latents scaled by SD1's factor.
 SD1_SCALE_FACTOR = 0.18215

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...crop import centre_crop_to_aspect
 from ...unet import timestep_embedding
 
 SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
@@ -107,14 +108,7 @@ def _fit_latent(image: Tensor, noise_shape: torch.Size) -> Tensor:
 def _upscale_centre(t: Tensor, height: int, width: int) -> Tensor:
     """ComfyUI's common_upscale(..., "bilinear", "center"): centre-crop to the target aspect
     (round((old - old * ratio) / 2) off each side of the longer axis), then bilinear resize."""
-    old_h, old_w = t.shape[-2:]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    t = t[..., y:old_h - y, x:old_w - x]
+    t = centre_crop_to_aspect(t, width, height)
     return torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear")
 
 
