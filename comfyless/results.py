@@ -70,20 +70,11 @@ class NodeResult:
         return found  # batches of different sizes stay a list
 
     def pil(self) -> list:
-        """The images as PIL images (8-bit RGB), one per sample."""
-        import numpy as np
-        import torch
-        from PIL import Image
+        """The images as 8-bit PIL images, one per sample: the pixels SaveImage writes."""
+        from .nodes.impl.image_ops import samples, to_pil
 
-        found = self._typed("images", "IMAGE")
-        images = []
-        for batch in found:
-            for sample in batch:
-                pixels = (sample.detach().float().cpu().clamp(0, 1) * 255).round()
-                array = pixels.to(torch.uint8).numpy()
-                images.append(Image.fromarray(np.squeeze(array, -1) if array.shape[-1] == 1
-                                              else array))
-        return images
+        return [to_pil(sample) for batch in self._typed("images", "IMAGE")
+                for sample in samples(batch)]
 
     @property
     def files(self) -> list[Path]:
