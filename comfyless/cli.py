@@ -383,7 +383,8 @@ def _convert_to_python(args: argparse.Namespace, loaded, registry, name: str) ->
     from .typesys.errors import WorkflowError
 
     try:
-        script = workflow_to_python(loaded.workflow, registry, source=name, run=args.run_code)
+        script = workflow_to_python(loaded.workflow, registry, source=name, run=args.run_code,
+                                    custom_nodes=args.custom_nodes)
     except WorkflowError as exc:
         return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INVALID)
     if args.json:

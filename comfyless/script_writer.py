@@ -45,7 +45,8 @@ __all__ = ["ScriptWriterError", "workflow_to_python"]
 LINE_LIMIT = 100
 INDENT = "    "
 # names the script itself uses; a variable never takes one of them
-_RESERVED = {"json", "sys", "wf", "node", "Workflow", "registry_with_plugins", "results", "_"}
+_RESERVED = {"json", "sys", "wf", "node", "Workflow", "registry_with_plugins", "registry",
+             "results", "_"}
 
 
 class ScriptWriterError(WorkflowError):
@@ -56,13 +57,15 @@ class ScriptWriterError(WorkflowError):
 
 def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
                        source: str | None = None, builtin: NodeRegistry | None = None,
-                       run: bool = False) -> str:
+                       run: bool = False, custom_nodes: list[str] | tuple[str, ...] = ()
+                       ) -> str:
     """The Python script that rebuilds `workflow` (an API workflow: id -> node with
     `.class_type`, `.inputs`, `.title`) with the node functions.
 
     `registry` knows every class_type in the workflow; `builtin` is the registry of
     `comfyless.nodes.api`'s importable functions (default: the built-in REGISTRY) — other
-    node types are called through `node("...")` on a Workflow with plugins loaded.
+    node types are called through `node("...")` on a Workflow with plugins loaded (and the
+    `custom_nodes` pack folders, as `--custom-nodes` gave them).
     """
     if builtin is None:
         from .nodes import REGISTRY as builtin  # noqa: N811
@@ -82,7 +85,8 @@ def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
         body.append(_statement(nid, node, targets, variables, builtin))
     plugins = any(not _known(workflow[nid].class_type, builtin) for nid in order)
     by_name = any(not _importable(workflow[nid].class_type, builtin) for nid in order)
-    return _module(source, imported + (["node"] if by_name else []), body, plugins, run)
+    packs = list(custom_nodes) if plugins else None
+    return _module(source, imported + (["node"] if by_name else []), body, packs, run)
 
 
 # -- order ----------------------------------------------------------------------------------
@@ -310,8 +314,8 @@ def identifier(text: str) -> str:
 
 
 # -- module ---------------------------------------------------------------------------------
-def _module(source: str | None, imported: list[str], body: list[str], plugins: bool,
-            run: bool) -> str:
+def _module(source: str | None, imported: list[str], body: list[str],
+            plugins: list[str] | None, run: bool) -> str:
     origin = f" from {source}" if source else ""
     doc = [f'"""Workflow{origin}, written by `comfyless convert --to python`.', "",
            "`python <this file>` prints its API JSON (the same as `comfyless convert`)."]
@@ -322,15 +326,16 @@ def _module(source: str | None, imported: list[str], body: list[str], plugins: b
     if run:
         lines.append("import sys")
     lines += ["", "from comfyless.api import Workflow"]
-    if plugins:
+    if plugins is not None:
         lines.append("from comfyless.engine.plugins import registry_with_plugins")
     if imported:
         lines += _import_lines(imported)
     lines.append("")
-    opening = ("with Workflow(registry=registry_with_plugins([]).registry) as wf:"
-               "  # custom nodes: from the plugins and ./custom_nodes" if plugins
-               else "with Workflow() as wf:")
-    lines.append(opening)
+    if plugins is not None:  # custom nodes: plugins, the packs named, <base dir>/custom_nodes
+        lines += [f"registry = registry_with_plugins({_literal(plugins)}).registry", "",
+                  "with Workflow(registry=registry) as wf:"]
+    else:
+        lines.append("with Workflow() as wf:")
     lines += body or [f"{INDENT}pass"]
     lines += ["", "", 'if __name__ == "__main__":']
     if run:

@@ -179,11 +179,13 @@ def test_custom_and_non_identifier_class_types_go_through_node():
     workflow = {"1": {"class_type": "Test.Dotted", "inputs": {"value": 3}},
                 "2": {"class_type": "TestFormat", "inputs": {
                     "value": ["1", 0], "style": "hex", "scale": float("inf"), "upper": False}}}
-    text = workflow_to_python(load_workflow(workflow, registry), registry)
+    text = workflow_to_python(load_workflow(workflow, registry), registry,
+                              custom_nodes=["packs/mine"])
     assert 'int_ = node("Test.Dotted", value=3, _id="1")' in text
     assert 'node("TestFormat", value=int_, style="hex", scale=float("inf"), upper=False, ' \
            '_id="2")' in text
-    assert "registry_with_plugins([]).registry" in text
+    assert 'registry = registry_with_plugins(["packs/mine"]).registry' in text
+    assert "with Workflow(registry=registry) as wf:" in text
     assert "from comfyless.nodes.api import node" in text
     compile(text, "custom.py", "exec")
 
