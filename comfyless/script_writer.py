@@ -29,6 +29,7 @@ block instead runs it with progress when the script is called as `python script.
 from __future__ import annotations
 
 import builtins
+import heapq
 import json
 import keyword
 import math
@@ -107,17 +108,26 @@ def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
                 raise ScriptWriterError(f"node {nid} input {name!r} links to node {link[0]!r}, "
                                         "which the workflow does not have", node_id=nid)
             deps[nid].add(link[0])
+    readers: dict[str, list[str]] = {nid: [] for nid in workflow}
+    for nid, producers in deps.items():
+        for producer in producers:
+            readers[producer].append(nid)
+    waiting = {nid: len(producers) for nid, producers in deps.items()}
+    ready = [position[nid] for nid, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    ids = list(workflow)
     order: list[str] = []
-    done: set[str] = set()
-    while len(order) < len(workflow):
-        ready = [n for n in workflow if n not in done and deps[n] <= done]
-        if not ready:
-            stuck = sorted((n for n in workflow if n not in done), key=position.get)
-            raise ScriptWriterError(f"the links of nodes {', '.join(stuck)} form a cycle; "
-                                    "a script needs every producer before its consumers")
-        first = min(ready, key=position.get)
-        order.append(first)
-        done.add(first)
+    while ready:  # Kahn's algorithm, the earliest ready node in the file first
+        nid = ids[heapq.heappop(ready)]
+        order.append(nid)
+        for reader in readers[nid]:
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, position[reader])
+    if len(order) < len(workflow):
+        stuck = [nid for nid in ids if waiting[nid] > 0]
+        raise ScriptWriterError(f"the links of nodes {', '.join(stuck)} form a cycle (or "
+                                "follow one); a script needs every producer before its consumers")
     return order
 
 

@@ -208,3 +208,11 @@ def test_bad_workflows_are_refused_with_the_node_named():
              "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["1", 0]}}}
     with pytest.raises(ScriptWriterError, match="nodes 1, 2 form a cycle"):
         workflow_to_python(load_workflow(cycle, registry), registry)
+
+
+def test_cli_names_the_node_it_cannot_write(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"1": {"class_type": "Nope", "inputs": {}}}))
+    assert main(["convert", str(bad), "--to", "python", "-o", str(tmp_path / "x.py")]) == 1
+    assert "node 1: class_type 'Nope' is not a known node type" in capsys.readouterr().err
+    assert not (tmp_path / "x.py").exists()
