@@ -5,7 +5,8 @@
     enc = g.node("CLIPTextEncode", text="a cat", clip=ckpt.out("CLIP"))
     ...
     errors = g.validate()          # [] when it can run
-    results = g.run()              # output node id -> its UI dict (saved files, values)
+    results = g.run(progress=True) # RunResults: output node id -> its UI dict, and objects:
+                                   # results.node(save).images / .pil() / .files, .loss, .lora
     api_json = g.to_api()          # ComfyUI API format, loadable by ComfyUI and by Graph.load
 
 Widget inputs left out take their schema default; `handle.out(...)` returns a `Link` (the
@@ -21,13 +22,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine.overrides import unknown_input_hint
 from .engine.workflow import Link, link_of, to_api_json
 from .typesys.check import nearest
 from .typesys.errors import InvalidValue, UnknownNodeType, WorkflowError
 from .typesys.schema import NO_DEFAULT, NodeRegistry
+
+if TYPE_CHECKING:
+    from .results import RunResults
 
 __all__ = ["Graph", "Link", "NodeHandle", "unknown_input_hint"]
 
@@ -131,17 +135,38 @@ class Graph:
 
         return validate(self.nodes, self.registry, BasePaths.resolve(base_dir))
 
-    def run(self, base_dir: str | os.PathLike | None = None, *, ctx=None, listeners=(),
-            cache=None) -> dict[str, dict[str, list[Any]]]:
-        """Validate and run; output node id -> its UI dict. Raises WorkflowInvalid etc."""
+    def run(self, base_dir: str | os.PathLike | None = None, *, progress: bool | str = False,
+            ctx=None, listeners=(), cache=None) -> RunResults:
+        """Validate and run; raises WorkflowInvalid (every error), NodeExecutionError etc.
+
+        `progress=True` shows what `comfyless run` shows on stderr (a line per node, a bar per
+        sampler or trainer: tqdm in a terminal, a text bar in Jupyter or a log); "text" or
+        "tqdm" picks the bar. The answer is a `RunResults` (comfyless/results.py): still the
+        dict output node id -> its UI dict, plus images, files, LoRA and loss as objects.
+        """
         from .engine.context import RunContext
         from .engine.execute import run_workflow
+        from .results import RunResults
 
+        display = None
+        if progress:
+            from .progress import ProgressDisplay
+
+            display = ProgressDisplay(bar=progress if isinstance(progress, str) else "auto")
+            listeners = [*listeners, display]
         if ctx is None:
             ctx = RunContext.create(base_dir, listeners=list(listeners))
+        elif display is not None:
+            ctx.listeners.append(display)
         ctx.prompt = self.to_api()
-        self.last_run = run_workflow(self.nodes, ctx, self.registry, cache=cache)
-        return self.last_run.ui
+        try:
+            self.last_run = run_workflow(self.nodes, ctx, self.registry, cache=cache)
+        finally:
+            if display is not None:
+                display.close()
+                if ctx.listeners and ctx.listeners[-1] is display:
+                    ctx.listeners.pop()
+        return RunResults(self.last_run, dict(self.nodes), self.registry, ctx.paths)
 
     def outputs(self, handle: NodeHandle) -> tuple[list[Any], ...]:
         """The per-slot output lists `handle` produced in the latest run."""
@@ -164,11 +189,12 @@ class Graph:
     @classmethod
     def load(cls, source: str | os.PathLike | dict, registry: NodeRegistry | None = None
              ) -> Graph:
-        """A Graph from a workflow file or dict in either format (API or UI)."""
+        """A Graph from a workflow in either format (API or UI): a shipped workflow's name
+        (`Graph.load("txt2img")`, see `comfyless.workflows`), a path, JSON text or a dict."""
         from .engine.load import load_workflow
 
         graph = cls(registry)
-        source = Path(source) if isinstance(source, (str, os.PathLike)) else source
+        source = _workflow_source(source)
         for node_id, api_node in load_workflow(source, graph.registry).items():
             inputs = {}
             for name, value in api_node.inputs.items():
@@ -177,3 +203,22 @@ class Graph:
             graph.nodes[node_id] = NodeHandle(node_id, api_node.class_type, inputs,
                                               getattr(api_node, "title", None), graph)
         return graph
+
+
+def _workflow_source(source: Any) -> Any:
+    """What the loader reads: JSON text and dicts as they are, a path, or a shipped name."""
+    if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
+        return source  # JSON text
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    path = Path(source)
+    if path.exists() or not isinstance(source, str):
+        return path
+    from .workflows import find_shipped, shipped_workflows
+
+    shipped = find_shipped(source)
+    if shipped is None:
+        names = ", ".join(shipped_workflows())
+        raise FileNotFoundError(f"{source}: no such file, and no shipped workflow of that "
+                                f"name (shipped: {names})")
+    return shipped

@@ -135,53 +135,6 @@ def apply_threads(flag) -> None:
         raise UsageError(str(exc)) from exc
 
 
-class _TqdmProgress:
-    """Listener drawing one tqdm bar per node that reports steps; node lines otherwise."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = None
-        self.saved: list[str] = []  # files a node wrote along the way (training snapshots)
-
-    def __call__(self, event) -> None:
-        if event.kind == "message" and "saved" in event.info:
-            self._saved(event)  # shown with --json too: a file appeared in output/
-        if self.quiet:
-            return
-        if event.kind == "progress":
-            self._step(event)
-        elif event.kind in ("started", "cached"):
-            verb = "cached " if event.kind == "cached" else "running"
-            print(f"{verb} node {event.node_id} ({event.class_type})", file=sys.stderr)
-        elif event.kind == "finished" and self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def _step(self, event) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=event.max, desc=f"{event.node_id} {event.class_type}",
-                            file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.1 if sys.stderr.isatty() else 5.0)
-        if event.info:
-            self.bar.set_postfix(event.info, refresh=False)
-        self.bar.update((event.value or 0) - self.bar.n)  # tqdm rate-limits the redraws
-
-    def _saved(self, event) -> None:
-        self.saved.append(event.info["saved"])
-        line = f"node {event.node_id} saved {event.info['saved']}"
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run one workflow."""
     import signal
@@ -193,7 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .typesys.errors import Interrupted, NodeExecutionError, WorkflowError, WorkflowInvalid
 
     registry = load_nodes(args.custom_nodes, args.base_dir).registry
-    progress = _TqdmProgress(quiet=args.json)
+    from .progress import ProgressDisplay
+
+    progress = ProgressDisplay(quiet=args.json)
     ctx = RunContext.create(args.base_dir, listeners=[progress], save_every=args.save_every)
 
     # First Ctrl-C or SIGTERM: stop at the next step boundary (TrainLoraNode then keeps what it
@@ -385,6 +340,13 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"status", "prompt": <API form>, "warnings": [...]} instead of '
                         "the bare API form (warnings then stay off stderr)")
+    p.add_argument("--to", choices=("api", "python"), default="api",
+                   help="api: the API JSON (default); python: a script that rebuilds it with "
+                   "the node functions (docs/scripting.md)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--run-code", action="store_true",
+                   help="with --to python: the script runs the workflow when called with "
+                   "--run [BASE_DIR] (without it, it only prints the API JSON)")
     add_custom_nodes_flag(p)
 
 
@@ -399,18 +361,50 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise OSError(f"{args.workflow}: is a directory, not a workflow file")
     if not source.is_file():
         raise OSError(f"{args.workflow}: no such file")
+    registry = load_nodes(args.custom_nodes, None).registry
     try:
-        loaded = load_workflow_info(source, load_nodes(args.custom_nodes, None).registry)
+        loaded = load_workflow_info(source, registry)
     except WorkflowError as exc:
         return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INVALID)
+    if args.to == "python":
+        return _convert_to_python(args, loaded, registry, source.name)
     prompt = to_api_json(loaded.workflow)
     if args.json:
         _print_json({"status": "success", "prompt": prompt, "warnings": loaded.notes.warnings})
         return EXIT_OK
     for warning in loaded.notes.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _print_json(prompt)
+    _emit(args, json.dumps(prompt, indent=2, default=repr) + "\n")
     return EXIT_OK
+
+
+def _convert_to_python(args: argparse.Namespace, loaded, registry, name: str) -> int:
+    from .script_writer import workflow_to_python
+    from .typesys.errors import WorkflowError
+
+    try:
+        script = workflow_to_python(loaded.workflow, registry, source=name, run=args.run_code,
+                                    custom_nodes=args.custom_nodes)
+    except WorkflowError as exc:
+        return _fail(args, {"error": exc.to_dict()}, str(exc), EXIT_INVALID)
+    if args.json:
+        _print_json({"status": "success", "script": script, "warnings": loaded.notes.warnings})
+        return EXIT_OK
+    for warning in loaded.notes.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _emit(args, script)
+    return EXIT_OK
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """`text` to -o FILE (written atomically) or to stdout."""
+    if not args.output:
+        sys.stdout.write(text)
+        return
+    from .files import write_atomic
+
+    write_atomic(Path(args.output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    print(f"wrote {args.output}", file=sys.stderr)
 
 
 # -- dispatch -------------------------------------------------------------------------------
@@ -419,7 +413,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "run": (_add_run, cmd_run, "validate and run a workflow"),
     "validate": (_add_validate, cmd_validate, "check workflows without running them"),
     "nodes": (_add_nodes, cmd_nodes, "list the supported nodes"),
-    "convert": (_add_convert, cmd_convert, "print the API form of a workflow"),
+    "convert": (_add_convert, cmd_convert,
+                "print the API form of a workflow, or a Python script that builds it"),
 }
 
 
