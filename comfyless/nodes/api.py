@@ -17,8 +17,9 @@ Names this module gives (module `__getattr__`, so the registry decides; `dir()` 
 - `node(class_type, /, *args, **inputs)`: the same for any class_type, by name.
 - every IO type: its Socket subclass (`MODEL`, `LATENT`, ...), for annotations and isinstance.
 - a str-valued `enum.Enum` per combo input with fixed choices (`choice_enum_names`): named
-  after the input in CamelCase (`SamplerName`, `Scheduler`) where every node with an input of
-  that name offers the same choices, else `<ClassType><Input>` (`LatentUpscaleUpscaleMethod`).
+  after the input in CamelCase (`SamplerName`, `Scheduler`) where every built-in node with an
+  input of that name offers the same choices, else `<ClassType><Input>`
+  (`LatentUpscaleUpscaleMethod`); custom nodes never rename a built-in node's enum.
   Members are the choices (as identifiers: `dpmpp_2m`, `nearest_exact`, `_8_bit`); a member
   is accepted wherever its string is.
 
@@ -111,21 +112,34 @@ def _fixed_choices(schema: NodeSchema):
 
 
 def choice_enum_names(registry: NodeRegistry) -> dict[tuple[str, str], str]:
-    """(class_type, input name) -> enum name, for every combo input with fixed str choices."""
-    by_input: dict[str, set[tuple[str, ...]]] = {}
-    found: list[tuple[str, str, tuple[str, ...]]] = []
-    for class_type in registry:
-        for inp in _fixed_choices(registry[class_type].schema):
-            by_input.setdefault(inp.name, set()).add(tuple(inp.choices))
-            found.append((class_type, inp.name, tuple(inp.choices)))
+    """(class_type, input name) -> enum name, for every combo input with fixed str choices.
+
+    The short name (the input's, CamelCase) goes to an input whose choices are the one set all
+    built-in nodes offer under that input name (or, for a name no built-in uses, all nodes in
+    `registry`); others get `<ClassType><Input>`. So loading custom nodes never renames the
+    enums of the built-in nodes.
+    """
+    from . import REGISTRY as builtin
+
+    def choice_sets(reg: NodeRegistry) -> dict[str, set[tuple[str, ...]]]:
+        found: dict[str, set[tuple[str, ...]]] = {}
+        for class_type in reg:
+            for inp in _fixed_choices(reg[class_type].schema):
+                found.setdefault(inp.name, set()).add(tuple(inp.choices))
+        return found
+
+    reference = choice_sets(registry)
+    reference.update(choice_sets(builtin))
     taken = set(registry) | {socket_class_name(t) for t in io_types(registry)} | set(__all__)
     names: dict[tuple[str, str], str] = {}
-    for class_type, input_name, _choices in found:
-        shared = len(by_input[input_name]) == 1
-        name = _camel(input_name) if shared else socket_class_name(class_type) + _camel(input_name)
-        if name in taken or not name.isidentifier():
-            name = f"{socket_class_name(class_type)}{_camel(input_name)}Choice"
-        names[(class_type, input_name)] = name
+    for class_type in registry:
+        for inp in _fixed_choices(registry[class_type].schema):
+            shared = reference[inp.name] == {tuple(inp.choices)}
+            name = (_camel(inp.name) if shared
+                    else socket_class_name(class_type) + _camel(inp.name))
+            if name in taken or not name.isidentifier():
+                name = f"{socket_class_name(class_type)}{_camel(inp.name)}Choice"
+            names[(class_type, inp.name)] = name
     return names
 
 
