@@ -131,7 +131,8 @@ def test_set_checks_too_and_missing_inputs_wait_for_validate(tmp_path):
 
 def test_choice_enums_are_accepted_where_their_string_is():
     assert SamplerName.euler.value == "euler" and issubclass(SamplerName, str)
-    assert SamplerName.dpmpp_2m == "dpmpp_2m"
+    assert SamplerName.dpmpp_2m == "dpmpp_2m" and f"{SamplerName.lcm}" == str(SamplerName.lcm) \
+        == "lcm"
     assert nodes.Scheduler is Scheduler and nodes.Optimizer.AdamW == "AdamW"
     with Workflow() as wf:
         model, clip, _vae = CheckpointLoaderSimple(ckpt_name="x.safetensors")

@@ -137,8 +137,8 @@ def test_custom_node_stubs_include_the_pack(tmp_path, capsys):
     assert "value: float | FLOAT = 1.5" in stub
     # `mode` has other choices on built-in nodes: the pack's enum is named after its node
     assert "mode: _t.Literal['up', 'down'] | StubbyScaleMode | COMBO" in stub
-    assert generate(REGISTRY).split("class Mode(str, _enum.Enum):")[1].split("\n\n")[0] \
-        == text.split("class Mode(str, _enum.Enum):")[1].split("\n\n")[0]  # not renamed
+    assert generate(REGISTRY).split("class Mode(ChoiceEnum):")[1].split("\n\n")[0] \
+        == text.split("class Mode(ChoiceEnum):")[1].split("\n\n")[0]  # not renamed
     assert "latent: LATENT" in stub and "-> StubbyScaleOutputs" in stub
     assert "class StubbyScaleOutputs(_t.NamedTuple):" in text
     assert "def KSampler(" in text  # the built-ins too

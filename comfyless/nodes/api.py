@@ -49,7 +49,7 @@ from ..api import (
 from ..typesys.check import MATCH_TYPE
 from ..typesys.schema import NO_DEFAULT, NodeRegistry, NodeSchema
 
-__all__ = ["NodeFunction", "Socket", "choice_enum", "choice_enum_names", "node",
+__all__ = ["ChoiceEnum", "NodeFunction", "Socket", "choice_enum", "choice_enum_names", "node",
            "use_registry"]
 
 _chosen: NodeRegistry | None = None
@@ -143,19 +143,26 @@ def choice_enum_names(registry: NodeRegistry) -> dict[tuple[str, str], str]:
     return names
 
 
-_ENUMS: dict[tuple[str, tuple[str, ...]], type[enum.Enum]] = {}
+class ChoiceEnum(str, enum.Enum):
+    """Base of the generated choice enums: members are their choice strings (`str()` and
+    f-strings give the choice, as enum.StrEnum does)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
 
 
-def choice_enum(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
+_ENUMS: dict[tuple[str, tuple[str, ...]], type[ChoiceEnum]] = {}
+
+
+def choice_enum(name: str, choices: tuple[str, ...]) -> type[ChoiceEnum]:
     """The str-valued Enum `name` over `choices` (created once per name and choices)."""
     key = (name, choices)
     if key not in _ENUMS:
-        _ENUMS[key] = enum.Enum(name, enum_members(choices), type=str,
-                                module=__name__, qualname=name)
+        _ENUMS[key] = ChoiceEnum(name, enum_members(choices), module=__name__, qualname=name)
     return _ENUMS[key]
 
 
-def _enums(registry: NodeRegistry) -> dict[str, type[enum.Enum]]:
+def _enums(registry: NodeRegistry) -> dict[str, type[ChoiceEnum]]:
     result = {}
     for (class_type, input_name), name in choice_enum_names(registry).items():
         choices = tuple(registry[class_type].schema.input_map[input_name].choices)

@@ -12,7 +12,12 @@ from comfyless.api import Socket as Socket
 from comfyless.typesys.schema import NodeRegistry as _NodeRegistry
 from comfyless.typesys.schema import NodeSchema as _NodeSchema
 
-__all__ = ["NodeFunction", "Socket", "choice_enum", "choice_enum_names", "node", "use_registry"]
+__all__ = ["ChoiceEnum", "NodeFunction", "Socket", "choice_enum", "choice_enum_names", "node",
+           "use_registry"]
+
+class ChoiceEnum(str, _enum.Enum):  # type: ignore[misc]  # a base: members in subclasses
+    def __str__(self) -> str: ...
+    def __format__(self, format_spec: str) -> str: ...
 
 def use_registry(registry: _NodeRegistry | None) -> None: ...
 def node(class_type: str, /, *args: _t.Any, _id: str | None = None, _title: str | None = None,
@@ -20,7 +25,7 @@ def node(class_type: str, /, *args: _t.Any, _id: str | None = None, _title: str 
 def member_name(choice: str) -> str: ...
 def enum_members(choices: tuple[str, ...]) -> list[tuple[str, str]]: ...
 def choice_enum_names(registry: _NodeRegistry) -> dict[tuple[str, str], str]: ...
-def choice_enum(name: str, choices: tuple[str, ...]) -> type[_enum.Enum]: ...
+def choice_enum(name: str, choices: tuple[str, ...]) -> type[ChoiceEnum]: ...
 def io_types(registry: _NodeRegistry) -> list[str]: ...
 def node_doc(schema: _NodeSchema) -> str: ...
 def node_signature(schema: _NodeSchema) -> _inspect.Signature: ...
@@ -123,19 +128,19 @@ class VAE(Socket):
 _VAE: _t.TypeAlias = VAE
 
 # Choice enums: str-valued, accepted wherever their string is
-class AddNoise(str, _enum.Enum):
+class AddNoise(ChoiceEnum):
     """Choices of KSamplerAdvanced.add_noise."""
     enable = 'enable'
     disable = 'disable'
 
-class Algorithm(str, _enum.Enum):
+class Algorithm(ChoiceEnum):
     """Choices of TrainLoraNode.algorithm."""
     LoRA = 'LoRA'
     LoHa = 'LoHa'
     LoKr = 'LoKr'
     OFT = 'OFT'
 
-class AspectRatio(str, _enum.Enum):
+class AspectRatio(ChoiceEnum):
     """Choices of ResolutionSelector.aspect_ratio."""
     _1_1__Square = '1:1 (Square)'
     _2_3__Portrait_Photo = '2:3 (Portrait Photo)'
@@ -146,7 +151,7 @@ class AspectRatio(str, _enum.Enum):
     _16_9__Widescreen = '16:9 (Widescreen)'
     _21_9__Ultrawide = '21:9 (Ultrawide)'
 
-class BlendMode(str, _enum.Enum):
+class BlendMode(ChoiceEnum):
     """Choices of ImageBlend.blend_mode."""
     normal = 'normal'
     multiply = 'multiply'
@@ -155,7 +160,7 @@ class BlendMode(str, _enum.Enum):
     soft_light = 'soft_light'
     difference = 'difference'
 
-class CLIPLoaderType(str, _enum.Enum):
+class CLIPLoaderType(ChoiceEnum):
     """Choices of CLIPLoader.type."""
     stable_diffusion = 'stable_diffusion'
     stable_cascade = 'stable_cascade'
@@ -174,24 +179,24 @@ class CLIPLoaderType(str, _enum.Enum):
     qwen_image = 'qwen_image'
     hunyuan_image = 'hunyuan_image'
 
-class Crop(str, _enum.Enum):
+class Crop(ChoiceEnum):
     """Choices of ImageScale.crop, LatentUpscale.crop."""
     disabled = 'disabled'
     center_ = 'center'
 
-class Device(str, _enum.Enum):
+class Device(ChoiceEnum):
     """Choices of CLIPLoader.device, DualCLIPLoader.device."""
     default = 'default'
     cpu = 'cpu'
 
-class Direction(str, _enum.Enum):
+class Direction(ChoiceEnum):
     """Choices of ImageStitch.direction."""
     right = 'right'
     down = 'down'
     left = 'left'
     up = 'up'
 
-class DualCLIPLoaderType(str, _enum.Enum):
+class DualCLIPLoaderType(ChoiceEnum):
     """Choices of DualCLIPLoader.type."""
     sdxl = 'sdxl'
     sd3 = 'sd3'
@@ -200,24 +205,24 @@ class DualCLIPLoaderType(str, _enum.Enum):
     hidream = 'hidream'
     hunyuan_image = 'hunyuan_image'
 
-class EmptyPadding(str, _enum.Enum):
+class EmptyPadding(ChoiceEnum):
     """Choices of CLIPTextEncodeSD3.empty_padding."""
     none = 'none'
     empty_prompt = 'empty_prompt'
 
-class FormatBitDepth(str, _enum.Enum):
+class FormatBitDepth(ChoiceEnum):
     """Choices of SaveImageAdvanced.format.bit_depth."""
     _8_bit = '8-bit'
     _16_bit = '16-bit'
     _32_bit_float = '32-bit float'
 
-class FormatInputColorSpace(str, _enum.Enum):
+class FormatInputColorSpace(ChoiceEnum):
     """Choices of SaveImageAdvanced.format.input_color_space."""
     sRGB = 'sRGB'
     HDR = 'HDR'
     linear = 'linear'
 
-class ImageScaleByUpscaleMethod(str, _enum.Enum):
+class ImageScaleByUpscaleMethod(ChoiceEnum):
     """Choices of ImageScaleBy.upscale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -225,7 +230,7 @@ class ImageScaleByUpscaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     lanczos = 'lanczos'
 
-class ImageScaleToMaxDimensionUpscaleMethod(str, _enum.Enum):
+class ImageScaleToMaxDimensionUpscaleMethod(ChoiceEnum):
     """Choices of ImageScaleToMaxDimension.upscale_method."""
     area = 'area'
     lanczos = 'lanczos'
@@ -234,7 +239,7 @@ class ImageScaleToMaxDimensionUpscaleMethod(str, _enum.Enum):
     bilinear_2 = 'bilinear'
     bicubic = 'bicubic'
 
-class ImageScaleToTotalPixelsUpscaleMethod(str, _enum.Enum):
+class ImageScaleToTotalPixelsUpscaleMethod(ChoiceEnum):
     """Choices of ImageScaleToTotalPixels.upscale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -242,7 +247,7 @@ class ImageScaleToTotalPixelsUpscaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     lanczos = 'lanczos'
 
-class ImageScaleUpscaleMethod(str, _enum.Enum):
+class ImageScaleUpscaleMethod(ChoiceEnum):
     """Choices of ImageScale.upscale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -250,14 +255,14 @@ class ImageScaleUpscaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     lanczos = 'lanczos'
 
-class ImageToMaskChannel(str, _enum.Enum):
+class ImageToMaskChannel(ChoiceEnum):
     """Choices of ImageToMask.channel."""
     red = 'red'
     green = 'green'
     blue = 'blue'
     alpha = 'alpha'
 
-class LatentUpscaleByUpscaleMethod(str, _enum.Enum):
+class LatentUpscaleByUpscaleMethod(ChoiceEnum):
     """Choices of LatentUpscaleBy.upscale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -265,7 +270,7 @@ class LatentUpscaleByUpscaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     bislerp = 'bislerp'
 
-class LatentUpscaleUpscaleMethod(str, _enum.Enum):
+class LatentUpscaleUpscaleMethod(ChoiceEnum):
     """Choices of LatentUpscale.upscale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -273,36 +278,36 @@ class LatentUpscaleUpscaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     bislerp = 'bislerp'
 
-class LoadImageMaskChannel(str, _enum.Enum):
+class LoadImageMaskChannel(ChoiceEnum):
     """Choices of LoadImageMask.channel."""
     alpha = 'alpha'
     red = 'red'
     green = 'green'
     blue = 'blue'
 
-class LoraDtype(str, _enum.Enum):
+class LoraDtype(ChoiceEnum):
     """Choices of TrainLoraNode.lora_dtype."""
     bf16 = 'bf16'
     fp32 = 'fp32'
 
-class LossFunction(str, _enum.Enum):
+class LossFunction(ChoiceEnum):
     """Choices of TrainLoraNode.loss_function."""
     MSE = 'MSE'
     L1 = 'L1'
     Huber = 'Huber'
     SmoothL1 = 'SmoothL1'
 
-class Mode(str, _enum.Enum):
+class Mode(ChoiceEnum):
     """Choices of SaveImageDataSetToFolder.mode, SaveImageTextDataSetToFolder.mode."""
     overwrite = 'overwrite'
     increment = 'increment'
 
-class ModelSamplingAuraFlowSampling(str, _enum.Enum):
+class ModelSamplingAuraFlowSampling(ChoiceEnum):
     """Choices of ModelSamplingAuraFlow.sampling."""
     flow = 'flow'
     img_to_img_velocity = 'img_to_img_velocity'
 
-class ModelSamplingDiscreteSampling(str, _enum.Enum):
+class ModelSamplingDiscreteSampling(ChoiceEnum):
     """Choices of ModelSamplingDiscrete.sampling."""
     eps = 'eps'
     v_prediction = 'v_prediction'
@@ -310,7 +315,7 @@ class ModelSamplingDiscreteSampling(str, _enum.Enum):
     x0 = 'x0'
     img_to_img = 'img_to_img'
 
-class Mtp(str, _enum.Enum):
+class Mtp(ChoiceEnum):
     """Choices of TextGenerate.mtp."""
     auto = 'auto'
     off = 'off'
@@ -319,28 +324,28 @@ class Mtp(str, _enum.Enum):
     _4 = '4'
     _5 = '5'
 
-class Optimizer(str, _enum.Enum):
+class Optimizer(ChoiceEnum):
     """Choices of TrainLoraNode.optimizer."""
     AdamW = 'AdamW'
     Adam = 'Adam'
     SGD = 'SGD'
     RMSprop = 'RMSprop'
 
-class ReferenceLatentsMethod(str, _enum.Enum):
+class ReferenceLatentsMethod(ChoiceEnum):
     """Choices of FluxKontextMultiReferenceLatentMethod.reference_latents_method."""
     offset = 'offset'
     index_ = 'index'
     uxo_uno = 'uxo/uno'
     index_timestep_zero = 'index_timestep_zero'
 
-class ResizeMethod(str, _enum.Enum):
+class ResizeMethod(ChoiceEnum):
     """Choices of LoadImageSetFromFolderNode.resize_method, LoadImageSetNode.resize_method, LoadImageTextSetFromFolderNode.resize_method."""
     None_ = 'None'
     Stretch = 'Stretch'
     Crop = 'Crop'
     Pad = 'Pad'
 
-class ResizeType(str, _enum.Enum):
+class ResizeType(ChoiceEnum):
     """Choices of ResizeImageMaskNode.resize_type."""
     scale_dimensions = 'scale dimensions'
     scale_by_multiplier = 'scale by multiplier'
@@ -352,17 +357,17 @@ class ResizeType(str, _enum.Enum):
     match_size = 'match size'
     scale_to_multiple = 'scale to multiple'
 
-class ResizeTypeCrop(str, _enum.Enum):
+class ResizeTypeCrop(ChoiceEnum):
     """Choices of ResizeImageMaskNode.resize_type.crop."""
     disabled = 'disabled'
     center_ = 'center'
 
-class ReturnWithLeftoverNoise(str, _enum.Enum):
+class ReturnWithLeftoverNoise(ChoiceEnum):
     """Choices of KSamplerAdvanced.return_with_leftover_noise."""
     disable = 'disable'
     enable = 'enable'
 
-class SamplerName(str, _enum.Enum):
+class SamplerName(ChoiceEnum):
     """Choices of KSampler.sampler_name, KSamplerAdvanced.sampler_name, KSamplerSelect.sampler_name."""
     euler = 'euler'
     euler_cfg_pp = 'euler_cfg_pp'
@@ -409,23 +414,23 @@ class SamplerName(str, _enum.Enum):
     uni_pc = 'uni_pc'
     uni_pc_bh2 = 'uni_pc_bh2'
 
-class SamplingMode(str, _enum.Enum):
+class SamplingMode(ChoiceEnum):
     """Choices of TextGenerate.sampling_mode."""
     on = 'on'
     off = 'off'
 
-class SaveImageAdvancedFormat(str, _enum.Enum):
+class SaveImageAdvancedFormat(ChoiceEnum):
     """Choices of SaveImageAdvanced.format."""
     png = 'png'
     exr = 'exr'
 
-class SaveTextFormat(str, _enum.Enum):
+class SaveTextFormat(ChoiceEnum):
     """Choices of SaveText.format."""
     txt = 'txt'
     md = 'md'
     json = 'json'
 
-class ScaleMethod(str, _enum.Enum):
+class ScaleMethod(ChoiceEnum):
     """Choices of ResizeImageMaskNode.scale_method."""
     nearest_exact = 'nearest-exact'
     bilinear = 'bilinear'
@@ -433,7 +438,7 @@ class ScaleMethod(str, _enum.Enum):
     bicubic = 'bicubic'
     lanczos = 'lanczos'
 
-class Scheduler(str, _enum.Enum):
+class Scheduler(ChoiceEnum):
     """Choices of BasicScheduler.scheduler, KSampler.scheduler, KSamplerAdvanced.scheduler."""
     simple = 'simple'
     sgm_uniform = 'sgm_uniform'
@@ -445,12 +450,12 @@ class Scheduler(str, _enum.Enum):
     linear_quadratic = 'linear_quadratic'
     kl_optimal = 'kl_optimal'
 
-class SetCondArea(str, _enum.Enum):
+class SetCondArea(ChoiceEnum):
     """Choices of ConditioningSetMask.set_cond_area."""
     default = 'default'
     mask_bounds = 'mask bounds'
 
-class SetUnionControlNetTypeType(str, _enum.Enum):
+class SetUnionControlNetTypeType(ChoiceEnum):
     """Choices of SetUnionControlNetType.type."""
     auto = 'auto'
     openpose = 'openpose'
@@ -462,7 +467,7 @@ class SetUnionControlNetTypeType(str, _enum.Enum):
     tile = 'tile'
     repaint = 'repaint'
 
-class SpacingColor(str, _enum.Enum):
+class SpacingColor(ChoiceEnum):
     """Choices of ImageStitch.spacing_color."""
     white = 'white'
     black = 'black'
@@ -470,18 +475,18 @@ class SpacingColor(str, _enum.Enum):
     green = 'green'
     blue = 'blue'
 
-class Style(str, _enum.Enum):
+class Style(ChoiceEnum):
     """Choices of DualCFGGuider.style."""
     regular = 'regular'
     nested = 'nested'
 
-class TrainingDtype(str, _enum.Enum):
+class TrainingDtype(ChoiceEnum):
     """Choices of TrainLoraNode.training_dtype."""
     bf16 = 'bf16'
     fp32 = 'fp32'
     none = 'none'
 
-class WeightDtype(str, _enum.Enum):
+class WeightDtype(ChoiceEnum):
     """Choices of UNETLoader.weight_dtype."""
     default = 'default'
     fp8_e4m3fn = 'fp8_e4m3fn'
