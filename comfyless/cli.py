@@ -407,6 +407,26 @@ def _emit(args: argparse.Namespace, text: str) -> None:
     print(f"wrote {args.output}", file=sys.stderr)
 
 
+# -- stubs ----------------------------------------------------------------------------------
+def _add_stubs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="typings", metavar="DIR",
+                   help="write DIR/comfyless/nodes/api.pyi (default: ./typings, pyright's "
+                   "stubPath; for mypy set mypy_path = DIR)")
+    p.add_argument("--base-dir", help="its custom_nodes/ is loaded too "
+                   "(default: $COMFYLESS_BASE_DIR or ./comfyless-data)")
+    add_custom_nodes_flag(p)
+
+
+def cmd_stubs(args: argparse.Namespace) -> int:
+    """Type stubs for the node functions (comfyless.nodes.api) of every node loaded."""
+    from .nodes.stubgen import write
+
+    loaded = load_nodes(args.custom_nodes, args.base_dir)
+    target = write(loaded.registry, args.out)
+    print(f"wrote {target} ({len(loaded.registry)} nodes)")
+    return EXIT_OK
+
+
 # -- dispatch -------------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int], str]] = {
@@ -415,6 +435,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "nodes": (_add_nodes, cmd_nodes, "list the supported nodes"),
     "convert": (_add_convert, cmd_convert,
                 "print the API form of a workflow, or a Python script that builds it"),
+    "stubs": (_add_stubs, cmd_stubs, "write type stubs (.pyi) for the node functions"),
 }
 
 

@@ -228,13 +228,16 @@ class _Checker:
     def _check_one(self, prefix: str, node_id: str, inp: Input, value: Any) -> tuple[bool, Any]:
         # A file choice is a name from the folder's listing, which follows links but never
         # holds `..` or an absolute path: those are simply not in the list (value_not_in_list).
+        # Without paths (a build-time check, `check_input`) no folder is listed: file choices
+        # are only converted to str, save targets not checked.
         choices = None
-        if inp.choices_from is not None:
+        if inp.choices_from is not None and self.paths is not None:
             choices = self._listing(inp) + inp.extra_choices
         converted, err = check_value(inp, value, node_id=node_id, choices=choices)
         if isinstance(err, NotInChoices) and inp.choices_from is not None:
             err = self._missing_file(inp, converted, node_id, choices or ())
-        if err is None and inp.save_to is not None and isinstance(converted, str):
+        if (err is None and inp.save_to is not None and isinstance(converted, str)
+                and self.paths is not None):
             err = self._unwritable(inp, converted, node_id)
         if err is not None:
             self.errors.append(_locate(err, prefix))
@@ -370,6 +373,30 @@ def _output_nodes(checker: _Checker, known: dict[str, type[Node]],
             "workflow has no output node (a node such as SaveImage or SaveLoRA that saves a "
             "result); nothing would run"))
     return sorted(outputs, key=graph.node_order)
+
+
+def check_input(workflow: Mapping[str, Any], registry: NodeRegistry, node_id: str,
+                class_type: str, name: str, value: Any) -> list[WorkflowError]:
+    """The validator's own checks on one input value of node `node_id`, as the scripting API
+    (api.Workflow) runs them when a node is added: a link's producer and output slot and its
+    type, a constant's type, min/max and fixed choices; errors worded as `validate` words them.
+
+    `workflow` holds the nodes built so far (a link's producer must be among them). Not
+    checked here, but by `validate`: missing inputs, file choices (the folder is only known
+    then), save targets, the node's `check` hook, cycles, output nodes.
+    """
+    checker = _Checker(workflow, registry, None)
+    known = {n: cls for n, cls in ((n, registry.get(getattr(w, "class_type", None)))
+                                    for n, w in workflow.items()) if cls is not None}
+    cls = registry[class_type]
+    inp = cls.schema.input_map[name]
+    prefix = _where(node_id, class_type)
+    link = link_of(value)
+    if link is not None:
+        checker._check_link(prefix, node_id, inp, link, known)
+    else:
+        checker._check_constant(prefix, node_id, cls.schema, inp, value)
+    return checker.errors
 
 
 def validate(workflow: Mapping[str, Any], registry: NodeRegistry,
