@@ -18,6 +18,7 @@ A job whose process dies (os._exit, a segfault, the OOM killer) or whose functio
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import sys
@@ -72,6 +73,38 @@ def require_ray(flag: str = "--ray") -> None:
     if not ray_installed():
         raise DispatchError(f"{flag} needs Ray, which is not installed; install it with: "
                             f"{RAY_INSTALL}")
+
+
+# -- command-line flags (`comfyless test`, `comfyless run --sweep`) --------------------------
+
+def add_dispatch_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """--workers N and --ray [ADDRESS] (shared by `comfyless run --sweep`)."""
+    p.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help=f"run the {what} in N local worker processes (a fresh interpreter "
+                   "each; results as a sequential run's)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help=f"run the {what} as Ray tasks: on the cluster at ADDRESS, else a local "
+                   "one ($RAY_ADDRESS is honoured); put it after the positional argument or "
+                   "write --ray=ADDRESS. Needs: pip install \"comfyless[ray]\"")
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
+    return value
+
+
+def dispatch_of(args: argparse.Namespace) -> Dispatch:
+    """dispatch.Dispatch from --workers/--ray; DispatchError (exit 2) when Ray is missing.
+    With --json, what Ray prints goes to stderr: stdout carries only the JSON."""
+    if args.ray is not None:
+        require_ray()
+    return Dispatch(workers=args.workers, ray=args.ray is not None,
+                    ray_address=args.ray or None, clean_stdout=bool(getattr(args, "json", False)))
 
 
 def run_jobs(func: Callable[[Any], Any], jobs: Sequence[Any], dispatch: Dispatch, *,

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..dispatch import add_dispatch_flags, dispatch_of
 from ..threads import ENV_THREADS, argparse_threads
 
 # Nothing here imports torch at module level: `comfyless test` first applies --threads /
@@ -47,38 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "code; repeatable). The base dir's custom_nodes/ is loaded when it exists")
     add_dispatch_flags(p, "cases")
     return p
-
-
-def add_dispatch_flags(p: argparse.ArgumentParser, what: str) -> None:
-    """--workers N and --ray [ADDRESS] (shared by `comfyless run --sweep`)."""
-    p.add_argument("--workers", type=_workers, default=None, metavar="N",
-                   help=f"run the {what} in N local worker processes (a fresh interpreter "
-                   "each; results as a sequential run's)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help=f"run the {what} as Ray tasks: on the cluster at ADDRESS, else a local "
-                   "one ($RAY_ADDRESS is honoured); put it after the positional argument or "
-                   "write --ray=ADDRESS. Needs: pip install \"comfyless[ray]\"")
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
-    return value
-
-
-def dispatch_of(args: argparse.Namespace):
-    """dispatch.Dispatch from --workers/--ray; DispatchError (exit 2) when Ray is missing.
-    With --json, what Ray prints goes to stderr: stdout carries only the JSON."""
-    from ..dispatch import Dispatch, require_ray
-
-    if args.ray is not None:
-        require_ray()
-    return Dispatch(workers=args.workers, ray=args.ray is not None,
-                    ray_address=args.ray or None, clean_stdout=bool(getattr(args, "json", False)))
 
 
 def thread_flag(args: argparse.Namespace):
