@@ -39,8 +39,8 @@ class DispatchError(Exception):
 class Dispatch:
     """How to run the jobs: `workers` local processes, or Ray when `ray` is set.
 
-    With Ray, `ray_address` None starts a local cluster (or joins the one $RAY_ADDRESS names),
-    and `workers` (optional) caps how many jobs run at once.
+    With Ray, `ray_address` None joins the cluster $RAY_ADDRESS names or one `ray start` began on
+    this machine, else starts a local one; `workers` (optional) caps how many jobs run at once.
     """
 
     workers: int | None = None
@@ -203,9 +203,9 @@ def _run_ray(func, jobs, dispatch: Dispatch, on_crash, emitter: _InOrder) -> Non
     import ray
 
     started_here = not ray.is_initialized()  # else: the caller's cluster, left running
+    # No num_cpus: an address of None may still join a running cluster ($RAY_ADDRESS, or one
+    # `ray start` began on this machine), which refuses it; --workers caps tasks in flight.
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
-    if dispatch.ray_address is None and dispatch.workers is not None:
-        options["num_cpus"] = dispatch.workers  # a local cluster of that size
     redirect = (contextlib.redirect_stdout(sys.stderr) if dispatch.clean_stdout
                 else contextlib.nullcontext())
     with redirect:
