@@ -152,6 +152,46 @@ def test_an_invalid_variant_stops_the_sweep_before_it_runs(shipped_base, capsys)
     assert _sweep_folders(shipped_base) == before
 
 
+MAYBE_DIE_PACK = '''
+import os
+
+
+class MaybeDie:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"code": ("INT", {"default": 0})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    def run(self, code):
+        if code:
+            os._exit(code)  # the process ends: no exception, no result
+        return ()
+
+
+NODE_CLASS_MAPPINGS = {"MaybeDie": MaybeDie}
+'''
+
+
+def test_a_variant_whose_worker_dies_is_an_error_and_the_rest_complete(tmp_path, capsys):
+    from comfyless.dispatch import DEAD_WORKER
+
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "maybe_die.py").write_text(MAYBE_DIE_PACK)
+    workflow = tmp_path / "maybe-die.json"
+    workflow.write_text(json.dumps({"1": {"class_type": "MaybeDie", "inputs": {"code": 0}}}))
+    code = comfyless(["run", str(workflow), "--base-dir", str(tmp_path / "base"),
+                      "--custom-nodes", str(packs), "--sweep", "1.code=0,9", "--workers", "2",
+                      "--json"])
+    assert code == 3
+    variants = json.loads(capsys.readouterr().out)["variants"]
+    assert [(v["status"], v["error"]) for v in variants] == [("succeeded", None),
+                                                              ("error", DEAD_WORKER)]
+
+
 def test_ray_missing_says_how_to_install(shipped_base, monkeypatch, capsys):
     monkeypatch.setattr(dispatch, "ray_installed", lambda: False)
     assert _sweep(shipped_base, "--sweep", "5.seed=1,2", "--ray") == 2
