@@ -106,6 +106,14 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    "(the newest 2 of the run are kept; see README)")
     add_custom_nodes_flag(p)
     _add_threads(p)
+    p.add_argument("--sweep", action="append", default=[], metavar="ID.INPUT=VALUES",
+                   help="run every variant of a grid: VALUES is A..B (whole numbers) or a "
+                   "comma list (each like a --set value); repeatable (every combination). "
+                   "Each variant writes into its own folder under output/sweep-<workflow>-"
+                   "<time>/, with a summary sweep.json (docs/scale-out.md)")
+    from .dispatch import add_dispatch_flags
+
+    add_dispatch_flags(p, "sweep variants")
 
 
 def _positive_int(text: str) -> int:
@@ -136,9 +144,11 @@ def apply_threads(flag) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate and run one workflow."""
+    """Validate and run one workflow (or, with --sweep, every variant of a grid)."""
     import signal
 
+    if args.sweep or args.workers is not None or args.ray is not None:
+        return _run_sweep(args)
     apply_threads(args.threads)  # before anything imports torch
     from .engine.context import RunContext
     from .engine.execute import run_workflow
@@ -191,6 +201,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                 for value in values:
                     print(f"{node_id} {key}: {_describe(value)}")
     return EXIT_OK
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    """`run --sweep ...` (commands/sweep.py); flags are checked before anything loads."""
+    from .dispatch import DispatchError, dispatch_of
+    from .engine.sweep import expand_grid, parse_sweep
+
+    if not args.sweep:
+        raise UsageError("--workers and --ray run the variants of a sweep; add at least one "
+                         "--sweep ID.INPUT=VALUES (e.g. --sweep 3.seed=1..4)")
+    expand_grid([parse_sweep(text) for text in args.sweep])  # syntax errors before any work
+    try:
+        dispatch = dispatch_of(args)
+    except DispatchError as exc:
+        raise UsageError(str(exc)) from exc
+    apply_threads(args.threads)
+    from .commands.sweep import run_sweep
+
+    registry = load_nodes(args.custom_nodes, args.base_dir).registry
+    return run_sweep(args, registry, dispatch)
 
 
 def _describe(value: Any) -> str:

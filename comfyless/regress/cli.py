@@ -1,5 +1,8 @@
 """`comfyless test SUITE [--update] [--junit FILE] [--json] [--base-dir D] [-k PATTERN]
-[--deterministic] [--threads N]`.
+[--deterministic] [--threads N] [--workers N | --ray [ADDRESS]]`.
+
+--workers N runs the cases in N local processes, --ray on a Ray cluster (regress/parallel.py,
+comfyless/dispatch.py); the verdicts and reports are those of a sequential run.
 
 Exit codes: 0 every case passed (or was recorded), 1 a case failed or changed, 2 usage or I/O
 error (including a malformed suite).
@@ -13,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..dispatch import add_dispatch_flags, dispatch_of
 from ..threads import ENV_THREADS, argparse_threads
 
 # Nothing here imports torch at module level: `comfyless test` first applies --threads /
@@ -42,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--custom-nodes", action="append", default=[], metavar="DIR",
                    help="also load ComfyUI-style custom node packs from DIR (this RUNS their "
                    "code; repeatable). The base dir's custom_nodes/ is loaded when it exists")
+    add_dispatch_flags(p, "cases")
     return p
 
 
@@ -54,13 +59,9 @@ def thread_flag(args: argparse.Namespace):
 
 def make_deterministic() -> None:
     """Same inputs, same bits: deterministic kernels, no TF32 (threads: `thread_flag`)."""
-    import torch
+    from .parallel import make_deterministic as deterministic
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    deterministic()
 
 
 def cli_main(argv: list[str]) -> int:
@@ -69,7 +70,13 @@ def cli_main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     from ..cli import UsageError, apply_threads, load_nodes
+    from ..dispatch import DispatchError
 
+    try:
+        dispatch = dispatch_of(args)  # before anything runs: Ray missing is a usage error
+    except DispatchError as exc:
+        print(f"comfyless test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         apply_threads(thread_flag(args))  # before the imports below load torch
     except UsageError as exc:
@@ -95,13 +102,20 @@ def cli_main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"comfyless test: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    results = []
-    for case in cases:
-        result = run_case(case, suite, base_dir=args.base_dir, update=args.update,
-                          report_dir=Path(args.report_dir), registry=registry)
-        results.append(result)
-        if not args.json:
-            _print_case(result)
+    if dispatch.parallel:
+        try:
+            results = _run_parallel(args, suite, dispatch)
+        except DispatchError as exc:
+            print(f"comfyless test: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        results = []
+        for case in cases:
+            result = run_case(case, suite, base_dir=args.base_dir, update=args.update,
+                              report_dir=Path(args.report_dir), registry=registry)
+            results.append(result)
+            if not args.json:
+                _print_case(result)
     if args.junit:
         write_junit(results, Path(args.junit), suite_name=Path(args.suite).stem)
     if args.json:
@@ -112,6 +126,29 @@ def cli_main(argv: list[str]) -> int:
     if any(r.status == "error" for r in results):
         return EXIT_USAGE
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _run_parallel(args: argparse.Namespace, suite, dispatch) -> list:
+    """The selected cases through dispatch.run_jobs, one parallel.run_case_job each."""
+    import torch
+
+    from ..dispatch import run_jobs
+    from .parallel import CaseJob, absolute_suite, crashed_case, run_case_job
+    from .runner import select_cases
+
+    base_dir, report_dir, packs = args.base_dir, args.report_dir, args.custom_nodes
+    if dispatch.ray:  # a Ray worker's working dir is not ours: every path made absolute
+        from ..engine.paths import BasePaths
+
+        suite = absolute_suite(suite)
+        base_dir = str(BasePaths.resolve(args.base_dir).base.resolve())
+        report_dir = str(Path(report_dir).resolve())
+        packs = [str(Path(p).resolve()) for p in packs]
+    jobs = [CaseJob(case, suite, base_dir, args.update, str(report_dir), tuple(packs),
+                    threads=torch.get_num_threads(), deterministic=args.deterministic)
+            for case in select_cases(suite, args.pattern)]
+    on_result = None if args.json else (lambda _index, result: _print_case(result))
+    return run_jobs(run_case_job, jobs, dispatch, on_crash=crashed_case, on_result=on_result)
 
 
 def _print_case(result) -> None:
