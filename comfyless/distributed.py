@@ -38,6 +38,8 @@ ENV_RANK, ENV_WORLD, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
 # closes its connection (a hung node). torch's default is 30 min (gloo) / 10 min (NCCL).
 ENV_TIMEOUT = "COMFYLESS_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600
+# How long a finished rank waits for the others to finish before leaving anyway.
+FAREWELL_TIMEOUT_S = 60
 
 
 class RankFailed(RuntimeError):
@@ -178,7 +180,9 @@ def init_from_env(device: str = "cpu") -> Group:
 
 
 def shutdown() -> None:
-    """Leave the process group and remove this rank's scratch folder."""
+    """Wait for the other ranks to finish too, leave the process group, remove this rank's
+    scratch folder. The wait lets rank 0 print the run's result or error before any rank
+    exits: torchrun stops the remaining workers as soon as one exits with an error."""
     group = _current[0]
     if group is None:
         return
@@ -186,6 +190,11 @@ def shutdown() -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
+        try:  # every rank gets here once, after its last status round; a dead peer: an error
+            dist.monitored_barrier(group=group.status_group,
+                                   timeout=timedelta(seconds=FAREWELL_TIMEOUT_S))
+        except RuntimeError:
+            pass
         dist.destroy_process_group()
     if group.scratch is not None:
         shutil.rmtree(group.scratch, ignore_errors=True)

@@ -43,7 +43,7 @@ def run_as_rank(args: argparse.Namespace, run: Callable[[argparse.Namespace], in
                 escaped, code = exc, _code_of(exc, exit_codes)
         failure = None if code == 0 else _failure(group, code, out, err, escaped)
         failures = group.final_round(failure)
-        return _finish(group, code, out, escaped, failures)
+        return _finish(group, code, out, escaped, failures, failure)
     finally:
         distributed.shutdown()
 
@@ -64,11 +64,12 @@ def _failure(group: distributed.Group, code: int, out: io.StringIO, err: io.Stri
 
 
 def _finish(group: distributed.Group, code: int, out: io.StringIO,
-            escaped: BaseException | None, failures: list[dict[str, Any]]) -> int:
+            escaped: BaseException | None, failures: list[dict[str, Any]],
+            own: dict[str, Any] | None) -> int:
     first = group.first_failure() if failures else None
     if group.rank != 0:  # its own error on its own stderr; all else was captured
-        if first is not None and first.rank == group.rank:
-            for line in first.failure["stderr"]:
+        if own is not None and first is not None and first.rank == group.rank:
+            for line in own["stderr"]:
                 print(f"[rank {group.rank}] {line}", file=sys.stderr)
         return code if code != 0 or first is None else first.failure.get("code", 1)
     if first is None or first.rank == 0 or code != 0:

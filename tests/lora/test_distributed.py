@@ -1,0 +1,200 @@
+"""`torchrun ... -m comfyless run`: training over 2 CPU processes (gloo) equals one process
+with the same global batch; only rank 0 writes files; a failure on one rank stops all ranks
+with that rank's error, without a hang (docs/distributed-training.md).
+
+Each case launches `python -m torch.distributed.run --standalone --nproc-per-node 2` on the
+shipped lora-train workflow (sampling nodes dropped) over a tiny SD1.5 checkpoint; children
+run with one torch thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from comfyless.workflows import find_shipped
+from tests.floats import assert_close_scaled
+
+TRAIN_NODES = ("1", "2", "3", "4", "5", "6", "7")  # loader .. TrainLoraNode, SaveLoRA, LossGraph
+TIMEOUT_S = 90  # far above a run's few seconds: reaching it means a hang
+
+# A custom node pack: MODEL / LORA_MODEL pass-throughs that raise on one rank only.
+FAULTS_PACK = '''
+import os
+
+
+class FailingForward:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "rank": ("INT", {"default": 1}),
+                             "at_call": ("INT", {"default": 2})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "wrap"
+
+    def wrap(self, model, rank, at_call):
+        if os.environ.get("RANK") != str(rank):
+            return (model,)
+        patched, calls, inner = model.clone(), [0], model.apply_model
+
+        def apply_model(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == at_call:
+                raise RuntimeError(f"injected failure on rank {rank} in forward {at_call}")
+            return inner(*args, **kwargs)
+
+        patched.apply_model = apply_model
+        return (patched,)
+
+
+class FailingAfterTraining:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"lora": ("LORA_MODEL",), "rank": ("INT", {"default": 1})}}
+
+    RETURN_TYPES = ("LORA_MODEL",)
+    FUNCTION = "check"
+
+    def check(self, lora, rank):
+        if os.environ.get("RANK") == str(rank):
+            raise ValueError(f"injected failure on rank {rank} after training")
+        return (lora,)
+
+
+NODE_CLASS_MAPPINGS = {"FailingForward": FailingForward,
+                       "FailingAfterTraining": FailingAfterTraining}
+'''
+
+
+@pytest.fixture(scope="module")
+def base_template(tmp_path_factory, tiny_sd15_checkpoint) -> Path:
+    """Tiny SD1.5 under the shipped name, 4 training images, the faults pack."""
+    from comfyless.demo import write_demo_dataset
+    from tests.conftest import SHIPPED_CHECKPOINT_NAMES
+
+    base = tmp_path_factory.mktemp("ddp_base")
+    checkpoints = base / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copyfile(tiny_sd15_checkpoint, checkpoints / SHIPPED_CHECKPOINT_NAMES["sd15"])
+    write_demo_dataset(base / "input" / "training_images", count=4, size=64)
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "rank_faults.py").write_text(FAULTS_PACK)
+    return base
+
+
+def _base(template: Path, tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(template, target)
+    return target
+
+
+def _workflow(tmp_path: Path, *, batch_size: int, extra: dict | None = None,
+              rewire: dict | None = None, **train) -> Path:
+    """The shipped lora-train API workflow without its sampling nodes, fast fp32 settings."""
+    full = json.loads(find_shipped("lora-train-api").read_text())
+    wf = {nid: full[nid] for nid in TRAIN_NODES}
+    wf["5"]["inputs"].update(steps=3, training_dtype="fp32", lora_dtype="fp32",
+                             gradient_checkpointing=False, learning_rate=0.01,
+                             optimizer="SGD", batch_size=batch_size, **train)
+    wf.update(extra or {})
+    for (nid, name), link in (rewire or {}).items():
+        wf[nid]["inputs"][name] = link
+    path = tmp_path / f"wf_{len(list(tmp_path.glob('wf_*')))}.json"
+    path.write_text(json.dumps(wf))
+    return path
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    scratch_parent = tmp_path / "tmp"  # where ranks' scratch folders appear (and must go)
+    scratch_parent.mkdir(exist_ok=True)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COMFYLESS_THREADS": "1",
+            "TMPDIR": str(scratch_parent), "COMFYLESS_DEVICE": "cpu"}
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=TIMEOUT_S)
+
+
+def _single(wf: Path, base: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return _run(["-m", "comfyless", "run", str(wf), "--base-dir", str(base)], tmp_path)
+
+
+def _torchrun(wf: Path, base: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return _run(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                 "-m", "comfyless", "run", str(wf), "--base-dir", str(base)], tmp_path)
+
+
+def _files(base: Path) -> list[str]:
+    out = base / "output"
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+def _lora(base: Path) -> dict:
+    (path,) = (base / "output" / "loras").glob("*.safetensors")
+    return load_file(str(path))
+
+
+def _losses(base: Path) -> list[float]:
+    (csv,) = (base / "output").glob("loss_graph_*.csv")
+    return [float(line.split(",")[1]) for line in csv.read_text().splitlines()[1:]]
+
+
+def test_two_ranks_batch_1_equal_one_process_batch_2(base_template, tmp_path):
+    one, two = _base(base_template, tmp_path, "one"), _base(base_template, tmp_path, "two")
+    single = _single(_workflow(tmp_path, batch_size=2), one, tmp_path)
+    assert single.returncode == 0, single.stderr
+    ranks = _torchrun(_workflow(tmp_path, batch_size=1), two, tmp_path)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+
+    a, b = _lora(one), _lora(two)
+    assert a.keys() == b.keys() and len(a) > 100
+    scale = max(t.abs().max().item() for t in a.values())  # some diffs stay ~0 (rounding)
+    for key in a:
+        assert_close_scaled(b[key], a[key], rtol=1e-4, scale=scale, msg=key)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    print(f"LoRA after 3 SGD steps, 2 ranks x batch 1 vs 1 process x batch 2: "
+          f"max abs diff {worst:.3g}")
+    assert_close_scaled(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5)
+    # only rank 0 wrote: the same files as the single run, no second copy of any
+    assert _files(two) == _files(one)
+    assert [ln for ln in ranks.stdout.splitlines() if "loras:" in ln] == \
+        [ln for ln in single.stdout.splitlines() if "loras:" in ln]
+    assert list((tmp_path / "tmp").glob("comfyless-rank*")) == []  # scratch removed
+
+
+def test_failure_in_training_on_one_rank_stops_both(base_template, tmp_path):
+    base = _base(base_template, tmp_path, "base")
+    wf = _workflow(tmp_path, batch_size=1,
+                   extra={"20": {"class_type": "FailingForward",
+                                 "inputs": {"model": ["1", 0], "rank": 1, "at_call": 2}}},
+                   rewire={("5", "model"): ["20", 0]})
+    ranks = _torchrun(wf, base, tmp_path)  # a hang would raise TimeoutExpired
+    assert ranks.returncode != 0
+    # rank 0 reports rank 1's error; nothing was saved
+    assert "rank 1 failed" in ranks.stderr and "injected failure on rank 1 in forward 2" \
+        in ranks.stderr, ranks.stderr[-3000:]
+    assert not (base / "output" / "loras").exists() or _files(base) == []
+
+
+def test_failure_after_training_on_one_rank_fails_the_run(base_template, tmp_path):
+    base = _base(base_template, tmp_path, "base")
+    wf = _workflow(tmp_path, batch_size=1,
+                   extra={"21": {"class_type": "FailingAfterTraining",
+                                 "inputs": {"lora": ["5", 0], "rank": 1}}},
+                   rewire={("6", "lora"): ["21", 0]})
+    ranks = _torchrun(wf, base, tmp_path)
+    # torchrun exits 1 when a worker failed; the workers' own codes: 3, a node failed
+    assert ranks.returncode != 0 and "exitcode  : 3" in ranks.stderr, ranks.stderr[-3000:]
+    assert "error: rank 1: " in ranks.stderr
+    assert "injected failure on rank 1 after training" in ranks.stderr
+    # rank 0 did not print a success result
+    assert "loras:" not in ranks.stdout
