@@ -198,3 +198,91 @@ def test_failure_after_training_on_one_rank_fails_the_run(base_template, tmp_pat
     assert "injected failure on rank 1 after training" in ranks.stderr
     # rank 0 did not print a success result
     assert "loras:" not in ranks.stdout
+
+
+# -- the loop itself over 2 spawned gloo processes: every batching mode ------------------------
+TOKENS = 8
+
+
+def _data(model, shapes: list[tuple[int, int, int]], seed: int = 0):
+    """(latents, positive): one LATENT per (n, h, w) entry, one caption per sample."""
+    g = torch.Generator().manual_seed(seed)
+    dim = model.config.context_dim
+    latents = [{"samples": torch.randn(n, 4, h, w, generator=g) * 4} for n, h, w in shapes]
+    total = sum(n for n, _, _ in shapes)
+    return latents, [[[torch.randn(1, TOKENS, dim, generator=g), {}] for _ in range(total)]]
+
+
+# name: (latent shapes, per-rank options; the single-process run has batch_size * 2)
+CASES = {
+    "grad_accumulation": ([(4, 8, 8)], dict(batch_size=1, grad_accumulation_steps=2)),
+    "multi_resolution": ([(1, 8, 8), (1, 8, 16), (1, 16, 8), (1, 16, 16)], dict(batch_size=1)),
+    "uneven_share": ([(3, 8, 8)], dict(batch_size=2)),  # 3 samples: ranks take 1 and 2
+    "bucket": ([(3, 8, 8), (2, 16, 8)], dict(batch_size=1, bucket_mode=True)),
+    "fewer_samples_than_ranks": ([(1, 8, 8)], dict(batch_size=1)),  # rank 1: weight 0
+}
+
+
+def _config(per_rank: dict, world: int):
+    from comfyless.lora.training import TrainConfig
+
+    options = dict(training_dtype="fp32", lora_dtype="fp32", steps=3, optimizer="SGD",
+                   learning_rate=0.01, gradient_checkpointing=False, **per_rank)
+    options["batch_size"] = per_rank["batch_size"] * world
+    return TrainConfig(**options)
+
+
+def _rank_worker(rank: int, world: int, port: int, checkpoint: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from comfyless import distributed
+    from comfyless.lora.training import train_lora
+    from comfyless.models.checkpoint import load_checkpoint
+
+    group = distributed.init_from_env("cpu")
+    try:
+        model = load_checkpoint(checkpoint)[0]
+        for name, (shapes, per_rank) in CASES.items():
+            latents, positive = _data(model, shapes)
+            cfg = _config(per_rank, 1)  # batch_size per rank
+            result = train_lora(model, latents, positive, cfg, group=group)
+            if rank == 0:
+                torch.save({"lora": result.lora, "losses": result.losses},
+                           Path(out) / f"{name}.pt")
+    finally:
+        distributed.shutdown()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_batching_mode_equals_one_process(tiny_sd15_checkpoint, tiny_sd15_model,
+                                                tmp_path, one_torch_thread):
+    import torch.multiprocessing as mp
+
+    from comfyless.lora.training import train_lora
+
+    ctx = mp.start_processes(_rank_worker, args=(2, _free_port(), str(tiny_sd15_checkpoint),
+                                                 str(tmp_path)),
+                             nprocs=2, join=False, start_method="spawn")
+    while not ctx.join(timeout=TIMEOUT_S):  # raises if a rank failed
+        pass
+    model = tiny_sd15_model.clone()
+    for name, (shapes, per_rank) in CASES.items():
+        latents, positive = _data(model, shapes)
+        single = train_lora(model, latents, positive, _config(per_rank, 2))
+        ranks = torch.load(tmp_path / f"{name}.pt")
+        scale = max(t.abs().max().item() for t in single.lora.values())
+        worst = max((ranks["lora"][k] - t).abs().max().item() for k, t in single.lora.items())
+        print(f"{name}: max abs diff {worst:.3g}")
+        for key, t in single.lora.items():
+            assert_close_scaled(ranks["lora"][key], t, rtol=1e-4, scale=scale,
+                                msg=f"{name} {key}")
+        assert_close_scaled(torch.tensor(ranks["losses"]), torch.tensor(single.losses),
+                            rtol=1e-5, msg=name)
