@@ -14,9 +14,11 @@ small CPU tensor: one failure flag per rank, plus a value to sum (the training l
 flag is set, the ranks exchange what failed (one all_gather_object) and stop; the failing
 rank raises its own error, the others `RankFailed` naming it. A rank that has seen a failed
 round makes no further collective call (its peers are leaving too), so nothing waits for a
-rank that is gone. What a round cannot see — a crash inside a gradient all-reduce, a killed
-process — ends in torch.distributed's own error (gloo: the peer closed the connection) or
-torchrun stopping the remaining workers, never a silent hang.
+rank that is gone. A rank that fails inside a gradient all-reduce (its backward) cannot
+reach its peers with a round — they wait in the all-reduce — so it leaves the group at once
+(`Group.abandon`) and exits; its peers' all-reduce then fails (gloo: the connection closed) or
+torchrun stops them as soon as a worker exits with an error. The same holds for a rank that
+is killed. Never a silent hang.
 
 A small module of its own (no torch import at module level, nothing of ours imported) so the
 engine (where files go) and lora/ (the training loop) can both use it.
@@ -68,6 +70,18 @@ class Group:
     scratch: Path | None = None  # rank != 0: where this rank's files go (removed at the end)
     # payloads of the round that reported a failure; once set, no more collective calls
     failures: list[dict[str, Any]] | None = field(default=None)
+    abandoned: bool = False  # left the group after a failure peers could not be told of
+
+    def abandon(self) -> None:
+        """This rank failed while its peers may be waiting in a gradient all-reduce (no status
+        round can reach them): leave the group at once, so that their collective fails
+        (gloo: the connection closes) or torchrun stops them when this rank exits, instead of
+        every rank waiting for the timeout. No collective call follows."""
+        import torch.distributed as dist
+
+        self.failures, self.abandoned = [], True
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
     @property
     def writes_files(self) -> bool:
@@ -187,8 +201,11 @@ def shutdown() -> None:
     if group is None:
         return
     _current[0] = None
+    import gc
+
     import torch.distributed as dist
 
+    gc.collect()  # objects still holding the process group (a DDP reducer) go before it
     if dist.is_initialized():
         try:  # every rank gets here once, after its last status round; a dead peer: an error
             dist.monitored_barrier(group=group.status_group,

@@ -68,7 +68,8 @@ def _finish(group: distributed.Group, code: int, out: io.StringIO,
             own: dict[str, Any] | None) -> int:
     first = group.first_failure() if failures else None
     if group.rank != 0:  # its own error on its own stderr; all else was captured
-        if own is not None and first is not None and first.rank == group.rank:
+        if own is not None and (group.abandoned or first is not None and
+                                first.rank == group.rank):
             for line in own["stderr"]:
                 print(f"[rank {group.rank}] {line}", file=sys.stderr)
         return code if code != 0 or first is None else first.failure.get("code", 1)

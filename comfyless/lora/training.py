@@ -584,11 +584,23 @@ def _rank_slice(n: int, rank: int, world: int) -> slice:
 def _distributed_loop(data: Dataset, cfg: TrainConfig, step: _Step,
                       optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
                       hooks: _Hooks, group: Any) -> list[float]:
-    from ..distributed import RankFailed
 
     group.check()  # every rank got here: gradient collectives may start
-    ddp = _wrap_for_ddp(step.model, params, step.device)
+    with _abandoning(group):  # DDP's constructor broadcasts the parameters
+        ddp = _wrap_for_ddp(step.model, params, step.device)
     step.apply = ddp
+    try:
+        return _shards_loop(data, cfg, step, ddp, optimizer, params, scaler, hooks, group)
+    finally:  # the DDP reducer (and its hold on the process group) goes now, not at exit
+        step.apply = step.model.apply_model
+        del ddp
+
+
+def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
+                 optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
+                 hooks: _Hooks, group: Any) -> list[float]:
+    from ..distributed import RankFailed
+
     total = cfg.steps * cfg.grad_accumulation_steps
     pick = _generator(cfg.seed)
     sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
@@ -688,9 +700,20 @@ def _shard_iteration(step: _Step, ddp: nn.Module, group: Any, items: list[_Item]
         if not math.isfinite(summed):  # every rank sees it: none steps, all raise (log.add)
             return mean
     loss, counted = last
-    with nullcontext() if syncs else ddp.no_sync():
-        step.backward(loss, counted * world / n)
+    with nullcontext() if syncs else ddp.no_sync(), _abandoning(group):
+        step.backward(loss, counted * world / n)  # the other ranks wait in its all-reduce
     return mean
+
+
+@contextmanager
+def _abandoning(group: Any):
+    """A failure inside a gradient collective: the other ranks are waiting in it, not in a
+    status round, so this rank leaves the group (comfyless/distributed.py `abandon`)."""
+    try:
+        yield
+    except Exception:
+        group.abandon()
+        raise
 
 
 # -- resume ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,18 +31,21 @@ TIMEOUT_S = 90  # far above a run's few seconds: reaching it means a hang
 FAULTS_PACK = '''
 import os
 
+import torch
+
 
 class FailingForward:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL",), "rank": ("INT", {"default": 1}),
-                             "at_call": ("INT", {"default": 2}),
-                             "interrupt": ("BOOLEAN", {"default": False})}}
+                             "at_call": ("INT", {"default": 2})},
+                "optional": {"interrupt": ("BOOLEAN", {"default": False}),
+                             "in_backward": ("BOOLEAN", {"default": False})}}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "wrap"
 
-    def wrap(self, model, rank, at_call, interrupt):
+    def wrap(self, model, rank, at_call, interrupt=False, in_backward=False):
         if os.environ.get("RANK") != str(rank):
             return (model,)
         patched, calls, inner = model.clone(), [0], model.apply_model
@@ -51,12 +55,24 @@ class FailingForward:
             if calls[0] == at_call and interrupt:  # as Ctrl-C on that rank only
                 from comfyless.typesys.errors import Interrupted
                 raise Interrupted("interrupted by the user")
+            if calls[0] == at_call and in_backward:  # while the peers wait in all-reduce
+                return FailingBackward.apply(inner(*args, **kwargs))
             if calls[0] == at_call:
                 raise RuntimeError(f"injected failure on rank {rank} in forward {at_call}")
             return inner(*args, **kwargs)
 
         patched.apply_model = apply_model
         return (patched,)
+
+
+class FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("injected failure in backward")
 
 
 class FailingAfterTraining:
@@ -101,10 +117,17 @@ def _base(template: Path, tmp_path: Path, name: str) -> Path:
 
 
 def _workflow(tmp_path: Path, *, batch_size: int, extra: dict | None = None,
-              rewire: dict | None = None, **train) -> Path:
-    """The shipped lora-train API workflow without its sampling nodes, fast fp32 settings."""
+              rewire: dict | None = None, light: bool = False, **train) -> Path:
+    """The shipped lora-train API workflow without its sampling nodes, fast fp32 settings.
+    `light`: empty latents instead of encoded images, no loss graph (failure cases)."""
     full = json.loads(find_shipped("lora-train-api").read_text())
     wf = {nid: full[nid] for nid in TRAIN_NODES}
+    if light:
+        for nid in ("2", "3", "7"):
+            del wf[nid]
+        wf["30"] = {"class_type": "EmptyLatentImage",
+                    "inputs": {"width": 64, "height": 64, "batch_size": 4}}
+        wf["5"]["inputs"]["latents"] = ["30", 0]
     wf["5"]["inputs"].update(steps=3, training_dtype="fp32", lora_dtype="fp32",
                              gradient_checkpointing=False, learning_rate=0.01,
                              optimizer="SGD", batch_size=batch_size, **train)
@@ -147,6 +170,32 @@ def _torchrun(wf: Path, base: Path, tmp_path: Path) -> subprocess.CompletedProce
                  "-m", "comfyless", "run", str(wf), "--base-dir", str(base)], tmp_path)
 
 
+@dataclass
+class _Rank:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _ranks(wf: Path, base: Path, tmp_path: Path) -> list[_Rank]:
+    """Two `comfyless run` processes with the variables torchrun would set, but no torchrun
+    agent: nothing stops a rank that waits for a dead peer, so a hang shows as a timeout."""
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [_Rank(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
 def _files(base: Path) -> list[str]:
     out = base / "output"
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -186,32 +235,33 @@ def test_two_ranks_batch_1_equal_one_process_batch_2(base_template, tmp_path, on
 
 def test_failure_in_training_on_one_rank_stops_both(base_template, tmp_path):
     base = _base(base_template, tmp_path, "base")
-    wf = _workflow(tmp_path, batch_size=1,
+    wf = _workflow(tmp_path, batch_size=1, light=True,
                    extra={"20": {"class_type": "FailingForward",
-                                 "inputs": {"model": ["1", 0], "rank": 1, "at_call": 2,
-                                            "interrupt": False}}},
+                                 "inputs": {"model": ["1", 0], "rank": 1, "at_call": 2}}},
                    rewire={("5", "model"): ["20", 0]})
-    ranks = _torchrun(wf, base, tmp_path)  # a hang would raise TimeoutExpired
-    assert ranks.returncode != 0
-    # rank 0 reports rank 1's error; nothing was saved
-    assert "rank 1 failed" in ranks.stderr and "injected failure on rank 1 in forward 2" \
-        in ranks.stderr, ranks.stderr[-3000:]
-    assert not (base / "output" / "loras").exists() or _files(base) == []
+    zero, one = _ranks(wf, base, tmp_path)  # a hang would raise TimeoutExpired
+    assert (zero.returncode, one.returncode) == (3, 3)  # a node failed, on every rank
+    # rank 0 reports rank 1's error; rank 1 prints only its own; nothing was saved
+    assert "error: node 5 (TrainLoraNode) failed: RankFailed: rank 1 failed: injected " \
+        "failure on rank 1 in forward 2" in zero.stderr, zero.stderr[-3000:]
+    assert one.stderr.strip().endswith("[rank 1] error: node 5 (TrainLoraNode) failed: "
+                                       "RuntimeError: injected failure on rank 1 in forward 2")
+    assert zero.stdout == one.stdout == ""
+    assert not (base / "output" / "loras").exists()
 
 
 def test_failure_after_training_on_one_rank_fails_the_run(base_template, tmp_path):
     base = _base(base_template, tmp_path, "base")
-    wf = _workflow(tmp_path, batch_size=1,
+    wf = _workflow(tmp_path, batch_size=1, light=True,
                    extra={"21": {"class_type": "FailingAfterTraining",
                                  "inputs": {"lora": ["5", 0], "rank": 1}}},
                    rewire={("6", "lora"): ["21", 0]})
-    ranks = _torchrun(wf, base, tmp_path)
-    # torchrun exits 1 when a worker failed; the workers' own codes: 3, a node failed
-    assert ranks.returncode != 0 and "exitcode  : 3" in ranks.stderr, ranks.stderr[-3000:]
-    assert "error: rank 1: " in ranks.stderr
-    assert "injected failure on rank 1 after training" in ranks.stderr
-    # rank 0 did not print a success result
-    assert "loras:" not in ranks.stdout
+    zero, one = _ranks(wf, base, tmp_path)
+    # rank 0 finished its own run, yet prints rank 1's error (not a success) and its code
+    assert (zero.returncode, one.returncode) == (3, 3), zero.stderr[-3000:]
+    assert "error: rank 1: node 21 (FailingAfterTraining) failed: ValueError: injected " \
+        "failure on rank 1 after training" in zero.stderr
+    assert zero.stdout == ""
 
 
 # -- the loop itself over 2 spawned gloo processes: every batching mode ------------------------
@@ -234,6 +284,7 @@ CASES = {
     "uneven_share": ([(3, 8, 8)], dict(batch_size=2)),  # 3 samples: ranks take 1 and 2
     "bucket": ([(3, 8, 8), (2, 16, 8)], dict(batch_size=1, bucket_mode=True)),
     "fewer_samples_than_ranks": ([(1, 8, 8)], dict(batch_size=1)),  # rank 1: weight 0
+    "checkpointing": ([(2, 8, 8)], dict(batch_size=1, gradient_checkpointing=True)),
     # the accelerator's path on the CPU: losses summed by an all-reduce, read later
     "deferred_reads": ([(4, 8, 8)], dict(batch_size=1, grad_accumulation_steps=2)),
 }
@@ -242,8 +293,8 @@ CASES = {
 def _config(per_rank: dict, world: int):
     from comfyless.lora.training import TrainConfig
 
-    options = dict(training_dtype="fp32", lora_dtype="fp32", steps=2, optimizer="SGD",
-                   learning_rate=0.01, gradient_checkpointing=False, **per_rank)
+    options = {**dict(training_dtype="fp32", lora_dtype="fp32", steps=2, optimizer="SGD",
+                      learning_rate=0.01, gradient_checkpointing=False), **per_rank}
     options["batch_size"] = per_rank["batch_size"] * world
     return TrainConfig(**options)
 
@@ -309,13 +360,31 @@ def test_every_batching_mode_equals_one_process(tiny_sd15_checkpoint, tiny_sd15_
 
 def test_interrupt_on_one_rank_stops_both_and_rank_0_keeps_the_lora(base_template, tmp_path):
     base = _base(base_template, tmp_path, "base")
-    wf = _workflow(tmp_path, batch_size=1,
+    wf = _workflow(tmp_path, batch_size=1, light=True,
                    extra={"20": {"class_type": "FailingForward",
                                  "inputs": {"model": ["1", 0], "rank": 1, "at_call": 2,
                                             "interrupt": True}}},
                    rewire={("5", "model"): ["20", 0]})
-    ranks = _torchrun(wf, base, tmp_path)
-    assert "exitcode  : 130" in ranks.stderr, ranks.stderr[-3000:]
+    zero, one = _ranks(wf, base, tmp_path)
+    assert (zero.returncode, one.returncode) == (130, 130), zero.stderr[-3000:]
     # every rank stopped after the same whole step; rank 0 wrote what was trained (1 step)
-    assert "interrupted after 1 of 3 training steps" in ranks.stderr
+    assert "interrupted after 1 of 3 training steps" in zero.stderr
     assert _files(base) == ["loras/ComfyUI_trained_lora_1_steps_00001_.safetensors"]
+
+
+def test_failure_in_backward_on_one_rank_ends_the_run_without_waiting(base_template, tmp_path):
+    """Rank 1 fails while rank 0 waits in the gradient all-reduce: no status round can reach
+    rank 0 there; rank 1 leaves the group, so rank 0's all-reduce fails (no torchrun agent
+    here to stop it: a hang would be a timeout)."""
+    base = _base(base_template, tmp_path, "base")
+    wf = _workflow(tmp_path, batch_size=1, light=True,
+                   extra={"20": {"class_type": "FailingForward",
+                                 "inputs": {"model": ["1", 0], "rank": 1, "at_call": 2,
+                                            "in_backward": True}}},
+                   rewire={("5", "model"): ["20", 0]})
+    zero, one = _ranks(wf, base, tmp_path)
+    assert (zero.returncode, one.returncode) == (3, 3), zero.stderr[-3000:]
+    assert "[rank 1] error: node 5 (TrainLoraNode) failed: RuntimeError: injected failure " \
+        "in backward" in one.stderr
+    assert "error: node 5 (TrainLoraNode) failed" in zero.stderr
+    assert not (base / "output" / "loras").exists()
