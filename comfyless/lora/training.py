@@ -584,7 +584,6 @@ def _rank_slice(n: int, rank: int, world: int) -> slice:
 def _distributed_loop(data: Dataset, cfg: TrainConfig, step: _Step,
                       optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
                       hooks: _Hooks, group: Any) -> list[float]:
-
     group.check()  # every rank got here: gradient collectives may start
     with _abandoning(group):  # DDP's constructor broadcasts the parameters
         ddp = _wrap_for_ddp(step.model, params, step.device)
@@ -700,8 +699,12 @@ def _shard_iteration(step: _Step, ddp: nn.Module, group: Any, items: list[_Item]
         if not math.isfinite(summed):  # every rank sees it: none steps, all raise (log.add)
             return mean
     loss, counted = last
-    with nullcontext() if syncs else ddp.no_sync(), _abandoning(group):
-        step.backward(loss, counted * world / n)  # the other ranks wait in its all-reduce
+    if not syncs:
+        with ddp.no_sync():
+            step.backward(loss, counted * world / n)
+        return mean
+    with _abandoning(group):  # the other ranks wait in this backward's all-reduce
+        step.backward(loss, counted * world / n)
     return mean
 
 
