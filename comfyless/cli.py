@@ -223,6 +223,18 @@ def _run_sweep(args: argparse.Namespace) -> int:
     return run_sweep(args, registry, dispatch)
 
 
+def cmd_run_any(args: argparse.Namespace) -> int:
+    """`run`; in every rank when torchrun started this process (docs/distributed-training.md)."""
+    from .distributed import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        return cmd_run(args)
+    from .commands.torchrun import run_as_rank
+
+    return run_as_rank(args, cmd_run, {UsageError: EXIT_USAGE, OSError: EXIT_USAGE,
+                                       KeyboardInterrupt: EXIT_INTERRUPTED})
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, dict) and "filename" in value:
         sub = value.get("subfolder") or ""
@@ -460,7 +472,7 @@ def cmd_stubs(args: argparse.Namespace) -> int:
 # -- dispatch -------------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int], str]] = {
-    "run": (_add_run, cmd_run, "validate and run a workflow"),
+    "run": (_add_run, cmd_run_any, "validate and run a workflow"),
     "validate": (_add_validate, cmd_validate, "check workflows without running them"),
     "nodes": (_add_nodes, cmd_nodes, "list the supported nodes"),
     "convert": (_add_convert, cmd_convert,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..distributed import scratch_dir
 from ..files import UnsafePath, check_write_target, ensure_inside, next_counter
 from ..typesys.errors import Interrupted, InvalidValue
 from .paths import BasePaths, invalid_value
@@ -54,7 +55,10 @@ class RunContext:
 
     @classmethod
     def create(cls, base_dir: str | os.PathLike | None = None, **kw: Any) -> RunContext:
-        return cls(BasePaths.resolve(base_dir), **kw)
+        paths = BasePaths.resolve(base_dir)
+        # torchrun ranks other than 0 write into a scratch folder (comfyless/distributed.py)
+        paths.write_base = scratch_dir()
+        return cls(paths, **kw)
 
     def for_node(self, node_id: str, class_type: str) -> RunContext:
         """A view of this context for one node (shares listeners and the interrupt flag)."""

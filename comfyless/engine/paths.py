@@ -40,6 +40,8 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "upscale_models": ("upscale_models",),
 }
 KIND_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+# Folder kinds nodes write new files to (each a folder of that name in the base dir).
+WRITTEN_KINDS = ("output", "temp", "datasets")
 
 
 @dataclass
@@ -48,6 +50,10 @@ class BasePaths:
 
     base: Path
     extra: dict[str, list[Path]] = field(default_factory=dict)
+    # Ranks other than 0 of a torchrun run (comfyless/distributed.py): new files go under this
+    # folder's output/, temp/, datasets/ instead (dropped after the run), so only rank 0 writes
+    # into the base dir; reads still see the base dir's folders, after the rank's own.
+    write_base: Path | None = None
 
     @classmethod
     def resolve(cls, base_dir: str | os.PathLike | None = None) -> BasePaths:
@@ -81,19 +87,20 @@ class BasePaths:
         kind = KIND_ALIASES.get(kind, kind)
         if kind == "input":
             return [self.input_dir]
-        if kind == "output":
-            return [self.output_dir]
-        if kind == "temp":
-            return [self.temp_dir]
-        if kind == "datasets":  # SaveTrainingDataset / LoadTrainingDataset shards
-            return [self.base / "datasets"]
+        if kind in WRITTEN_KINDS:  # datasets: SaveTrainingDataset / LoadTrainingDataset shards
+            return self._written(kind)
         if kind not in MODEL_KINDS:
             raise KeyError(f"unknown folder kind {kind!r}")
         found = [self.base / "models" / name for name in MODEL_KINDS[kind]]
         found += self.extra.get(kind, [])
-        if kind == "loras":
-            found.append(self.output_dir / "loras")  # trained LoRAs are usable at once
+        if kind == "loras":  # trained LoRAs are usable at once
+            found += [folder / "loras" for folder in self._written("output")]
         return found
+
+    def _written(self, kind: str) -> list[Path]:
+        """Folders of a kind nodes write to; the first is where new files go."""
+        own = self.base / kind
+        return [own] if self.write_base is None else [self.write_base / kind, own]
 
     def list_files(self, kind: str, extensions: tuple[str, ...] | None = None) -> list[str]:
         """Sorted, '/'-separated names of the files of `kind`, relative to their folder.

@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..typesys.errors import Interrupted
 from ..typesys.types import SEED_MAX
 from .adapters import RankTooLarge, add_adapters
 from .train_options import CONFIG_OPTIONS, TrainInputError, check_option
@@ -287,12 +288,29 @@ class _Step:
         self.device, self.scaler = device, scaler
         self.autocast = dtype != torch.float32
         self.dtype = dtype
+        # the network call; in a torchrun run the DistributedDataParallel wrapper (whose
+        # forward is this same call) so that backward averages the gradients over ranks
+        self.apply = model.apply_model
 
     def __call__(self, x0: Tensor, entries: Sequence[Any], gen: torch.Generator,
                  weight: float) -> Tensor:
+        noise, p = self.draw(x0.shape, gen)
+        loss = self.loss(x0, entries, noise, p)
+        # the check waits for the device: there a NaN is found later, by _LossLog
+        if not defers_reads(self.device) and not torch.isfinite(loss):
+            return loss.detach()
+        self.backward(loss, weight)
+        return loss.detach()
+
+    @staticmethod
+    def draw(shape: torch.Size, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The noise, then one p ~ U[0,1) per sample (CPU generators: same on any device)."""
+        noise = torch.randn(shape, generator=gen)
+        return noise, torch.rand(shape[0], generator=gen)
+
+    def loss(self, x0: Tensor, entries: Sequence[Any], noise: Tensor, p: Tensor) -> Tensor:
+        """The un-scaled loss of one batch (forward only)."""
         model, sampling = self.model, self.model.sampling
-        noise = torch.randn(x0.shape, generator=gen)  # CPU generators: same file on any device
-        p = torch.rand(x0.shape[0], generator=gen)
         sigma = torch.tensor([sampling.percent_to_sigma(float(v)) for v in p])
         x0, noise, sigma = (to_device(t, self.device) for t in (x0, noise, sigma))
         xt = sampling.noise_scaling(sigma, noise, x0)
@@ -301,14 +319,12 @@ class _Step:
         amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.autocast
                else nullcontext())
         with amp:
-            denoised = model.apply_model(xt, sigma, context, **extra)
-        loss = self.criterion(denoised.float(), x0.float())
-        # the check waits for the device: there a NaN is found later, by _LossLog
-        if not defers_reads(self.device) and not torch.isfinite(loss):
-            return loss.detach()
+            denoised = self.apply(xt, sigma, context, **extra)
+        return self.criterion(denoised.float(), x0.float())
+
+    def backward(self, loss: Tensor, weight: float) -> None:
         scaled = loss * (weight / self.grad_acc)
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-        return loss.detach()
 
 
 def defers_reads(device: torch.device) -> bool:
@@ -368,7 +384,7 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
                cfg: TrainConfig, *, existing: dict[str, Tensor] | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                snapshot_every: int | None = None,
-               on_snapshot: Snapshot | None = None) -> TrainResult:
+               on_snapshot: Snapshot | None = None, group: Any = None) -> TrainResult:
     """Train adapters on `model` (a ModelPatcher) and return their state dict and losses.
 
     The UNet is shared with other MODEL values, so every change (adapters, frozen flags,
@@ -376,6 +392,8 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
     If `progress` raises, `TrainingStopped` (from that exception) carries the partial result.
     `on_snapshot(partial)` runs after every `snapshot_every`-th optimizer step except the last
     (the last one is the return value).
+    `group` (comfyless.distributed.Group, in a torchrun run): every rank calls this with the
+    same inputs and trains its share of each global batch (`_distributed_loop`).
     """
     data = make_dataset(latents, positive, model.latent_format.process_in, cfg.bucket_mode)
     unet = model.diffusion_model
@@ -405,7 +423,10 @@ def train_lora(model: Any, latents: Sequence[dict[str, Tensor]], positive: Seque
             return {k: v.to(lora_dtype) for k, v in adapters.state_dict().items()}
 
         hooks = _Hooks(progress, snapshot_every if on_snapshot else None, on_snapshot, state)
-        losses = _loop(data, cfg, step, optimizer, params, scaler, hooks)
+        if group is None:
+            losses = _loop(data, cfg, step, optimizer, params, scaler, hooks)
+        else:
+            losses = _distributed_loop(data, cfg, step, optimizer, params, scaler, hooks, group)
         lora = state()
     return TrainResult(lora, losses, cfg.steps)
 
@@ -519,6 +540,183 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[Tensor], scal
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+# -- several processes (torchrun) ---------------------------------------------------------------
+# Same global batch, same result: with W ranks and batch_size b, iteration i uses the b*W
+# samples a single-process run with batch_size b*W would use, with the same noise and σ, and
+# steps the optimizer with the same mean gradient. Every rank draws the whole global batch
+# from the same generators (`pick`, seed + 1000*i: as in `_loop`) and keeps its slice
+# [r*n/W, (r+1)*n/W) of the n samples drawn; its loss (a mean over its k samples) is weighted
+# k*W/n, so DistributedDataParallel's average over ranks is the mean over all n samples. The
+# logged loss is that mean too (summed in the status round). Each iteration: forwards, one
+# status round (comfyless/distributed.py: a failure on any rank stops every rank here, before
+# any rank waits in a gradient all-reduce), then the backward that all-reduces.
+class _SharedAdapters(nn.Module):
+    """The adapter parameters as one module for DistributedDataParallel, whose forward is the
+    network call. The ModelPatcher is held, not registered: the frozen base weights are not
+    synchronised (every rank loaded them from the same file)."""
+
+    def __init__(self, model: Any, params: list[Tensor]) -> None:
+        super().__init__()
+        self.adapters = nn.ParameterList(params)  # the same tensors, not copies
+        self._model = (model,)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self._model[0].apply_model(*args, **kwargs)
+
+
+def _wrap_for_ddp(model: Any, params: list[Tensor], device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        _SharedAdapters(model, params),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # an adapter whose layer a model's forward skips (a family's unused embedder, an input
+        # the workflow does not give) gets no gradient: DDP must not wait for it
+        find_unused_parameters=True)
+
+
+def _rank_slice(n: int, rank: int, world: int) -> slice:
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
+def _distributed_loop(data: Dataset, cfg: TrainConfig, step: _Step,
+                      optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
+                      hooks: _Hooks, group: Any) -> list[float]:
+    group.check()  # every rank got here: gradient collectives may start
+    with _abandoning(group):  # DDP's constructor broadcasts the parameters
+        ddp = _wrap_for_ddp(step.model, params, step.device)
+    step.apply = ddp
+    try:
+        return _shards_loop(data, cfg, step, ddp, optimizer, params, scaler, hooks, group)
+    finally:  # the DDP reducer (and its hold on the process group) goes now, not at exit
+        step.apply = step.model.apply_model
+        del ddp
+
+
+def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
+                 optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
+                 hooks: _Hooks, group: Any) -> list[float]:
+    from ..distributed import RankFailed
+
+    total = cfg.steps * cfg.grad_accumulation_steps
+    pick = _generator(cfg.seed)
+    sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
+    log = _LossLog(total, defers_reads(step.device))
+    global_batch = cfg.batch_size * group.world_size
+    i = 0
+    try:
+        for i in range(total):
+            gen = _generator(cfg.seed + 1000 * i)
+            if data.multi_res:
+                items, n = _multires_share(data, step, pick, gen, global_batch, group)
+            else:
+                g = (0 if len(data.groups) == 1
+                     else int(torch.multinomial(sizes, 1, generator=pick)))
+                rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:global_batch]
+                items, n = _batch_share(data, g, rel, step, gen, group)
+            syncs = (i + 1) % cfg.grad_accumulation_steps == 0
+            loss = _shard_iteration(step, ddp, group, items, n, syncs)
+            log.add(loss)
+            if syncs:
+                _optimizer_step(optimizer, params, scaler)
+            hooks.after(i, cfg, log)
+        return log.read()
+    except NonFiniteLoss:
+        optimizer.zero_grad(set_to_none=True)
+        raise
+    except RankFailed as exc:
+        optimizer.zero_grad(set_to_none=True)
+        if not exc.interrupted:
+            raise
+        # another rank was interrupted: stop here too, with the same whole steps done
+        partial = TrainResult(hooks.state(), list(log.values), i // cfg.grad_accumulation_steps)
+        raise TrainingStopped(partial, cfg.steps) from Interrupted(
+            f"interrupted (on rank {exc.rank})")
+
+
+# (x0, caption entries, noise, p, samples counted): this rank's pieces of one iteration
+_Item = tuple[Tensor, list[Any], Tensor, Tensor, int]
+
+
+def _batch_share(data: Dataset, g: int, rel: Tensor, step: _Step, gen: torch.Generator,
+                 group: Any) -> tuple[list[_Item], int]:
+    """Standard / bucket mode: this rank's rows of the global batch `rel` of group g."""
+    n = rel.shape[0]
+    noise, p = step.draw((n, *data.groups[g].shape[1:]), gen)
+    mine = _rank_slice(n, group.rank, group.world_size)
+    counted = mine.stop - mine.start
+    if counted == 0:  # fewer samples than ranks: run one with weight 0 (DDP needs a backward)
+        mine = slice(0, 1)
+    rows = rel[mine]
+    entries = [data.conds[g][j] for j in rows.tolist()]
+    return [(data.groups[g][rows], entries, noise[mine], p[mine], counted)], n
+
+
+def _multires_share(data: Dataset, step: _Step, pick: torch.Generator, gen: torch.Generator,
+                    global_batch: int, group: Any) -> tuple[list[_Item], int]:
+    """Multi-resolution: every sample's noise drawn in order (as `_multires_iteration`
+    draws it), this rank's samples kept, one item each."""
+    idx = torch.randperm(len(data.groups), generator=pick)[:global_batch].tolist()
+    draws = [step.draw(data.groups[j].shape, gen) for j in idx]
+    mine = _rank_slice(len(idx), group.rank, group.world_size)
+    positions = list(range(len(idx)))[mine] or [0]  # none: one with weight 0, as above
+    counted = 1 if mine.stop > mine.start else 0
+    return [(data.groups[idx[k]], data.conds[idx[k]], *draws[k], counted)
+            for k in positions], len(idx)
+
+
+def _shard_iteration(step: _Step, ddp: nn.Module, group: Any, items: list[_Item], n: int,
+                     syncs: bool) -> Tensor:
+    """Forward this rank's items (backward of all but the last without gradient sync), a
+    status round, then the last backward (synchronised when the optimizer steps). Returns
+    the mean loss over the n samples of all ranks."""
+    world = group.world_size
+    local = torch.zeros((), device=step.device)  # sum of this rank's per-sample losses
+    last, error = None, None
+    try:
+        for index, (x0, entries, noise, p, counted) in enumerate(items):
+            final = index == len(items) - 1
+            with nullcontext() if syncs and final else ddp.no_sync():
+                loss = step.loss(x0, entries, noise, p)
+                local = local + loss.detach().float() * counted
+                if not final:
+                    step.backward(loss, counted * world / n)
+            if final:
+                last = (loss, counted)
+    except Exception as exc:  # told to every rank in the round below, then raised here
+        error = exc
+    deferred = defers_reads(step.device)
+    summed = group.check(error, 0.0 if deferred else float(local))
+    if deferred:  # the losses stay on the device: summed there, read later by _LossLog
+        import torch.distributed as dist
+
+        dist.all_reduce(local)
+        mean = local / n
+    else:
+        mean = torch.tensor(summed / n, dtype=torch.float32)
+        if not math.isfinite(summed):  # every rank sees it: none steps, all raise (log.add)
+            return mean
+    loss, counted = last
+    if not syncs:
+        with ddp.no_sync():
+            step.backward(loss, counted * world / n)
+        return mean
+    with _abandoning(group):  # the other ranks wait in this backward's all-reduce
+        step.backward(loss, counted * world / n)
+    return mean
+
+
+@contextmanager
+def _abandoning(group: Any):
+    """A failure inside a gradient collective: the other ranks are waiting in it, not in a
+    status round, so this rank leaves the group (comfyless/distributed.py `abandon`)."""
+    try:
+        yield
+    except Exception:
+        group.abandon()
+        raise
 
 
 # -- resume ------------------------------------------------------------------------------------

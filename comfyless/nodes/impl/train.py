@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ... import distributed
 from ...lora.adapters import RankTooLarge
 from ...lora.train_options import NO_LORA, TRAIN_OPTIONS
 from ...lora.training import (
@@ -50,7 +51,7 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     try:
         result = train_lora(model, latents, positive, cfg, existing=existing,
                             progress=progress, snapshot_every=ctx.save_every,
-                            on_snapshot=keeper.snapshot)
+                            on_snapshot=keeper.snapshot, group=distributed.current())
     except TrainingStopped as stop:
         raise keeper.stopped(stop) from stop.__cause__
     except ValueError as exc:
