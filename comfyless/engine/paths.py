@@ -99,7 +99,7 @@ class BasePaths:
 
     def _written(self, kind: str) -> list[Path]:
         """Folders of a kind nodes write to; the first is where new files go."""
-        own = self.base / kind
+        own = {"output": self.output_dir, "temp": self.temp_dir}.get(kind, self.base / kind)
         return [own] if self.write_base is None else [self.write_base / kind, own]
 
     def list_files(self, kind: str, extensions: tuple[str, ...] | None = None) -> list[str]:
