@@ -208,7 +208,9 @@ class ClipModel:
 
     @property
     def lora_module(self) -> nn.Module:
-        """The torch module whose parameter names LoRA key maps target."""
+        """The torch module whose parameter names LoRA key maps target (its weights read back
+        first if they were released: key maps read the parameters' shapes)."""
+        self.ensure_weights()
         return self.stack
 
     def clone(self) -> ClipModel:

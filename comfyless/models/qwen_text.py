@@ -503,6 +503,7 @@ class QwenTextClip(ClipModel):
         from ..lora.apply import loras_applied
 
         windows = [[t for t, _ in w] for w in tokens[self.encoder.root]] or [[PAD_TOKEN]]
+        self.ensure_weights()  # read back from the file if released while idle (residency.py)
         with torch.no_grad(), loras_applied(self.stack, list(self.patches), target="clip"):
             cond, mask = self._encode_windows(windows)
         if self.encoder.drop_template_head:

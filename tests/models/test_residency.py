@@ -73,3 +73,49 @@ def test_a_file_changed_on_disk_before_the_reload_is_a_clear_error(loaded, tmp_p
     shutil.copy(tiny_sd2_checkpoint, path)  # other text encoder shapes under the same name
     with pytest.raises(ModelLoadError, match="changed on disk|cannot load"):
         clip.encode("a red fox")
+
+
+@pytest.mark.parametrize("clip_type", ["lumina2", "qwen_image", "flux", "sd3"])
+def test_every_text_encoder_loader_reads_released_weights_back(tmp_path, clip_type):
+    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader payloads of every encoder family (Qwen
+    LLMs, T5 sets): the same conditioning after a release as before it."""
+    from safetensors.torch import save_file
+
+    from comfyless.engine.context import RunContext
+    from comfyless.models.text_sets import text_encoder_files
+    from comfyless.nodes.impl.loaders import _load_text_encoders
+
+    ctx = RunContext.create(tmp_path)
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    files = text_encoder_files(clip_type, "tiny", torch.Generator().manual_seed(0))
+    for name, sd in files.items():
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / name))
+    names = {f"clip_name{i + 1}": name for i, name in enumerate(files)}
+    clip = _load_text_encoders(ctx, names, clip_type, "default")
+    before = clip.encode_from_tokens(clip.tokenize("a red fox"))[0]
+
+    assert release_idle() > 0 and not clip.residency.loaded
+    after = clip.encode_from_tokens(clip.tokenize("a red fox"))[0]
+
+    assert clip.residency.loaded and torch.equal(after, before)
+
+
+def test_a_lora_loaded_after_a_release_still_finds_the_clip_keys(loaded):
+    """LoraLoader places a file's keys by the CLIP's parameter shapes: a released CLIP is read
+    back first, so the keys land as they did before the release."""
+    from comfyless.lora.formats import read_lora
+
+    _, _, clip, _ = loaded
+    shapes = {n: tuple(p.shape) for n, p in clip.lora_module.named_parameters()}
+    name = next(n for n, s in shapes.items() if n.endswith("q_proj.weight"))
+    layer = name.removesuffix(".weight").split("transformer.", 1)[1]  # text_model.encoder...
+    key = "lora_te_" + layer.replace(".", "_")  # kohya's name for it
+    out_dim, in_dim = shapes[name]
+    lora = {f"{key}.lora_up.weight": torch.zeros(out_dim, 2),
+            f"{key}.lora_down.weight": torch.zeros(2, in_dim)}
+    patches, unplaced = read_lora(lora, "clip", clip.lora_module)
+    assert patches and not unplaced
+    release_idle()
+    patches, unplaced = read_lora(lora, "clip", clip.lora_module)
+    assert patches and not unplaced
