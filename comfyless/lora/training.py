@@ -501,9 +501,7 @@ def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.O
             if data.multi_res:
                 loss = _multires_iteration(data, cfg, step, pick, gen)
             else:
-                g = (0 if len(data.groups) == 1
-                     else int(torch.multinomial(sizes, 1, generator=pick)))
-                rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:cfg.batch_size]
+                g, rel = _draw_batch(data, sizes, pick, cfg.batch_size)
                 loss = step(data.groups[g][rel], [data.conds[g][j] for j in rel.tolist()],
                             gen, 1.0)
             log.add(loss)  # on the CPU: raises NonFiniteLoss before the optimizer steps
@@ -514,6 +512,14 @@ def _loop(data: Dataset, cfg: TrainConfig, step: _Step, optimizer: torch.optim.O
     except NonFiniteLoss:
         optimizer.zero_grad(set_to_none=True)
         raise
+
+
+def _draw_batch(data: Dataset, sizes: Tensor, pick: torch.Generator, count: int
+                ) -> tuple[int, Tensor]:
+    """(group, rows) of one batch: a group drawn by size (buckets), then up to `count` of its
+    samples, both from `pick` (the same draws in one process and in every torchrun rank)."""
+    g = 0 if len(data.groups) == 1 else int(torch.multinomial(sizes, 1, generator=pick))
+    return g, torch.randperm(data.groups[g].shape[0], generator=pick)[:count]
 
 
 def _multires_iteration(data: Dataset, cfg: TrainConfig, step: _Step,
@@ -612,9 +618,7 @@ def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
             if data.multi_res:
                 items, n = _multires_share(data, step, pick, gen, global_batch, group)
             else:
-                g = (0 if len(data.groups) == 1
-                     else int(torch.multinomial(sizes, 1, generator=pick)))
-                rel = torch.randperm(data.groups[g].shape[0], generator=pick)[:global_batch]
+                g, rel = _draw_batch(data, sizes, pick, global_batch)
                 items, n = _batch_share(data, g, rel, step, gen, group)
             syncs = (i + 1) % cfg.grad_accumulation_steps == 0
             loss = _shard_iteration(step, ddp, group, items, n, syncs)
