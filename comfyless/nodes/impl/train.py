@@ -42,7 +42,7 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     existing, prior = _existing(ctx, values["existing_lora"])
     model = _unwrap_list(model)
     warn_slow_bf16(ctx, model, cfg)
-    _release_encoders(model)
+    _release_encoders()
 
     def progress(step: int, total: int, loss: float) -> None:
         ctx.progress(step, total, loss=loss)  # raises Interrupted when asked to stop
@@ -61,10 +61,11 @@ def train_lora_node(ctx, model: list, latents: list, positive: list, **options: 
     return lora, {"loss": result.losses}, steps
 
 
-def _release_encoders(model) -> None:
+def _release_encoders() -> None:
     """Text encoders and VAEs are idle while training (latents and prompts are cached in the
-    inputs): their weights leave memory and come back from their files when next used."""
-    freed = release_idle(keep=(model.diffusion_model,))
+    inputs): their weights leave memory and come back from their files when next used (the
+    network being trained is never a released one: only encoders are reloadable)."""
+    freed = release_idle()
     if freed:
         log.info("released %.0f MiB of idle text encoder / VAE weights for training",
                  freed / 2**20)
