@@ -37,15 +37,11 @@ from PIL import Image, ImageOps
 from ..image_batch import BATCH_PREFIX
 from .image_edit import common_upscale
 from .image_files import open_image
+from .image_ops import describe
 
 
 def _fail(ctx, input_name: str, message: str):
     raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': {message}")
-
-
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
 # -- BatchImagesNode --------------------------------------------------------------------------
@@ -74,7 +70,7 @@ def batch_images_node(ctx, **images):
                         if name.startswith(BATCH_PREFIX) and image is not None))
     for _, name, image in connected:
         if not isinstance(image, torch.Tensor) or image.ndim != 4:
-            _fail(ctx, name, f"expected an IMAGE [B, H, W, C], got {_describe(image)}")
+            _fail(ctx, name, f"expected an IMAGE [B, H, W, C], got {describe(image)}")
     if not connected:
         _fail(ctx, f"{BATCH_PREFIX}0", "expected at least one connected image")
     return (batch_images([image for _, _, image in connected]),)
@@ -139,7 +135,7 @@ def scale_to_multiple(t: torch.Tensor, multiple: int, method: str) -> torch.Tens
 def _image_or_mask(ctx, value, input_name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3, 4):
         _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C] or a MASK [B, H, W], got "
-                               f"{_describe(value)}")
+                               f"{describe(value)}")
     return value.unsqueeze(0) if value.ndim == 2 else value
 
 
@@ -203,7 +199,7 @@ def resize_image_mask(ctx, input, resize_type: str = "scale dimensions",
 
 def image_scale_to_max_dimension(ctx, image, upscale_method: str, largest_size: int = 512):
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
-        _fail(ctx, "image", f"expected an IMAGE [B, H, W, C], got {_describe(image)}")
+        _fail(ctx, "image", f"expected an IMAGE [B, H, W, C], got {describe(image)}")
     width, height = _longer(image.shape[1], image.shape[2], largest_size)
     _positive(ctx, width, height, "largest_size")
     return (_resize(image, width, height, upscale_method),)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ...models.crop import centre_crop_to_aspect
 from ..image_edit import MASK_CHANNELS
+from .image_ops import describe
 
 # -- input checks -----------------------------------------------------------------------------
 
@@ -25,21 +26,16 @@ def _fail(ctx, input_name: str, message: str):
     raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': {message}")
 
 
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
-
-
 def _image(ctx, value, input_name: str = "image") -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C], got {_describe(value)}")
+        _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C], got {describe(value)}")
     return value
 
 
 def _mask(ctx, value, input_name: str = "mask") -> torch.Tensor:
     """A MASK as [B, H, W] (a [H, W] mask is one of a batch)."""
     if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3):
-        _fail(ctx, input_name, f"expected a MASK [B, H, W] or [H, W], got {_describe(value)}")
+        _fail(ctx, input_name, f"expected a MASK [B, H, W] or [H, W], got {describe(value)}")
     return value.reshape(-1, value.shape[-2], value.shape[-1])
 
 
