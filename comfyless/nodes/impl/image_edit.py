@@ -74,15 +74,20 @@ def upscale_images(images: torch.Tensor, width: int, height: int, method: str,
 # -- scaling ----------------------------------------------------------------------------------
 
 
+def side_from_aspect(h: int, w: int, width: int, height: int) -> tuple[int, int]:
+    """ImageScale's rule: a 0 side follows the aspect (at least 1)."""
+    if width == 0:
+        width = max(1, round(w * height / h))
+    elif height == 0:
+        height = max(1, round(h * width / w))
+    return width, height
+
+
 def image_scale(ctx, image, upscale_method: str, width: int, height: int, crop: str):
     image = _image(ctx, image)
     if width == 0 and height == 0:
         return (image,)
-    old_h, old_w = image.shape[1:3]
-    if width == 0:
-        width = max(1, round(old_w * height / old_h))
-    elif height == 0:
-        height = max(1, round(old_h * width / old_w))
+    width, height = side_from_aspect(*image.shape[1:3], width, height)
     return (upscale_images(image, width, height, upscale_method, crop),)
 
 
