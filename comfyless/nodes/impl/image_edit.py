@@ -97,10 +97,16 @@ def image_scale_by(ctx, image, upscale_method: str, scale_by: float):
     return (upscale_images(image, width, height, upscale_method),)
 
 
+def scaled_size(width: int, height: int, total: float, multiple: int = 1) -> tuple[int, int]:
+    """(width, height) of about `total` pixels with the aspect kept, each a multiple of
+    `multiple`."""
+    scale = math.sqrt(total / (width * height))
+    return round(width * scale / multiple) * multiple, round(height * scale / multiple) * multiple
+
+
 def total_pixels_size(width: int, height: int, megapixels: float, steps: int) -> tuple[int, int]:
     """(width, height) of about megapixels * 1024^2 pixels, each a multiple of steps."""
-    scale = math.sqrt(megapixels * 1024 * 1024 / (width * height))
-    return round(width * scale / steps) * steps, round(height * scale / steps) * steps
+    return scaled_size(width, height, megapixels * 1024 * 1024, steps)
 
 
 def image_scale_to_total_pixels(ctx, image, upscale_method: str, megapixels: float,
