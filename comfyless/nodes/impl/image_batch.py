@@ -35,17 +35,13 @@ import torch
 from PIL import Image, ImageOps
 
 from ..image_batch import BATCH_PREFIX
-from .image_edit import common_upscale
+from .image_edit import common_upscale, side_from_aspect, upscale_images
 from .image_files import open_image
+from .image_ops import describe
 
 
 def _fail(ctx, input_name: str, message: str):
     raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': {message}")
-
-
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
 # -- BatchImagesNode --------------------------------------------------------------------------
@@ -57,8 +53,7 @@ def batch_images(images: list[torch.Tensor]) -> torch.Tensor:
     images = [_pad_alpha(image) if image.shape[-1] < widest else image for image in images]
     first = images[0].shape
     resized = [image if image.shape[1:] == first[1:] else
-               common_upscale(image.movedim(-1, 1), first[2], first[1], "bilinear",
-                              "center").movedim(1, -1)
+               upscale_images(image, first[2], first[1], "bilinear", "center")
                for image in images]
     return torch.cat(resized, dim=0)
 
@@ -74,7 +69,7 @@ def batch_images_node(ctx, **images):
                         if name.startswith(BATCH_PREFIX) and image is not None))
     for _, name, image in connected:
         if not isinstance(image, torch.Tensor) or image.ndim != 4:
-            _fail(ctx, name, f"expected an IMAGE [B, H, W, C], got {_describe(image)}")
+            _fail(ctx, name, f"expected an IMAGE [B, H, W, C], got {describe(image)}")
     if not connected:
         _fail(ctx, f"{BATCH_PREFIX}0", "expected at least one connected image")
     return (batch_images([image for _, _, image in connected]),)
@@ -87,17 +82,8 @@ def _resize(t: torch.Tensor, width: int, height: int, method: str, crop: str = "
             ) -> torch.Tensor:
     """common_upscale on an IMAGE [B, H, W, C] or a MASK [B, H, W]."""
     if t.ndim == 4:
-        return common_upscale(t.movedim(-1, 1), width, height, method, crop).movedim(1, -1)
+        return upscale_images(t, width, height, method, crop)
     return common_upscale(t.unsqueeze(1), width, height, method, crop).squeeze(1)
-
-
-def _side_from_aspect(h: int, w: int, width: int, height: int) -> tuple[int, int]:
-    """ImageScale's rule: a 0 side follows the aspect (at least 1)."""
-    if width == 0:
-        width = max(1, round(w * height / h))
-    elif height == 0:
-        height = max(1, round(h * width / w))
-    return width, height
 
 
 def _longer(h: int, w: int, size: int) -> tuple[int, int]:
@@ -139,7 +125,7 @@ def scale_to_multiple(t: torch.Tensor, multiple: int, method: str) -> torch.Tens
 def _image_or_mask(ctx, value, input_name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3, 4):
         _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C] or a MASK [B, H, W], got "
-                               f"{_describe(value)}")
+                               f"{describe(value)}")
     return value.unsqueeze(0) if value.ndim == 2 else value
 
 
@@ -160,7 +146,7 @@ def _target_size(ctx, t: torch.Tensor, resize_type: str, sub: dict) -> tuple[int
         crop = sub["crop"] if resize_type == "scale dimensions" else "disabled"
         if width == 0 and height == 0:
             return w, h, "unchanged"
-        return (*_side_from_aspect(h, w, width, height), crop)
+        return (*side_from_aspect(h, w, width, height), crop)
     if resize_type == "scale longer dimension":
         return (*_longer(h, w, sub["longer_size"]), "disabled")
     if resize_type == "scale shorter dimension":
@@ -203,7 +189,7 @@ def resize_image_mask(ctx, input, resize_type: str = "scale dimensions",
 
 def image_scale_to_max_dimension(ctx, image, upscale_method: str, largest_size: int = 512):
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
-        _fail(ctx, "image", f"expected an IMAGE [B, H, W, C], got {_describe(image)}")
+        _fail(ctx, "image", f"expected an IMAGE [B, H, W, C], got {describe(image)}")
     width, height = _longer(image.shape[1], image.shape[2], largest_size)
     _positive(ctx, width, height, "largest_size")
     return (_resize(image, width, height, upscale_method),)

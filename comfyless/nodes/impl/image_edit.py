@@ -17,6 +17,7 @@ from PIL import Image
 
 from ...models.crop import centre_crop_to_aspect
 from ..image_edit import MASK_CHANNELS
+from .image_ops import describe
 
 # -- input checks -----------------------------------------------------------------------------
 
@@ -25,21 +26,16 @@ def _fail(ctx, input_name: str, message: str):
     raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': {message}")
 
 
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
-
-
 def _image(ctx, value, input_name: str = "image") -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C], got {_describe(value)}")
+        _fail(ctx, input_name, f"expected an IMAGE [B, H, W, C], got {describe(value)}")
     return value
 
 
 def _mask(ctx, value, input_name: str = "mask") -> torch.Tensor:
     """A MASK as [B, H, W] (a [H, W] mask is one of a batch)."""
     if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3):
-        _fail(ctx, input_name, f"expected a MASK [B, H, W] or [H, W], got {_describe(value)}")
+        _fail(ctx, input_name, f"expected a MASK [B, H, W] or [H, W], got {describe(value)}")
     return value.reshape(-1, value.shape[-2], value.shape[-1])
 
 
@@ -78,15 +74,20 @@ def upscale_images(images: torch.Tensor, width: int, height: int, method: str,
 # -- scaling ----------------------------------------------------------------------------------
 
 
+def side_from_aspect(h: int, w: int, width: int, height: int) -> tuple[int, int]:
+    """ImageScale's rule: a 0 side follows the aspect (at least 1)."""
+    if width == 0:
+        width = max(1, round(w * height / h))
+    elif height == 0:
+        height = max(1, round(h * width / w))
+    return width, height
+
+
 def image_scale(ctx, image, upscale_method: str, width: int, height: int, crop: str):
     image = _image(ctx, image)
     if width == 0 and height == 0:
         return (image,)
-    old_h, old_w = image.shape[1:3]
-    if width == 0:
-        width = max(1, round(old_w * height / old_h))
-    elif height == 0:
-        height = max(1, round(old_h * width / old_w))
+    width, height = side_from_aspect(*image.shape[1:3], width, height)
     return (upscale_images(image, width, height, upscale_method, crop),)
 
 
@@ -96,10 +97,16 @@ def image_scale_by(ctx, image, upscale_method: str, scale_by: float):
     return (upscale_images(image, width, height, upscale_method),)
 
 
+def scaled_size(width: int, height: int, total: float, multiple: int = 1) -> tuple[int, int]:
+    """(width, height) of about `total` pixels with the aspect kept, each a multiple of
+    `multiple`."""
+    scale = math.sqrt(total / (width * height))
+    return round(width * scale / multiple) * multiple, round(height * scale / multiple) * multiple
+
+
 def total_pixels_size(width: int, height: int, megapixels: float, steps: int) -> tuple[int, int]:
     """(width, height) of about megapixels * 1024^2 pixels, each a multiple of steps."""
-    scale = math.sqrt(megapixels * 1024 * 1024 / (width * height))
-    return round(width * scale / steps) * steps, round(height * scale / steps) * steps
+    return scaled_size(width, height, megapixels * 1024 * 1024, steps)
 
 
 def image_scale_to_total_pixels(ctx, image, upscale_method: str, megapixels: float,

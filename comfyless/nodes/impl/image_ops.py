@@ -61,6 +61,12 @@ def fit(image: torch.Tensor, width: int, height: int, method: str) -> torch.Tens
     raise ValueError(f"unknown resize_method {method!r}")
 
 
+def describe(value) -> str:
+    """A value for an error message: its shape when it has one, else its type name."""
+    shape = getattr(value, "shape", None)
+    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
 def samples(images: torch.Tensor) -> list[torch.Tensor]:
     """The `[H, W, C]` samples of an IMAGE batch (a 3-D tensor is one sample)."""
     if images.ndim == 3:

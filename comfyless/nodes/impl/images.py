@@ -125,13 +125,8 @@ def _resize_batch(images: torch.Tensor, width: int, height: int) -> torch.Tensor
 def _image_batch(ctx, image, input_name: str) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         raise ValueError(f"node {ctx.node_id} ({ctx.class_type}) input '{input_name}': expected "
-                         f"an IMAGE [B, H, W, C], got {_describe(image)}")
+                         f"an IMAGE [B, H, W, C], got {image_ops.describe(image)}")
     return image
-
-
-def _describe(value) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
 def flux_kontext_image_scale(ctx, image):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ...typesys.errors import InvalidValue
 from .conditioning import conditioning_set_values
 from .conditioning_ops import _conditioning
+from .image_ops import describe
 
 PIXEL_MULTIPLE = 8  # InpaintModelConditioning / InstructPixToPix crop to multiples of 8
 
@@ -37,14 +38,9 @@ def _fail(ctx, input_name: str, message: str):
     raise InvalidValue(f"{input_name}: {message}", node_id=ctx.node_id, input_name=input_name)
 
 
-def _describe(value: Any) -> str:
-    shape = getattr(value, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
-
-
 def _pixels(ctx, value: Any, multiple: int) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim != 4 or value.shape[-1] < 3:
-        _fail(ctx, "pixels", f"expected an IMAGE [B, H, W, 3], got {_describe(value)}")
+        _fail(ctx, "pixels", f"expected an IMAGE [B, H, W, 3], got {describe(value)}")
     if value.shape[1] < multiple or value.shape[2] < multiple:
         _fail(ctx, "pixels", f"the image ({value.shape[2]}x{value.shape[1]}) is smaller than "
                              f"{multiple}x{multiple} pixels")
@@ -60,7 +56,7 @@ def _vae(ctx, value: Any):
 def _mask_at(ctx, mask: Any, pixels: torch.Tensor) -> torch.Tensor:
     """The MASK as (B, 1, H, W) resized bilinearly to the image size."""
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3, 4):
-        _fail(ctx, "mask", f"expected a MASK [B, H, W], got {_describe(mask)}")
+        _fail(ctx, "mask", f"expected a MASK [B, H, W], got {describe(mask)}")
     mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
     if mask.shape[0] not in (1, pixels.shape[0]):
         _fail(ctx, "mask", f"a batch of {mask.shape[0]} masks does not fit a batch of "

@@ -69,7 +69,6 @@ def merged_network(model1, model2, ratio: float):
     """A copy of model1's network holding ratio * W1 + (1 - ratio) * W2 (module note)."""
     net = copy.deepcopy(model1.diffusion_model)
     net.__dict__.pop("_comfyless_active", None)
-    weights2 = contextlib.nullcontext()
     if model2.diffusion_model is model1.diffusion_model:  # one network, other LoRAs: no nesting
         with torch.no_grad(), _baked(model2.diffusion_model, _lora_list(model2), "unet") as n2:
             weights2 = contextlib.nullcontext(

@@ -19,12 +19,10 @@ Spec note (ComfyUI comfy_extras/nodes_qwen.py, restated):
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .conditioning import _require_clip, conditioning_from_tokens, conditioning_set_values
-from .image_edit import upscale_images
+from .image_edit import scaled_size, upscale_images
 
 EDIT_PIXELS = 1024 * 1024
 PLUS_VISION_PIXELS = 384 * 384
@@ -63,12 +61,6 @@ def _require_vae(ctx, vae) -> None:
 
     if vae is not None and not isinstance(vae, VAE):
         raise ValueError(f"{_where(ctx, 'vae')}: expected a VAE, got {type(vae).__name__}")
-
-
-def scaled_size(width: int, height: int, total: int, multiple: int = 1) -> tuple[int, int]:
-    """(width, height) of about `total` pixels with the aspect kept (spec note above)."""
-    scale = math.sqrt(total / (width * height))
-    return (round(width * scale / multiple) * multiple, round(height * scale / multiple) * multiple)
 
 
 def _scaled(image: torch.Tensor, total: int, multiple: int = 1) -> torch.Tensor:
