@@ -29,7 +29,6 @@ block instead runs it with progress when the script is called as `python script.
 from __future__ import annotations
 
 import builtins
-import heapq
 import json
 import keyword
 import math
@@ -37,6 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .engine.graph import topological_order
 from .engine.workflow import BadLink, link_of
 from .typesys.errors import WorkflowError
 from .typesys.schema import NodeRegistry
@@ -92,11 +92,11 @@ def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
 
 # -- order ----------------------------------------------------------------------------------
 def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
-    """Node ids with every producer before its consumers; ready nodes in the file's order."""
-    position = {nid: i for i, nid in enumerate(workflow)}
-    deps: dict[str, set[str]] = {}
+    """Node ids with every producer before its consumers; ready nodes in the file's order
+    (the engine's `topological_order`, keyed by file position)."""
+    deps: dict[str, list[str]] = {}
     for nid, node in workflow.items():
-        deps[nid] = set()
+        deps[nid] = []
         for name, value in node.inputs.items():
             if isinstance(value, BadLink):
                 raise ScriptWriterError(f"node {nid} input {name!r}: {value.value!r} is not a "
@@ -107,25 +107,10 @@ def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
             if link[0] not in workflow:
                 raise ScriptWriterError(f"node {nid} input {name!r} links to node {link[0]!r}, "
                                         "which the workflow does not have", node_id=nid)
-            deps[nid].add(link[0])
-    readers: dict[str, list[str]] = {nid: [] for nid in workflow}
-    for nid, producers in deps.items():
-        for producer in producers:
-            readers[producer].append(nid)
-    waiting = {nid: len(producers) for nid, producers in deps.items()}
-    ready = [position[nid] for nid, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
-    ids = list(workflow)
-    order: list[str] = []
-    while ready:  # Kahn's algorithm, the earliest ready node in the file first
-        nid = ids[heapq.heappop(ready)]
-        order.append(nid)
-        for reader in readers[nid]:
-            waiting[reader] -= 1
-            if waiting[reader] == 0:
-                heapq.heappush(ready, position[reader])
-    if len(order) < len(workflow):
-        stuck = [nid for nid in ids if waiting[nid] > 0]
+            deps[nid].append(link[0])
+    position = {nid: i for i, nid in enumerate(workflow)}
+    order, stuck = topological_order(workflow, deps, key=position.__getitem__)
+    if stuck:
         raise ScriptWriterError(f"the links of nodes {', '.join(stuck)} form a cycle (or "
                                 "follow one); a script needs every producer before its consumers")
     return order
