@@ -36,6 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .api import is_param_name
 from .engine.graph import topological_order
 from .engine.workflow import BadLink, link_of
 from .typesys.errors import WorkflowError
@@ -211,7 +212,8 @@ def _statement(nid: str, node: Any, targets: list[str], variables: dict[tuple[st
 
 
 def _plain_keyword(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+    """A keyword argument of a node function (`is_param_name`), not one of the `_` names."""
+    return is_param_name(name) and not name.startswith("_")
 
 
 def _lhs(targets: list[str]) -> str:
