@@ -73,8 +73,12 @@ def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
         from .nodes import REGISTRY as builtin  # noqa: N811
     order = dependency_order(workflow)
     schemas = {nid: _schema(registry, nid, workflow[nid].class_type) for nid in order}
-    used = _used_slots(workflow)
-    consumers = _consumer_names(workflow)
+    readers = _readers(workflow)
+    used: dict[str, set[int]] = {}
+    for producer, slot in readers:
+        used.setdefault(producer, set()).add(slot)
+    # the input name every reader of an output uses, when they agree
+    consumers = {link: next(iter(names)) for link, names in readers.items() if len(names) == 1}
     imported = sorted({workflow[nid].class_type for nid in order
                        if _importable(workflow[nid].class_type, builtin)})
     names = _Names(set(imported))
@@ -117,25 +121,15 @@ def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
     return order
 
 
-def _used_slots(workflow: Mapping[str, Any]) -> dict[str, set[int]]:
-    used: dict[str, set[int]] = {}
-    for node in workflow.values():
-        for value in node.inputs.values():
-            link = link_of(value)
-            if link is not None:
-                used.setdefault(link[0], set()).add(link[1])
-    return used
-
-
-def _consumer_names(workflow: Mapping[str, Any]) -> dict[tuple[str, int], str]:
-    """(node, slot) -> the input name every reader of that output uses, when they agree."""
+def _readers(workflow: Mapping[str, Any]) -> dict[tuple[str, int], set[str]]:
+    """(node, slot) -> the input names that read that output."""
     seen: dict[tuple[str, int], set[str]] = {}
     for node in workflow.values():
         for name, value in node.inputs.items():
             link = link_of(value)
             if link is not None:
                 seen.setdefault(link, set()).add(name)
-    return {link: next(iter(names)) for link, names in seen.items() if len(names) == 1}
+    return seen
 
 
 # -- nodes ----------------------------------------------------------------------------------
