@@ -186,8 +186,8 @@ class RunResults(dict):
     @property
     def images(self) -> list:
         """The IMAGE tensors of the output nodes that saved or showed images."""
-        return [n.images for n in self.nodes.values()
-                if "images" in n.inputs and n.images is not None]
+        return [images for n in self.nodes.values()
+                if "images" in n.inputs and (images := n.images) is not None]
 
     def pil(self) -> list:
         """Every output node's images as PIL images."""
