@@ -174,15 +174,20 @@ class RunResults(dict):
         """Output node id -> NodeResult."""
         return {node_id: self.node(node_id) for node_id in self}
 
-    def _ran(self) -> list[NodeResult]:
-        return [self.node(node_id) for node_id in self.raw.outputs]
+    def _first(self, attr: str) -> Any:
+        """`attr` of the first node that ran (in run order) where it is not None, or None."""
+        for node_id in self.raw.outputs:
+            value = getattr(self.node(node_id), attr)
+            if value is not None:
+                return value
+        return None
 
     # -- shortcuts over every node ----------------------------------------------------------
     @property
     def images(self) -> list:
         """The IMAGE tensors of the output nodes that saved or showed images."""
-        return [n.images for n in self.nodes.values()
-                if "images" in n.inputs and n.images is not None]
+        return [images for n in self.nodes.values()
+                if "images" in n.inputs and (images := n.images) is not None]
 
     def pil(self) -> list:
         """Every output node's images as PIL images."""
@@ -196,18 +201,12 @@ class RunResults(dict):
     @property
     def loss(self) -> list[float] | None:
         """The loss values of the run's (first) training, or None."""
-        for result in self._ran():
-            if result.loss is not None:
-                return result.loss
-        return None
+        return self._first("loss")
 
     @property
     def lora(self) -> dict | None:
         """The (first) LoRA state dict the run trained or saved, or None."""
-        for result in self._ran():
-            if result.lora is not None:
-                return result.lora
-        return None
+        return self._first("lora")
 
     @property
     def lora_path(self) -> Path | None:

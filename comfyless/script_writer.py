@@ -29,7 +29,6 @@ block instead runs it with progress when the script is called as `python script.
 from __future__ import annotations
 
 import builtins
-import heapq
 import json
 import keyword
 import math
@@ -37,6 +36,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .api import is_param_name
+from .engine.graph import topological_order
 from .engine.workflow import BadLink, link_of
 from .typesys.errors import WorkflowError
 from .typesys.schema import NodeRegistry
@@ -72,8 +73,12 @@ def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
         from .nodes import REGISTRY as builtin  # noqa: N811
     order = dependency_order(workflow)
     schemas = {nid: _schema(registry, nid, workflow[nid].class_type) for nid in order}
-    used = _used_slots(workflow)
-    consumers = _consumer_names(workflow)
+    readers = _readers(workflow)
+    used: dict[str, set[int]] = {}
+    for producer, slot in readers:
+        used.setdefault(producer, set()).add(slot)
+    # the input name every reader of an output uses, when they agree
+    consumers = {link: next(iter(names)) for link, names in readers.items() if len(names) == 1}
     imported = sorted({workflow[nid].class_type for nid in order
                        if _importable(workflow[nid].class_type, builtin)})
     names = _Names(set(imported))
@@ -92,11 +97,11 @@ def workflow_to_python(workflow: Mapping[str, Any], registry: NodeRegistry, *,
 
 # -- order ----------------------------------------------------------------------------------
 def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
-    """Node ids with every producer before its consumers; ready nodes in the file's order."""
-    position = {nid: i for i, nid in enumerate(workflow)}
-    deps: dict[str, set[str]] = {}
+    """Node ids with every producer before its consumers; ready nodes in the file's order
+    (the engine's `topological_order`, keyed by file position)."""
+    deps: dict[str, list[str]] = {}
     for nid, node in workflow.items():
-        deps[nid] = set()
+        deps[nid] = []
         for name, value in node.inputs.items():
             if isinstance(value, BadLink):
                 raise ScriptWriterError(f"node {nid} input {name!r}: {value.value!r} is not a "
@@ -107,49 +112,24 @@ def dependency_order(workflow: Mapping[str, Any]) -> list[str]:
             if link[0] not in workflow:
                 raise ScriptWriterError(f"node {nid} input {name!r} links to node {link[0]!r}, "
                                         "which the workflow does not have", node_id=nid)
-            deps[nid].add(link[0])
-    readers: dict[str, list[str]] = {nid: [] for nid in workflow}
-    for nid, producers in deps.items():
-        for producer in producers:
-            readers[producer].append(nid)
-    waiting = {nid: len(producers) for nid, producers in deps.items()}
-    ready = [position[nid] for nid, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
-    ids = list(workflow)
-    order: list[str] = []
-    while ready:  # Kahn's algorithm, the earliest ready node in the file first
-        nid = ids[heapq.heappop(ready)]
-        order.append(nid)
-        for reader in readers[nid]:
-            waiting[reader] -= 1
-            if waiting[reader] == 0:
-                heapq.heappush(ready, position[reader])
-    if len(order) < len(workflow):
-        stuck = [nid for nid in ids if waiting[nid] > 0]
+            deps[nid].append(link[0])
+    position = {nid: i for i, nid in enumerate(workflow)}
+    order, stuck = topological_order(workflow, deps, key=position.__getitem__)
+    if stuck:
         raise ScriptWriterError(f"the links of nodes {', '.join(stuck)} form a cycle (or "
                                 "follow one); a script needs every producer before its consumers")
     return order
 
 
-def _used_slots(workflow: Mapping[str, Any]) -> dict[str, set[int]]:
-    used: dict[str, set[int]] = {}
-    for node in workflow.values():
-        for value in node.inputs.values():
-            link = link_of(value)
-            if link is not None:
-                used.setdefault(link[0], set()).add(link[1])
-    return used
-
-
-def _consumer_names(workflow: Mapping[str, Any]) -> dict[tuple[str, int], str]:
-    """(node, slot) -> the input name every reader of that output uses, when they agree."""
+def _readers(workflow: Mapping[str, Any]) -> dict[tuple[str, int], set[str]]:
+    """(node, slot) -> the input names that read that output."""
     seen: dict[tuple[str, int], set[str]] = {}
     for node in workflow.values():
         for name, value in node.inputs.items():
             link = link_of(value)
             if link is not None:
                 seen.setdefault(link, set()).add(name)
-    return {link: next(iter(names)) for link, names in seen.items() if len(names) == 1}
+    return seen
 
 
 # -- nodes ----------------------------------------------------------------------------------
@@ -226,7 +206,8 @@ def _statement(nid: str, node: Any, targets: list[str], variables: dict[tuple[st
 
 
 def _plain_keyword(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+    """A keyword argument of a node function (`is_param_name`), not one of the `_` names."""
+    return is_param_name(name) and not name.startswith("_")
 
 
 def _lhs(targets: list[str]) -> str:

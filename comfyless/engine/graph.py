@@ -14,8 +14,9 @@ run time, for lazy inputs: only producers whose value is asked for are scheduled
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 # edges: node id -> ids it depends on (its producers), in input order; duplicates allowed.
 Deps = Mapping[str, Iterable[str]]
@@ -40,11 +41,13 @@ def ancestors_of(targets: Iterable[str], deps: Deps) -> set[str]:
     return seen
 
 
-def topological_order(nodes: Iterable[str], deps: Deps) -> tuple[list[str], list[str]]:
-    """(order, leftover): the smallest lexicographic topological order of `nodes`.
+def topological_order(nodes: Iterable[str], deps: Deps,
+                      key: Callable[[str], Any] = node_order) -> tuple[list[str], list[str]]:
+    """(order, leftover): the smallest topological order of `nodes` by `key` (default
+    `node_order`; the script writer passes the file position).
 
-    Edges to nodes outside `nodes` are ignored. `leftover` (sorted) is non-empty only when
-    there is a cycle: those nodes are on a cycle or downstream of one.
+    Edges to nodes outside `nodes` are ignored. `leftover` (sorted by `key`) is non-empty only
+    when there is a cycle: those nodes are on a cycle or downstream of one.
     """
     members = set(nodes)
     blocked: dict[str, int] = {}
@@ -54,7 +57,7 @@ def topological_order(nodes: Iterable[str], deps: Deps) -> tuple[list[str], list
         blocked[node] = len(producers)
         for producer in producers:
             users[producer].append(node)
-    heap = [(node_order(n), n) for n in members if blocked[n] == 0]
+    heap = [(key(n), n) for n in members if blocked[n] == 0]
     heapq.heapify(heap)
     order: list[str] = []
     while heap:
@@ -63,8 +66,8 @@ def topological_order(nodes: Iterable[str], deps: Deps) -> tuple[list[str], list
         for user in users[node]:
             blocked[user] -= 1
             if blocked[user] == 0:
-                heapq.heappush(heap, (node_order(user), user))
-    leftover = sorted((n for n in members if blocked[n] > 0), key=node_order)
+                heapq.heappush(heap, (key(user), user))
+    leftover = sorted((n for n in members if blocked[n] > 0), key=key)
     return order, leftover
 
 

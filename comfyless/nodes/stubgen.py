@@ -19,7 +19,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..api import is_param_name, outputs_tuple_fields, positional_inputs, socket_class_name
+from ..api import (
+    Socket,
+    is_param_name,
+    outputs_tuple_fields,
+    positional_inputs,
+    socket_class_name,
+    socket_type,
+)
 from ..typesys.check import MATCH_TYPE
 from ..typesys.schema import NO_DEFAULT, Input, NodeRegistry, NodeSchema
 from .api import choice_enum_names, enum_members, io_types, node_doc
@@ -239,8 +246,8 @@ def _returns(schema: NodeSchema) -> tuple[str, str]:
 
 
 def _output_type(io_type: str, *, aliased: bool) -> str:
-    if io_type in ("*", MATCH_TYPE) or "," in io_type:
-        return ANY  # the runtime gives a plain Socket, accepted anywhere
+    if socket_type(io_type) is Socket:
+        return ANY  # the runtime gives a plain Socket (`*`, match, union), accepted anywhere
     name = socket_class_name(io_type)
     return f"_{name}" if aliased else name
 
