@@ -55,19 +55,10 @@ def _print_json(data: Any) -> None:
 
 def _load_full(path: str, registry):
     """LoadedWorkflow (workflow, UI JSON or None, notes) from a file or a shipped workflow."""
+    from .commands.sweep import resolve_workflow_file
     from .engine.load import load_workflow_info
-    from .workflows import find_shipped, shipped_workflows
 
-    source = Path(path)
-    if source.is_dir():
-        raise OSError(f"{path}: is a directory, not a workflow file")
-    if not source.is_file():
-        source = find_shipped(path)
-    if source is None:
-        names = ", ".join(shipped_workflows()) or "none"
-        raise OSError(f"{path}: no such file, and no shipped workflow of that name "
-                      f"(shipped: {names})")
-    return load_workflow_info(source, registry)
+    return load_workflow_info(Path(resolve_workflow_file(path)), registry)
 
 
 def _load(path: str, registry):
