@@ -33,7 +33,6 @@ from ..engine.sweep import SweepAxis, Variant, expand_grid, parse_sweep
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_NODE_FAILED = 0, 1, 2, 3
 SUMMARY_FILE = "sweep.json"
-_REGISTRIES: dict[tuple, Any] = {}  # per (worker) process: (custom_nodes, base_dir) -> registry
 
 
 @dataclass(frozen=True)
@@ -226,6 +225,7 @@ def run_variant(job: VariantJob) -> VariantResult:
     """Run one variant in this process; the outcome as a picklable VariantResult."""
     from ..engine.context import RunContext
     from ..engine.execute import run_workflow
+    from ..engine.plugins import worker_registry
     from ..engine.workflow import to_api_json
     from ..threads import configure
     from ..typesys.errors import NodeExecutionError, WorkflowError, WorkflowInvalid
@@ -234,7 +234,7 @@ def run_variant(job: VariantJob) -> VariantResult:
     started = time.perf_counter()
     overrides = {f"{n}.{i}": v for n, i, v in job.variant.overrides}
     result = VariantResult(job.variant.index, job.folder, overrides, "succeeded", EXIT_OK)
-    registry = _registry(job)
+    registry = worker_registry(job.custom_nodes, job.base_dir)
     paths = VariantPaths.over(BasePaths.resolve(job.base_dir), job.folder)
     try:
         loaded = _load(job.workflow, job.sets, registry)
@@ -265,15 +265,6 @@ def crashed_variant(job: VariantJob, message: str) -> VariantResult:
     written = _files_in(VariantPaths.over(BasePaths.resolve(job.base_dir), job.folder).output_dir)
     return VariantResult(job.variant.index, job.folder, overrides, "error", EXIT_NODE_FAILED,
                          outputs=written, error=message)
-
-
-def _registry(job: VariantJob):
-    key = (job.custom_nodes, job.base_dir)
-    if key not in _REGISTRIES:
-        from ..engine.plugins import registry_with_plugins
-
-        _REGISTRIES[key] = registry_with_plugins(job.custom_nodes, base_dir=job.base_dir).registry
-    return _REGISTRIES[key]
 
 
 def _final_losses(workflow, ran, registry) -> dict[str, float]:
