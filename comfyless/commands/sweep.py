@@ -88,8 +88,9 @@ def run_sweep(args, registry, dispatch) -> int:
     axes = [parse_sweep(text) for text in args.sweep]
     variants = expand_grid(axes)
     workflow_path = resolve_workflow_file(args.workflow)
-    _check_targets(workflow_path, args.overrides, axes, registry, args.base_dir)
-    invalid = _invalid_variants(workflow_path, args.overrides, variants, registry, args.base_dir)
+    loaded = _load(workflow_path, args.overrides, registry)
+    _check_targets(loaded, args.overrides, axes, registry)
+    invalid = _invalid_variants(loaded, variants, registry, args.base_dir)
     if invalid:
         for variant, lines in invalid:
             print(f"error: sweep variant {variant.index} ({variant.label()}) is invalid:",
@@ -167,13 +168,12 @@ def _load(workflow_path: str, sets, registry):
     return loaded
 
 
-def _check_targets(workflow_path: str, sets, axes: list[SweepAxis], registry,
-                   base_dir) -> None:
-    """Every --sweep names a node and input of the workflow, and none is also a --set."""
+def _check_targets(loaded, sets, axes: list[SweepAxis], registry) -> None:
+    """Every --sweep names a node and input of the workflow, and none is also a --set
+    (sets each target to its first value: every variant sets them all again)."""
     from ..engine.overrides import parse_override
 
     set_targets = {".".join(parse_override(text)[:2]) for text in sets}
-    loaded = _load(workflow_path, sets, registry)
     for axis in axes:
         if axis.target in set_targets:
             raise UsageError(f"--sweep {axis.target} and --set {axis.target} both set it; "
@@ -183,12 +183,11 @@ def _check_targets(workflow_path: str, sets, axes: list[SweepAxis], registry,
                   primitives=loaded.notes.primitives)
 
 
-def _invalid_variants(workflow_path, sets, variants, registry, base_dir):
+def _invalid_variants(loaded, variants, registry, base_dir):
     """[(variant, error lines)] for variants that do not validate (no torch: quick)."""
     from ..engine.validate import check_workflow
 
     paths = BasePaths.resolve(base_dir)
-    loaded = _load(workflow_path, sets, registry)
     bad = []
     for variant in variants:
         workflow = copy.deepcopy(loaded.workflow)
