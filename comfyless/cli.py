@@ -55,19 +55,10 @@ def _print_json(data: Any) -> None:
 
 def _load_full(path: str, registry):
     """LoadedWorkflow (workflow, UI JSON or None, notes) from a file or a shipped workflow."""
+    from .commands.sweep import resolve_workflow_file
     from .engine.load import load_workflow_info
-    from .workflows import find_shipped, shipped_workflows
 
-    source = Path(path)
-    if source.is_dir():
-        raise OSError(f"{path}: is a directory, not a workflow file")
-    if not source.is_file():
-        source = find_shipped(path)
-    if source is None:
-        names = ", ".join(shipped_workflows()) or "none"
-        raise OSError(f"{path}: no such file, and no shipped workflow of that name "
-                      f"(shipped: {names})")
-    return load_workflow_info(source, registry)
+    return load_workflow_info(Path(resolve_workflow_file(path)), registry)
 
 
 def _load(path: str, registry):
@@ -94,6 +85,8 @@ def load_nodes(custom_nodes: list[str] | None, base_dir: str | None):
 
 # -- run ------------------------------------------------------------------------------------
 def _add_run(p: argparse.ArgumentParser) -> None:
+    from .dispatch import add_dispatch_flags, positive_int
+
     p.add_argument("workflow", help="workflow JSON (API or UI format)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="ID.INPUT=VALUE", help="override an input (VALUE parsed as JSON if it "
@@ -101,7 +94,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-dir", help="models/, input/, output/ live here "
                    "(default: $COMFYLESS_BASE_DIR or ./comfyless-data)")
     p.add_argument("--json", action="store_true", help="print the result (or errors) as JSON")
-    p.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--save-every", type=positive_int("a whole number of steps"), default=None,
+                   metavar="N",
                    help="TrainLoraNode saves what it has trained every N steps "
                    "(the newest 2 of the run are kept; see README)")
     add_custom_nodes_flag(p)
@@ -111,19 +105,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    "comma list (each like a --set value); repeatable (every combination). "
                    "Each variant writes into its own folder under output/sweep-<workflow>-"
                    "<time>/, with a summary sweep.json (docs/scale-out.md)")
-    from .dispatch import add_dispatch_flags
-
     add_dispatch_flags(p, "sweep variants")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of steps >= 1, got {text!r}")
-    return value
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

@@ -88,14 +88,21 @@ def add_dispatch_flags(p: argparse.ArgumentParser, what: str) -> None:
                    "write --ray=ADDRESS. Needs: pip install \"comfyless[ray]\"")
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
-    return value
+def positive_int(what: str) -> Callable[[str], int]:
+    """`type=` for argparse: an int >= 1, else "expected {what} >= 1, got ..."."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected {what} >= 1, got {text!r}")
+        return value
+
+    return parse
+
+
+_workers = positive_int("a number of processes")
 
 
 def dispatch_of(args: argparse.Namespace) -> Dispatch:

@@ -83,10 +83,6 @@ class Group:
         if dist.is_initialized():
             dist.destroy_process_group()
 
-    @property
-    def writes_files(self) -> bool:
-        return self.rank == 0
-
     # -- status rounds ----------------------------------------------------------------------
     def check(self, error: BaseException | None = None, value: float = 0.0) -> float:
         """One status round. Returns the sum of `value` over ranks. If any rank reports an

@@ -33,7 +33,6 @@ from ..engine.sweep import SweepAxis, Variant, expand_grid, parse_sweep
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_NODE_FAILED = 0, 1, 2, 3
 SUMMARY_FILE = "sweep.json"
-_REGISTRIES: dict[tuple, Any] = {}  # per (worker) process: (custom_nodes, base_dir) -> registry
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,9 @@ def run_sweep(args, registry, dispatch) -> int:
     axes = [parse_sweep(text) for text in args.sweep]
     variants = expand_grid(axes)
     workflow_path = resolve_workflow_file(args.workflow)
-    _check_targets(workflow_path, args.overrides, axes, registry, args.base_dir)
-    invalid = _invalid_variants(workflow_path, args.overrides, variants, registry, args.base_dir)
+    loaded = _load(workflow_path, args.overrides, registry)
+    _check_targets(loaded, args.overrides, axes, registry)
+    invalid = _invalid_variants(loaded, variants, registry, args.base_dir)
     if invalid:
         for variant, lines in invalid:
             print(f"error: sweep variant {variant.index} ({variant.label()}) is invalid:",
@@ -168,13 +168,12 @@ def _load(workflow_path: str, sets, registry):
     return loaded
 
 
-def _check_targets(workflow_path: str, sets, axes: list[SweepAxis], registry,
-                   base_dir) -> None:
-    """Every --sweep names a node and input of the workflow, and none is also a --set."""
+def _check_targets(loaded, sets, axes: list[SweepAxis], registry) -> None:
+    """Every --sweep names a node and input of the workflow, and none is also a --set
+    (sets each target to its first value: every variant sets them all again)."""
     from ..engine.overrides import parse_override
 
     set_targets = {".".join(parse_override(text)[:2]) for text in sets}
-    loaded = _load(workflow_path, sets, registry)
     for axis in axes:
         if axis.target in set_targets:
             raise UsageError(f"--sweep {axis.target} and --set {axis.target} both set it; "
@@ -184,12 +183,11 @@ def _check_targets(workflow_path: str, sets, axes: list[SweepAxis], registry,
                   primitives=loaded.notes.primitives)
 
 
-def _invalid_variants(workflow_path, sets, variants, registry, base_dir):
+def _invalid_variants(loaded, variants, registry, base_dir):
     """[(variant, error lines)] for variants that do not validate (no torch: quick)."""
     from ..engine.validate import check_workflow
 
     paths = BasePaths.resolve(base_dir)
-    loaded = _load(workflow_path, sets, registry)
     bad = []
     for variant in variants:
         workflow = copy.deepcopy(loaded.workflow)
@@ -226,6 +224,7 @@ def run_variant(job: VariantJob) -> VariantResult:
     """Run one variant in this process; the outcome as a picklable VariantResult."""
     from ..engine.context import RunContext
     from ..engine.execute import run_workflow
+    from ..engine.plugins import worker_registry
     from ..engine.workflow import to_api_json
     from ..threads import configure
     from ..typesys.errors import NodeExecutionError, WorkflowError, WorkflowInvalid
@@ -234,7 +233,7 @@ def run_variant(job: VariantJob) -> VariantResult:
     started = time.perf_counter()
     overrides = {f"{n}.{i}": v for n, i, v in job.variant.overrides}
     result = VariantResult(job.variant.index, job.folder, overrides, "succeeded", EXIT_OK)
-    registry = _registry(job)
+    registry = worker_registry(job.custom_nodes, job.base_dir)
     paths = VariantPaths.over(BasePaths.resolve(job.base_dir), job.folder)
     try:
         loaded = _load(job.workflow, job.sets, registry)
@@ -265,15 +264,6 @@ def crashed_variant(job: VariantJob, message: str) -> VariantResult:
     written = _files_in(VariantPaths.over(BasePaths.resolve(job.base_dir), job.folder).output_dir)
     return VariantResult(job.variant.index, job.folder, overrides, "error", EXIT_NODE_FAILED,
                          outputs=written, error=message)
-
-
-def _registry(job: VariantJob):
-    key = (job.custom_nodes, job.base_dir)
-    if key not in _REGISTRIES:
-        from ..engine.plugins import registry_with_plugins
-
-        _REGISTRIES[key] = registry_with_plugins(job.custom_nodes, base_dir=job.base_dir).registry
-    return _REGISTRIES[key]
 
 
 def _final_losses(workflow, ran, registry) -> dict[str, float]:

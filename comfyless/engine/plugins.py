@@ -23,6 +23,7 @@ This module imports no torch (a plugin may: that is its own choice).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.abc
 import importlib.util
@@ -108,6 +109,13 @@ def registry_with_plugins(custom_nodes: Iterable[str | os.PathLike] = (), *,
         for pack in _packs(folder, loaded):
             _load_pack(loaded, pack)
     return loaded
+
+
+@functools.cache
+def worker_registry(custom_nodes: tuple[str, ...], base_dir: str | None) -> NodeRegistry:
+    """registry_with_plugins(...).registry, built once per (worker) process for each pair
+    (a worker runs many jobs; the driver already printed any pack problem)."""
+    return registry_with_plugins(custom_nodes, base_dir=base_dir).registry
 
 
 def custom_node_folders(given: Iterable[str | os.PathLike], paths: BasePaths) -> list[Path]:

@@ -26,6 +26,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_custom_nodes_flag
+
     p = argparse.ArgumentParser(prog="comfyless test",
                                 description="Run a regression suite of workflows.")
     p.add_argument("suite", help="a folder of workflow JSON files, or a .toml manifest")
@@ -43,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=argparse_threads, default=None, metavar="N|auto",
                    help=f"CPU threads for torch (default: ${ENV_THREADS}, else 1; the golden "
                         "records the count it was made with)")
-    p.add_argument("--custom-nodes", action="append", default=[], metavar="DIR",
-                   help="also load ComfyUI-style custom node packs from DIR (this RUNS their "
-                   "code; repeatable). The base dir's custom_nodes/ is loaded when it exists")
+    add_custom_nodes_flag(p)
     add_dispatch_flags(p, "cases")
     return p
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from .runner import CaseResult, run_case
 from .suite import Case, Suite
 
-_REGISTRIES: dict[tuple, object] = {}  # per worker process: (custom_nodes, base_dir) -> registry
 _SET_UP: set[tuple] = set()  # (threads, deterministic) this process was set up with
 
 
@@ -47,9 +46,12 @@ def make_deterministic() -> None:
 
 def run_case_job(job: CaseJob) -> CaseResult:
     """Run one case in this (worker) process; the verdict is a picklable CaseResult."""
+    from ..engine.plugins import worker_registry
+
     _set_up_process(job.threads, job.deterministic)
     return run_case(job.case, job.suite, base_dir=job.base_dir, update=job.update,
-                    report_dir=Path(job.report_dir), registry=_registry(job))
+                    report_dir=Path(job.report_dir),
+                    registry=worker_registry(job.custom_nodes, job.base_dir))
 
 
 def crashed_case(job: CaseJob, message: str) -> CaseResult:
@@ -67,16 +69,6 @@ def _set_up_process(threads: int | None, deterministic: bool) -> None:
     if deterministic:
         make_deterministic()
     _SET_UP.add(key)
-
-
-def _registry(job: CaseJob):
-    key = (job.custom_nodes, job.base_dir)
-    if key not in _REGISTRIES:
-        from ..engine.plugins import registry_with_plugins
-
-        # The driver already printed any pack problem; a worker stays quiet about them.
-        _REGISTRIES[key] = registry_with_plugins(job.custom_nodes, base_dir=job.base_dir).registry
-    return _REGISTRIES[key]
 
 
 def absolute_suite(suite: Suite) -> Suite:
