@@ -386,13 +386,15 @@ def check_input(workflow: Mapping[str, Any], registry: NodeRegistry, node_id: st
     then), save targets, the node's `check` hook, cycles, output nodes.
     """
     checker = _Checker(workflow, registry, None)
-    known = {n: cls for n, cls in ((n, registry.get(getattr(w, "class_type", None)))
-                                    for n, w in workflow.items()) if cls is not None}
     cls = registry[class_type]
     inp = cls.schema.input_map[name]
     prefix = _where(node_id, class_type)
     link = link_of(value)
     if link is not None:
+        # only the producer's class is looked at: building a script stays linear in its size
+        producer = workflow.get(link[0])
+        src_cls = registry.get(getattr(producer, "class_type", None))
+        known = {} if src_cls is None else {link[0]: src_cls}
         checker._check_link(prefix, node_id, inp, link, known)
     else:
         checker._check_constant(prefix, node_id, cls.schema, inp, value)
