@@ -66,8 +66,10 @@ from .clip import ClipModel, assign_weights
 from .quant import MARKER, dequantized_state_dict
 from .qwen_vision import (
     QWEN25_VL_VISION,
+    CastLinear,
     QwenVisionTransformer,
     VisionConfig,
+    apply_rope,
     infer_vision_config,
     random_vision_state_dict,
     tiny_vision_config,
@@ -189,14 +191,6 @@ def qwen_text_encoder(clip_type: str) -> QwenTextEncoder:
 
 # --- modules -------------------------------------------------------------------------------
 
-class CastLinear(nn.Linear):
-    """Linear computing in the input's dtype (weight and bias cast per call)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight.to(x.dtype), bias)
-
-
 class QwenRMSNorm(nn.Module):
     """x / sqrt(mean(x²) + eps) · weight (ComfyUI's llama RMSNorm, not its RMSNorm op)."""
 
@@ -250,13 +244,6 @@ def mrope_positions(length: int, images: list[tuple[int, int, int, int]], device
         shift += max(rows, cols) - count
         positions[:, start + count:] = torch.arange(start + count, length, device=device) + shift
     return positions
-
-
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x [B, heads, L, head_dim] rotated: x·cos + rotate_half(x)·sin."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
 
 
 class QwenAttention(nn.Module):
