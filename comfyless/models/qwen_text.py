@@ -263,15 +263,20 @@ class QwenAttention(nn.Module):
         else:
             self.q_norm = self.k_norm = None
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """q [B, heads, L, head_dim], k and v [B, kv_heads, L, head_dim]: projected, normed and
+        rotated (shared with qwen_generate's cached decoding)."""
         b, t, _ = x.shape
-        # (B, heads, L, head_dim)
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x, rope)
         groups = self.heads // self.kv_heads  # each kv head serves `groups` q heads in a row
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=bias is None)
