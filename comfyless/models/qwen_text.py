@@ -67,6 +67,7 @@ from .quant import MARKER, dequantized_state_dict
 from .qwen_vision import (
     QWEN25_VL_VISION,
     CastLinear,
+    GatedMLP,
     QwenVisionTransformer,
     VisionConfig,
     apply_rope,
@@ -283,26 +284,13 @@ class QwenAttention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
-class QwenMLP(nn.Module):
-    """`mlp`: down(silu(gate(x)) · up(x)), no biases."""
-
-    def __init__(self, cfg: QwenConfig):
-        super().__init__()
-        self.gate_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
-        self.up_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
-        self.down_proj = CastLinear(cfg.mlp, cfg.hidden, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class QwenLayer(nn.Module):
     """`layers.N`: pre-norm attention and MLP, each with a residual."""
 
     def __init__(self, cfg: QwenConfig):
         super().__init__()
         self.self_attn = QwenAttention(cfg)
-        self.mlp = QwenMLP(cfg)
+        self.mlp = GatedMLP(cfg.hidden, cfg.mlp, bias=False)
         self.input_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
         self.post_attention_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
 

@@ -235,14 +235,14 @@ class VisionAttention(nn.Module):
         return self.proj(torch.cat(outs, dim=1).transpose(0, 1).reshape(n, -1))
 
 
-class VisionMLP(nn.Module):
-    """`mlp`: down(silu(gate(x)) · up(x)), with biases."""
+class GatedMLP(nn.Module):
+    """`mlp`: down(silu(gate(x)) · up(x)) (with biases in the vision tower, none in the LM)."""
 
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, hidden: int, mlp: int, bias: bool):
         super().__init__()
-        self.gate_proj = CastLinear(cfg.hidden, cfg.mlp, bias=True)
-        self.up_proj = CastLinear(cfg.hidden, cfg.mlp, bias=True)
-        self.down_proj = CastLinear(cfg.mlp, cfg.hidden, bias=True)
+        self.gate_proj = CastLinear(hidden, mlp, bias=bias)
+        self.up_proj = CastLinear(hidden, mlp, bias=bias)
+        self.down_proj = CastLinear(mlp, hidden, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -256,7 +256,7 @@ class VisionBlock(nn.Module):
         self.norm1 = _RMSNorm(cfg.hidden, eps=cfg.eps)
         self.norm2 = _RMSNorm(cfg.hidden, eps=cfg.eps)
         self.attn = VisionAttention(cfg)
-        self.mlp = VisionMLP(cfg)
+        self.mlp = GatedMLP(cfg.hidden, cfg.mlp, bias=True)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], lengths: list[int]) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, lengths)
