@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .families import Family, family
-from .families.base import resolve
 from .latent_formats import LatentFormat
 from .sampling import ModelSampling
 from .unet import UNetConfig, UNetModel
@@ -188,10 +187,8 @@ class ModelPatcher:
                     latent_image: Tensor | None, denoise_mask: Tensor | None) -> Tensor | None:
         """The concat latents (`c_concat`) an inpaint / InstructPix2Pix network takes beside x,
         from the family's rule; None for models that take none."""
-        ref = getattr(self.family_record, "concat_cond", None)
-        if ref is None:
-            return None
-        return resolve(ref)(self, cond_dict, noise_shape, latent_image, denoise_mask)
+        return self.family_record.concat_latents(self, cond_dict, noise_shape, latent_image,
+                                                 denoise_mask)
 
 
 def _to_network(value: Any, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
