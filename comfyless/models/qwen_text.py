@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from .clip import ClipModel, assign_weights
 from .quant import MARKER, dequantized_state_dict
 from .qwen_vision import (
+    KEY_PREFIX,
     QWEN25_VL_VISION,
     CastLinear,
     GatedMLP,
@@ -624,7 +625,7 @@ def visual_keys(keys) -> list[str]:
     root = lm_root(keys)
     if root is None or not root.endswith("model."):
         return []
-    prefix = root[: -len("model.")] + "visual."
+    prefix = root[: -len("model.")] + KEY_PREFIX
     return [k for k in keys if k.startswith(prefix)] if visual_prefix(keys) == prefix else []
 
 
@@ -689,7 +690,7 @@ def build_qwen_text(sd: Mapping[str, Tensor], encoder: QwenTextEncoder,
     if vision_cfg is not None and vision_cfg.out_hidden != cfg.hidden:
         raise ValueError(f"{source}: the vision tower outputs {vision_cfg.out_hidden} features, "
                          f"the language model is {cfg.hidden} wide")
-    part.update({"visual." + k: v for k, v in vision.items()})
+    part.update({KEY_PREFIX + k: v for k, v in vision.items()})
     with torch.device("meta"):
         stack = QwenTextStack(encoder.root, cfg, vision_cfg)
     device = torch.device(device)
@@ -719,11 +720,11 @@ def qwen_state_dict(encoder: QwenTextEncoder, size: str,
     vision_shapes_ = {} if vision is None else vision_shapes(vision)
     if size == "full":
         return {**{k: torch.empty(s, device="meta") for k, s in shapes.items()},
-                **{"visual." + k: torch.empty(s, device="meta")
+                **{KEY_PREFIX + k: torch.empty(s, device="meta")
                    for k, s in vision_shapes_.items()}}
     out = {k: _random_weight(k, s, generator) for k, s in shapes.items()}  # LM draws first
     if vision is not None:
-        out.update({"visual." + k: v for k, v in
+        out.update({KEY_PREFIX + k: v for k, v in
                     random_vision_state_dict(vision, generator).items()})
     return out
 

@@ -322,7 +322,7 @@ def visual_prefix(keys) -> str | None:
     """The prefix ending in `visual.` of a vision tower's keys (`visual.`, `text_encoders.
     qwen25_7b.transformer.visual.`, ...), None without one."""
     for k in keys:
-        if k.endswith("visual.patch_embed.proj.weight"):
+        if k.endswith(KEY_PREFIX + "patch_embed.proj.weight"):
             return k[: -len("patch_embed.proj.weight")]
     return None
 
