@@ -56,6 +56,7 @@ from ..typesys.errors import ModelLoadError
 from .crop import centre_crop_to_aspect
 from .families.sd.config import UNetConfig
 from .families.sd.detect import detect_unet_config
+from .patcher import match_batch
 from .unet import TimestepEmbedSequential, UNetModel, timestep_embedding
 
 log = logging.getLogger("comfyless.controlnet")
@@ -409,14 +410,6 @@ def broadcast_hint(hint: Tensor, batch: int, batched_number: int) -> Tensor:
     return hint if hint.shape[0] == batch else torch.cat([hint] * batched_number)
 
 
-def _repeat_to(t: Tensor, batch: int) -> Tensor:
-    if t.shape[0] == batch:
-        return t
-    if batch % t.shape[0]:
-        raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")
-    return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
-
-
 def merge_residuals(ours: dict[str, list], previous: dict[str, list] | None) -> dict[str, list]:
     """Element-wise sum of two control dicts; the longer list's extra entries are kept."""
     if previous is None:
@@ -516,9 +509,9 @@ class ControlNet:
             sigma = sigma.expand(x.shape[0])
         x_in = sampling.calculate_input(sigma, x).to(dtype)
         t = sampling.timestep(sigma).float()
-        context = _repeat_to(context, x.shape[0]).to(x.device, dtype)
+        context = match_batch(context, x.shape[0]).to(x.device, dtype)
         if y is not None:
-            y = _repeat_to(y, x.shape[0]).to(x.device, dtype)
+            y = match_batch(y, x.shape[0]).to(x.device, dtype)
         out = net(x_in, self._hint_at(x, dtype, batched_number), t, context, y,
                   control_type=self.control_type)
         scaled = {k: [self._pooled(r) * self.strength for r in v] for k, v in out.items()}

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..typesys.types import SEED_MAX
 from . import cond_areas
-from .patcher import ModelPatcher
+from .patcher import ModelPatcher, match_batch
 
 
 @dataclass
@@ -249,8 +249,8 @@ class CFGDenoiser:
         pos, neg = self._active(self.positive, sigma), self._active(self.negative, sigma)
         if len(pos) == len(neg) == 1 and _batchable(pos[0], neg[0]):
             b = x.shape[0]
-            context = torch.cat([_to_batch(pos[0].context, b), _to_batch(neg[0].context, b)])
-            extra = {k: torch.cat([_to_batch(v, b), _to_batch(neg[0].extra[k], b)])
+            context = torch.cat([match_batch(pos[0].context, b), match_batch(neg[0].context, b)])
+            extra = {k: torch.cat([match_batch(v, b), match_batch(neg[0].extra[k], b)])
                      for k, v in pos[0].extra.items()}
             self.calls += 1
             x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
@@ -392,14 +392,6 @@ def _with_control(model: ModelPatcher, cond: _Cond, x: Tensor, sigma: Tensor, co
     residuals = cond.control.residuals(model.sampling, x, sigma, context, extra.get("y"),
                                        batched)
     return extra if residuals is None else {**extra, "control": residuals}
-
-
-def _to_batch(t: Tensor, batch: int) -> Tensor:
-    if t.shape[0] == batch:
-        return t
-    if batch % t.shape[0]:
-        raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")
-    return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
 
 
 # -- the KSampler pipeline -------------------------------------------------------------------------

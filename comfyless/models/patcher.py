@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .families import Family, family
-from .families.base import resolve
 from .latent_formats import LatentFormat
 from .sampling import ModelSampling
 from .unet import UNetConfig, UNetModel
@@ -163,10 +162,10 @@ class ModelPatcher:
         x_in = self.sampling.calculate_input(sigma, x)
         c_concat = extra.pop("c_concat", None)
         if c_concat is not None:
-            x_in = torch.cat([x_in, _match_batch(c_concat, x.shape[0]).to(x_in)], dim=1)
+            x_in = torch.cat([x_in, match_batch(c_concat, x.shape[0]).to(x_in)], dim=1)
         t = self.sampling.timestep(sigma).float()
         dtype = self.dtype
-        context = _match_batch(context, x.shape[0]).to(x.device, dtype)
+        context = match_batch(context, x.shape[0]).to(x.device, dtype)
         kwargs = {k: _to_network(v, x.shape[0], x.device, dtype) for k, v in extra.items()
                   if v is not None}
         kwargs.update(self.network_options)
@@ -188,10 +187,8 @@ class ModelPatcher:
                     latent_image: Tensor | None, denoise_mask: Tensor | None) -> Tensor | None:
         """The concat latents (`c_concat`) an inpaint / InstructPix2Pix network takes beside x,
         from the family's rule; None for models that take none."""
-        ref = getattr(self.family_record, "concat_cond", None)
-        if ref is None:
-            return None
-        return resolve(ref)(self, cond_dict, noise_shape, latent_image, denoise_mask)
+        return self.family_record.concat_latents(self, cond_dict, noise_shape, latent_image,
+                                                 denoise_mask)
 
 
 def _to_network(value: Any, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
@@ -201,14 +198,14 @@ def _to_network(value: Any, batch: int, device: torch.device, dtype: torch.dtype
         return [_to_network(v, batch, device, dtype) for v in value]
     if not isinstance(value, Tensor):
         return value
-    value = _match_batch(value, batch)
+    value = match_batch(value, batch)
     return value.to(device, dtype if value.is_floating_point() else value.dtype)
 
 
-def _match_batch(t: Tensor, batch: int) -> Tensor:
-    """Repeat a batch-1 conditioning tensor to the latent batch size."""
+def match_batch(t: Tensor, batch: int) -> Tensor:
+    """Repeat a conditioning tensor whose batch divides the latent batch to that size."""
     if t.shape[0] == batch:
         return t
-    if t.shape[0] == 1 or batch % t.shape[0] == 0:
+    if batch % t.shape[0] == 0:
         return t.repeat(batch // t.shape[0], *([1] * (t.ndim - 1)))
     raise ValueError(f"conditioning batch {t.shape[0]} does not match latent batch {batch}")

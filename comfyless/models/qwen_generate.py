@@ -55,7 +55,6 @@ from .qwen_text import (
     QwenLM,
     QwenTextClip,
     QwenTextEncoder,
-    apply_rope,
     attention_mask,
     qwen_tokenizer,
     rope_tables,
@@ -136,12 +135,7 @@ def _cached_attention(attn: QwenAttention, x: Tensor, rope: tuple[Tensor, Tensor
     """`self_attn` over the cached positions plus the `n` new ones in x [1, n, D] (causal
     among the new ones); stores their keys and values."""
     b, n, _ = x.shape
-    q = attn.q_proj(x).view(b, n, attn.heads, attn.head_dim).transpose(1, 2)
-    k = attn.k_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
-    v = attn.v_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
-    if attn.q_norm is not None:
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    q, k, v = attn.qkv(x, rope)
     start, end = cache.length, cache.length + n
     cache.keys[layer][:, :, start:end] = k
     cache.values[layer][:, :, start:end] = v

@@ -65,9 +65,13 @@ from torch import Tensor, nn
 from .clip import ClipModel, assign_weights
 from .quant import MARKER, dequantized_state_dict
 from .qwen_vision import (
+    KEY_PREFIX,
     QWEN25_VL_VISION,
+    CastLinear,
+    GatedMLP,
     QwenVisionTransformer,
     VisionConfig,
+    apply_rope,
     infer_vision_config,
     random_vision_state_dict,
     tiny_vision_config,
@@ -189,14 +193,6 @@ def qwen_text_encoder(clip_type: str) -> QwenTextEncoder:
 
 # --- modules -------------------------------------------------------------------------------
 
-class CastLinear(nn.Linear):
-    """Linear computing in the input's dtype (weight and bias cast per call)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight.to(x.dtype), bias)
-
-
 class QwenRMSNorm(nn.Module):
     """x / sqrt(mean(x²) + eps) · weight (ComfyUI's llama RMSNorm, not its RMSNorm op)."""
 
@@ -252,13 +248,6 @@ def mrope_positions(length: int, images: list[tuple[int, int, int, int]], device
     return positions
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x [B, heads, L, head_dim] rotated: x·cos + rotate_half(x)·sin."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
-
-
 class QwenAttention(nn.Module):
     """`self_attn`: grouped-query attention with optional q/k/v bias and per-head q/k norms."""
 
@@ -276,32 +265,24 @@ class QwenAttention(nn.Module):
         else:
             self.q_norm = self.k_norm = None
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """q [B, heads, L, head_dim], k and v [B, kv_heads, L, head_dim]: projected, normed and
+        rotated (shared with qwen_generate's cached decoding)."""
         b, t, _ = x.shape
-        # (B, heads, L, head_dim)
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], bias: Tensor | None) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x, rope)
         groups = self.heads // self.kv_heads  # each kv head serves `groups` q heads in a row
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=bias is None)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
-
-
-class QwenMLP(nn.Module):
-    """`mlp`: down(silu(gate(x)) · up(x)), no biases."""
-
-    def __init__(self, cfg: QwenConfig):
-        super().__init__()
-        self.gate_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
-        self.up_proj = CastLinear(cfg.hidden, cfg.mlp, bias=False)
-        self.down_proj = CastLinear(cfg.mlp, cfg.hidden, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class QwenLayer(nn.Module):
@@ -310,7 +291,7 @@ class QwenLayer(nn.Module):
     def __init__(self, cfg: QwenConfig):
         super().__init__()
         self.self_attn = QwenAttention(cfg)
-        self.mlp = QwenMLP(cfg)
+        self.mlp = GatedMLP(cfg.hidden, cfg.mlp, bias=False)
         self.input_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
         self.post_attention_layernorm = QwenRMSNorm(cfg.hidden, cfg.eps)
 
@@ -644,7 +625,7 @@ def visual_keys(keys) -> list[str]:
     root = lm_root(keys)
     if root is None or not root.endswith("model."):
         return []
-    prefix = root[: -len("model.")] + "visual."
+    prefix = root[: -len("model.")] + KEY_PREFIX
     return [k for k in keys if k.startswith(prefix)] if visual_prefix(keys) == prefix else []
 
 
@@ -709,7 +690,7 @@ def build_qwen_text(sd: Mapping[str, Tensor], encoder: QwenTextEncoder,
     if vision_cfg is not None and vision_cfg.out_hidden != cfg.hidden:
         raise ValueError(f"{source}: the vision tower outputs {vision_cfg.out_hidden} features, "
                          f"the language model is {cfg.hidden} wide")
-    part.update({"visual." + k: v for k, v in vision.items()})
+    part.update({KEY_PREFIX + k: v for k, v in vision.items()})
     with torch.device("meta"):
         stack = QwenTextStack(encoder.root, cfg, vision_cfg)
     device = torch.device(device)
@@ -739,11 +720,11 @@ def qwen_state_dict(encoder: QwenTextEncoder, size: str,
     vision_shapes_ = {} if vision is None else vision_shapes(vision)
     if size == "full":
         return {**{k: torch.empty(s, device="meta") for k, s in shapes.items()},
-                **{"visual." + k: torch.empty(s, device="meta")
+                **{KEY_PREFIX + k: torch.empty(s, device="meta")
                    for k, s in vision_shapes_.items()}}
     out = {k: _random_weight(k, s, generator) for k, s in shapes.items()}  # LM draws first
     if vision is not None:
-        out.update({"visual." + k: v for k, v in
+        out.update({KEY_PREFIX + k: v for k, v in
                     random_vision_state_dict(vision, generator).items()})
     return out
 

@@ -177,15 +177,17 @@ def rotary_tables(positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
     return angles.cos(), angles.sin()
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x [..., head_dim] rotated: x·cos + rotate_half(x)·sin (the vision tower and the text LM)."""
     half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
 
 
 # --- modules ---------------------------------------------------------------------------------
 
-class _Linear(nn.Linear):
-    """Linear computing in the input's dtype (weights cast per call)."""
+class CastLinear(nn.Linear):
+    """Linear computing in the input's dtype (weight and bias cast per call)."""
 
     def forward(self, x: Tensor) -> Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -218,14 +220,14 @@ class VisionAttention(nn.Module):
     def __init__(self, cfg: VisionConfig):
         super().__init__()
         self.heads, self.head_dim = cfg.heads, cfg.head_dim
-        self.qkv = _Linear(cfg.hidden, 3 * cfg.hidden, bias=True)
-        self.proj = _Linear(cfg.hidden, cfg.hidden, bias=True)
+        self.qkv = CastLinear(cfg.hidden, 3 * cfg.hidden, bias=True)
+        self.proj = CastLinear(cfg.hidden, cfg.hidden, bias=True)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], lengths: list[int]) -> Tensor:
         n = x.shape[0]
         q, k, v = self.qkv(x).view(n, 3, self.heads, self.head_dim).unbind(1)
         cos, sin = rope[0][:, None], rope[1][:, None]
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # [heads, N, head_dim], attention span by span
         q, k, v = (a.transpose(0, 1) for a in (q, k, v))
         outs = [F.scaled_dot_product_attention(qs, ks, vs) for qs, ks, vs in
@@ -233,14 +235,14 @@ class VisionAttention(nn.Module):
         return self.proj(torch.cat(outs, dim=1).transpose(0, 1).reshape(n, -1))
 
 
-class VisionMLP(nn.Module):
-    """`mlp`: down(silu(gate(x)) · up(x)), with biases."""
+class GatedMLP(nn.Module):
+    """`mlp`: down(silu(gate(x)) · up(x)) (with biases in the vision tower, none in the LM)."""
 
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, hidden: int, mlp: int, bias: bool):
         super().__init__()
-        self.gate_proj = _Linear(cfg.hidden, cfg.mlp, bias=True)
-        self.up_proj = _Linear(cfg.hidden, cfg.mlp, bias=True)
-        self.down_proj = _Linear(cfg.mlp, cfg.hidden, bias=True)
+        self.gate_proj = CastLinear(hidden, mlp, bias=bias)
+        self.up_proj = CastLinear(hidden, mlp, bias=bias)
+        self.down_proj = CastLinear(mlp, hidden, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -254,7 +256,7 @@ class VisionBlock(nn.Module):
         self.norm1 = _RMSNorm(cfg.hidden, eps=cfg.eps)
         self.norm2 = _RMSNorm(cfg.hidden, eps=cfg.eps)
         self.attn = VisionAttention(cfg)
-        self.mlp = VisionMLP(cfg)
+        self.mlp = GatedMLP(cfg.hidden, cfg.mlp, bias=True)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], lengths: list[int]) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, lengths)
@@ -268,7 +270,8 @@ class PatchMerger(nn.Module):
         super().__init__()
         width = cfg.hidden * cfg.merge ** 2
         self.ln_q = _RMSNorm(cfg.hidden, eps=cfg.eps)
-        self.mlp = nn.Sequential(_Linear(width, width), nn.GELU(), _Linear(width, cfg.out_hidden))
+        self.mlp = nn.Sequential(CastLinear(width, width), nn.GELU(),
+                                 CastLinear(width, cfg.out_hidden))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(self.ln_q(x).reshape(-1, self.mlp[0].in_features))
@@ -319,7 +322,7 @@ def visual_prefix(keys) -> str | None:
     """The prefix ending in `visual.` of a vision tower's keys (`visual.`, `text_encoders.
     qwen25_7b.transformer.visual.`, ...), None without one."""
     for k in keys:
-        if k.endswith("visual.patch_embed.proj.weight"):
+        if k.endswith(KEY_PREFIX + "patch_embed.proj.weight"):
             return k[: -len("patch_embed.proj.weight")]
     return None
 

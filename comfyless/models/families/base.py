@@ -116,3 +116,12 @@ class Family:
         if self.extra_conds is None:
             return {}
         return resolve(self.extra_conds)(model, cond_dict, width, height)
+
+    def concat_latents(self, model: Any, cond_dict: Mapping[str, Any], noise_shape: Any,
+                       latent_image: Any, denoise_mask: Any) -> Any:
+        """The concat latents (`c_concat`) an inpaint / InstructPix2Pix network takes beside x;
+        None if the family's networks take none."""
+        if self.concat_cond is None:
+            return None
+        return resolve(self.concat_cond)(model, cond_dict, noise_shape, latent_image,
+                                         denoise_mask)

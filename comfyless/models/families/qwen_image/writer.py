@@ -10,13 +10,12 @@ pick a tiny text width instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ...checkpoint_writer import random_init, write_streamed
+from ...checkpoint_writer import streamed_random, write_streamed
 from ..flux.config import axes_for_head_dim
 from .config import (
     DEFAULT_REF_METHOD,
@@ -61,15 +60,6 @@ def diffusion_model_shapes(name: str = "qwen-image", size: str = "tiny",
     return {k: v.shape for k, v in net.state_dict().items()}
 
 
-def _random_tensors(name: str, size: str, seed: int, joint_attention_dim: int
-                    ) -> Iterator[tuple[str, Tensor]]:
-    """(file key, float32 tensor) one at a time, in a fixed order from one generator."""
-    gen = torch.Generator().manual_seed(seed)
-    for key, shape in diffusion_model_shapes(name, size, joint_attention_dim).items():
-        # one key per call draws the same numbers as one call over all keys
-        yield key, random_init({key: shape}, gen)[key]
-
-
 def diffusion_model_state_dict(name: str = "qwen-image", size: str = "tiny", seed: int = 0,
                                joint_attention_dim: int = JOINT_ATTENTION_DIM
                                ) -> dict[str, Tensor]:
@@ -79,7 +69,7 @@ def diffusion_model_state_dict(name: str = "qwen-image", size: str = "tiny", see
         raise ValueError("the full Qwen-Image transformer (20.4 B parameters) is never built "
                          "in memory: use write_diffusion_model(...) or "
                          "diffusion_model_shapes(...)")
-    return dict(_random_tensors(name, size, seed, joint_attention_dim))
+    return dict(streamed_random(diffusion_model_shapes(name, size, joint_attention_dim), seed))
 
 
 def write_diffusion_model(path: str | Path, name: str = "qwen-image", size: str = "tiny",
@@ -90,8 +80,7 @@ def write_diffusion_model(path: str | Path, name: str = "qwen-image", size: str 
     shapes = {k: tuple(v) for k, v in
               diffusion_model_shapes(name, size, joint_attention_dim).items()}
     meta = {"comfyless.random_checkpoint": f"{name}/{size}/seed={seed}"}
-    return write_streamed(path, shapes, _random_tensors(name, size, seed, joint_attention_dim),
-                          dtype, meta)
+    return write_streamed(path, shapes, streamed_random(shapes, seed), dtype, meta)
 
 
 # --- whole files (make-checkpoint, tests) -----------------------------------------------------

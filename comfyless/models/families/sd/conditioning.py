@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ...crop import centre_crop_to_aspect
 from ...unet import timestep_embedding
+from .detect import INPAINT_IN_CHANNELS, IP2P_IN_CHANNELS
 
 SDXL_SIZE_EMBED_DIM = 256  # each of the 6 size/crop numbers -> 256 Fourier features
 
@@ -69,8 +70,6 @@ def sd_concat_cond(model: Any, cond_dict: Mapping[str, Any], noise_shape: torch.
     InstructPix2Pix (8 channels): the entry's `concat_latent_image` as is (no scaling), zeros
     without one.
     """
-    from ..sd.detect import INPAINT_IN_CHANNELS, IP2P_IN_CHANNELS
-
     in_channels = model.config.in_channels
     image = cond_dict.get("concat_latent_image")
     if in_channels == IP2P_IN_CHANNELS:
