@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ...checkpoint_writer import random_init, write_streamed
+from ...checkpoint_writer import streamed_random, write_streamed
 from . import names
 from .config import FluxConfig, axes_for_head_dim
 from .network import FluxNetwork
@@ -61,10 +61,8 @@ def _file_key(key: str) -> str:
 def _random_tensors(name: str, size: str, seed: int, context_in_dim: int, vec_in_dim: int
                     ) -> Iterator[tuple[str, Tensor]]:
     """(file key, float32 tensor) one at a time, in a fixed order from one generator."""
-    gen = torch.Generator().manual_seed(seed)
-    for key, shape in diffusion_model_shapes(name, size, context_in_dim, vec_in_dim).items():
-        # one key per call draws the same numbers as one call over all keys
-        yield _file_key(key), random_init({key: shape}, gen)[key]
+    shapes = diffusion_model_shapes(name, size, context_in_dim, vec_in_dim)
+    return ((_file_key(key), t) for key, t in streamed_random(shapes, seed))
 
 
 def diffusion_model_state_dict(name: str, size: str, seed: int = 0, context_in_dim: int = 4096,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ...checkpoint_writer import random_init, write_streamed
+from ...checkpoint_writer import streamed_random, write_streamed
 from .config import ADALN_MAX, T_HIDDEN_MAX, ZImageConfig, axes_for_head_dim, ffn_hidden_for
 from .network import ZImageNetwork
 
@@ -56,10 +56,7 @@ def diffusion_model_shapes(name: str = "zimage", size: str = "tiny", cap_feat_di
 def _random_tensors(name: str, size: str, seed: int, cap_feat_dim: int
                     ) -> Iterator[tuple[str, Tensor]]:
     """(key, float32 tensor) one at a time, in a fixed order from one generator."""
-    gen = torch.Generator().manual_seed(seed)
-    for key, shape in diffusion_model_shapes(name, size, cap_feat_dim).items():
-        # one key per call draws the same numbers as one call over all keys
-        yield key, random_init({key: shape}, gen)[key]
+    return streamed_random(diffusion_model_shapes(name, size, cap_feat_dim), seed)
 
 
 def diffusion_model_state_dict(name: str = "zimage", size: str = "tiny", seed: int = 0,
