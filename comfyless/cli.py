@@ -106,6 +106,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    "Each variant writes into its own folder under output/sweep-<workflow>-"
                    "<time>/, with a summary sweep.json (docs/scale-out.md)")
     add_dispatch_flags(p, "sweep variants")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard the frozen weights of the network being trained "
+                   "across the ranks while TrainLoraNode trains (FSDP2); the adapters, and "
+                   "the LoRA, are as without it (docs/distributed-training.md)")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -209,7 +213,14 @@ def cmd_run_any(args: argparse.Namespace) -> int:
     """`run`; in every rank when torchrun started this process (docs/distributed-training.md)."""
     from .distributed import launched_by_torchrun
 
+    if args.fsdp and (args.sweep or args.workers is not None or args.ray is not None):
+        raise UsageError("--fsdp shards one training run across torchrun ranks; it does not "
+                         "combine with --sweep, --workers or --ray")
     if not launched_by_torchrun():
+        if args.fsdp:
+            raise UsageError("--fsdp shards the weights across the ranks of a torchrun launch; "
+                             "start the run with: torchrun --nproc-per-node N -m comfyless "
+                             "run WORKFLOW --fsdp")
         return cmd_run(args)
     from .commands.torchrun import run_as_rank
 

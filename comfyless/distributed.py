@@ -66,6 +66,7 @@ class Group:
     local_rank: int
     device: str  # this rank's device: "cpu", or "cuda:<local rank>" for a device "cuda"
     backend: str  # "gloo" | "nccl"
+    fsdp: bool = False  # --fsdp: frozen weights sharded while training (lora/sharding.py)
     status_group: Any = None  # gloo group for status rounds when the main backend is NCCL
     scratch: Path | None = None  # rank != 0: where this rank's files go (removed at the end)
     # payloads of the round that reported a failure; once set, no more collective calls
@@ -136,8 +137,9 @@ def failure_info(error: BaseException) -> dict[str, Any]:
     """What other ranks are told about this rank's error."""
     from .typesys.errors import Interrupted
 
+    stop = (Interrupted, KeyboardInterrupt)  # also as the cause of a TrainingStopped
     info = {"message": str(error), "type": type(error).__name__,
-            "interrupted": isinstance(error, Interrupted | KeyboardInterrupt)}
+            "interrupted": isinstance(error, stop) or isinstance(error.__cause__, stop)}
     if isinstance(error, RankFailed):  # stopping because of another rank: not the cause
         info.update(secondary=True, interrupted=error.interrupted)
     return info
@@ -160,7 +162,7 @@ def current() -> Group | None:
     return _current[0]
 
 
-def init_from_env(device: str = "cpu") -> Group:
+def init_from_env(device: str = "cpu", fsdp: bool = False) -> Group:
     """Join the process group torchrun's variables describe (once per process).
 
     `device` is the run's device (COMFYLESS_DEVICE): "cuda" becomes this rank's GPU,
@@ -185,7 +187,8 @@ def init_from_env(device: str = "cpu") -> Group:
     scratch = None
     if rank != 0:  # only rank 0 writes into the base dir; the others write here, then drop it
         scratch = Path(tempfile.mkdtemp(prefix=f"comfyless-rank{rank}-"))
-    _current[0] = Group(rank, world, local_rank, device, backend, status, scratch)
+    _current[0] = Group(rank, world, local_rank, device, backend, fsdp=fsdp,
+                        status_group=status, scratch=scratch)
     return _current[0]
 
 

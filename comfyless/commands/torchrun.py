@@ -30,7 +30,8 @@ def run_as_rank(args: argparse.Namespace, run: Callable[[argparse.Namespace], in
                 exit_codes: dict[type[BaseException], int]) -> int:
     """`run(args)` in this rank; `exit_codes`: the code main() gives an exception `run` lets
     through (UsageError, OSError, KeyboardInterrupt), re-raised here after the final round."""
-    group = distributed.init_from_env(os.environ.get(ENV_DEVICE, "cpu"))
+    group = distributed.init_from_env(os.environ.get(ENV_DEVICE, "cpu"),
+                                      fsdp=getattr(args, "fsdp", False))
     os.environ[ENV_DEVICE] = group.device
     out, err = io.StringIO(), io.StringIO()
     escaped: BaseException | None = None

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..memory import return_freed_memory
+
 # The attributes FSDP2 (torch 2.13) sets on the modules it manages: two flags, and its state
 # under keys starting with the prefix.
 _FSDP_ATTRS = ("_is_fsdp_managed_module", "_fsdp_use_orig_params")
@@ -93,6 +95,7 @@ def sharded(root: nn.Module, units: Sequence[nn.Module], ignored: set[nn.Paramet
     mesh = init_device_mesh(device_type, (torch.distributed.get_world_size(),))
     for unit in [*units, root]:  # bottom-up: a unit's weights are not also the root's
         fully_shard(unit, mesh=mesh, ignored_params=ignored)
+    return_freed_memory()  # the whole weights just freed: back to the OS, not kept in the heap
     try:
         yield
     except BaseException:  # nothing gathered (see the module docstring); the classes and

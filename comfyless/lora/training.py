@@ -255,15 +255,19 @@ def checkpointed(modules: Sequence[nn.Module]):
 
 @contextmanager
 def frozen(module: nn.Module):
-    """Base weights frozen during training; their flags restored after."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
+    """Base weights frozen during training; their flags restored after. Kept by name, not by
+    tensor: a reference would keep every weight alive while --fsdp shards them (sharding.py),
+    and the names find the weights it puts back."""
+    flags = [(name, p.requires_grad) for name, p in module.named_parameters()]
+    for p in module.parameters():
         p.requires_grad_(False)
     try:
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        params = dict(module.named_parameters())
+        for name, flag in flags:
+            if name in params:  # an adapter's parametrization may have moved it meanwhile
+                params[name].requires_grad_(flag)
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -591,14 +595,35 @@ def _distributed_loop(data: Dataset, cfg: TrainConfig, step: _Step,
                       optimizer: torch.optim.Optimizer, params: list[Tensor], scaler: Any,
                       hooks: _Hooks, group: Any) -> list[float]:
     group.check()  # every rank got here: gradient collectives may start
-    with _abandoning(group):  # DDP's constructor broadcasts the parameters
-        ddp = _wrap_for_ddp(step.model, params, step.device)
-    step.apply = ddp
-    try:
-        return _shards_loop(data, cfg, step, ddp, optimizer, params, scaler, hooks, group)
-    finally:  # the DDP reducer (and its hold on the process group) goes now, not at exit
-        step.apply = step.model.apply_model
-        del ddp
+    with _sharded_base(step, params, group) if group.fsdp else nullcontext():
+        with _abandoning(group):  # DDP's constructor broadcasts the parameters
+            ddp = _wrap_for_ddp(step.model, params, step.device)
+        step.apply = ddp
+        try:
+            return _shards_loop(data, cfg, step, ddp, optimizer, params, scaler, hooks, group)
+        finally:  # the DDP reducer (and its hold on the process group) goes now, not at exit
+            step.apply = step.model.apply_model
+            del ddp
+
+
+@contextmanager
+def _sharded_base(step: _Step, params: list[Tensor], group: Any):
+    """--fsdp: the frozen weights sharded while training (sharding.py), the adapters left to
+    DDP. Gathering them back afterwards is a collective, so the ranks first agree in a status
+    round that all of them trained: a rank that failed after its last round (its progress
+    callback, say) tells the others here rather than leave them waiting in the gather."""
+    from .sharding import shard_units, sharded
+
+    unet = step.model.diffusion_model
+    units = shard_units(unet, checkpoint_targets(unet, 2))
+    with sharded(unet, units, set(params), step.device.type):
+        try:
+            yield
+        except BaseException as exc:
+            if group.failures is None:  # the others have not heard of it
+                group.check(exc)  # raises exc, once all ranks know
+            raise
+        group.check()
 
 
 def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
@@ -621,7 +646,8 @@ def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
                 g, rel = _draw_batch(data, sizes, pick, global_batch)
                 items, n = _batch_share(data, g, rel, step, gen, group)
             syncs = (i + 1) % cfg.grad_accumulation_steps == 0
-            loss = _shard_iteration(step, ddp, group, items, n, syncs)
+            iteration = _sharded_iteration if group.fsdp else _shard_iteration
+            loss = iteration(step, ddp, group, items, n, syncs)
             log.add(loss)
             if syncs:
                 _optimizer_step(optimizer, params, scaler)
@@ -710,6 +736,29 @@ def _shard_iteration(step: _Step, ddp: nn.Module, group: Any, items: list[_Item]
     with _abandoning(group):  # the other ranks wait in this backward's all-reduce
         step.backward(loss, counted * world / n)
     return mean
+
+
+def _sharded_iteration(step: _Step, ddp: nn.Module, group: Any, items: list[_Item], n: int,
+                       syncs: bool) -> Tensor:
+    """`_shard_iteration` under --fsdp, where every forward all-gathers weights: no status
+    round can follow a forward (a peer would wait in an all-gather), so the round comes first
+    (a rank that failed between iterations, on an interrupt say, stops every rank here), and a
+    failure inside a forward or backward leaves the group (`_abandoning`), so that the peers'
+    next collective fails. The mean loss is one all-reduce after the backwards."""
+    import torch.distributed as dist
+
+    group.check()
+    world = group.world_size
+    local = torch.zeros((), device=step.device)  # sum of this rank's per-sample losses
+    with _abandoning(group):
+        for index, (x0, entries, noise, p, counted) in enumerate(items):
+            final = index == len(items) - 1
+            with nullcontext() if syncs and final else ddp.no_sync():
+                loss = step.loss(x0, entries, noise, p)
+                local = local + loss.detach().float() * counted
+                step.backward(loss, counted * world / n)
+        dist.all_reduce(local)
+    return local / n  # a non-finite mean: every rank raises in log.add, before stepping
 
 
 @contextmanager

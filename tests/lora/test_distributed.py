@@ -128,9 +128,9 @@ def _workflow(tmp_path: Path, *, batch_size: int, extra: dict | None = None,
         wf["30"] = {"class_type": "EmptyLatentImage",
                     "inputs": {"width": 64, "height": 64, "batch_size": 4}}
         wf["5"]["inputs"]["latents"] = ["30", 0]
-    wf["5"]["inputs"].update(steps=3, training_dtype="fp32", lora_dtype="fp32",
-                             gradient_checkpointing=False, learning_rate=0.01,
-                             optimizer="SGD", batch_size=batch_size, **train)
+    wf["5"]["inputs"].update({**dict(steps=3, training_dtype="fp32", lora_dtype="fp32",
+                                      gradient_checkpointing=False, learning_rate=0.01,
+                                      optimizer="SGD", batch_size=batch_size), **train})
     wf.update(extra or {})
     for (nid, name), link in (rewire or {}).items():
         wf[nid]["inputs"][name] = link
@@ -177,7 +177,8 @@ class _Rank:
     stderr: str
 
 
-def _ranks(wf: Path, base: Path, tmp_path: Path) -> list[_Rank]:
+def _ranks(wf: Path, base: Path, tmp_path: Path, extra_args: tuple[str, ...] = ()
+           ) -> list[_Rank]:
     """Two `comfyless run` processes with the variables torchrun would set, but no torchrun
     agent: nothing stops a rank that waits for a dead peer, so a hang shows as a timeout."""
     port = _free_port()
@@ -186,7 +187,8 @@ def _ranks(wf: Path, base: Path, tmp_path: Path) -> list[_Rank]:
         env = {**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base)],
+            [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base),
+             *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     try:
         outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from comfyless.workflows import find_shipped
-
 from comfyless.lora.sharding import ShardingError, check_shardable, shard_units
+from comfyless.workflows import find_shipped
 from tests.floats import assert_close_scaled
-from tests.lora.test_distributed import (  # noqa: F401 (base_template: a fixture)
+from tests.lora import test_distributed
+from tests.lora.test_distributed import (
     TIMEOUT_S,
     _base,
     _data,
@@ -33,11 +33,11 @@ from tests.lora.test_distributed import (  # noqa: F401 (base_template: a fixtur
     _losses,
     _ranks,
     _run,
-    _single,
     _torchrun,
     _workflow,
-    base_template,
 )
+
+base_template = test_distributed.base_template  # the fixture: tiny SD1.5, images, faults pack
 
 # name: (latent shapes, per-rank options: the single-process run has batch_size * 2)
 CASES = {
