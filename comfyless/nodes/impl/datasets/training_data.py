@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from ...datasets.common import single_value
 from ....models.residency import release_idle
+from ...datasets.common import single_value
 from .. import dataset_files, image_ops
 
 
