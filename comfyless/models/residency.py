@@ -4,8 +4,9 @@ A LoRA training run needs its text encoder and VAE only before (to cache latents
 and after (to sample with the new LoRA); on the CPU they otherwise hold their float32 weights
 through every training step (SD1.5: 0.8 GB of CLIP-L and VAE; FLUX: a 9 GB T5-XXL). ComfyUI
 keeps them in RAM. Here the loaders wrap each encoder module in a `Reloadable` that knows how to
-read it again, and the heavy nodes (training, sampling) call `release_idle(keep)` before they
-start: every reloadable module they do not use drops its tensors, and the next user reads them
+read it again, and every node that runs a model calls `release_idle(keep)` before it starts:
+training and sampling keep no encoder, VAE nodes keep their VAE, text-encode nodes their CLIP.
+Every reloadable module the node does not use drops its tensors, and the next user reads them
 back (`ensure`) - from the page cache when memory allows, so a reload of SD1.5's encoders costs
 well under a second.
 
@@ -88,8 +89,16 @@ _REGISTRY: weakref.WeakSet[Reloadable] = weakref.WeakSet()
 
 def release_idle(keep: Iterable[object] = ()) -> int:
     """Release every reloadable module except those wrapped around an object in `keep`
-    (payloads such as a CLIP or VAE, or modules); returns the bytes freed."""
-    kept = {id(k) for k in keep}
+    (payloads such as a CLIP or VAE - their `residency` -, Reloadables or modules; None is
+    skipped); returns the bytes freed.
+
+    The one policy, called by every node that runs a model: a node about to run a diffusion
+    model (training, sampling) keeps nothing; a node about to run a VAE keeps that VAE and a
+    node about to run a text encoder keeps that CLIP (a node running both keeps both), so at
+    most the encoders in use hold memory. The others come back from their file when next used.
+    """
+    kept = {id(k) for k in keep if k is not None}
+    kept |= {id(k.residency) for k in keep if getattr(k, "residency", None) is not None}
     freed = 0
     for entry in list(_REGISTRY):
         if id(entry) not in kept and id(entry.module) not in kept:

@@ -119,3 +119,58 @@ def test_a_lora_loaded_after_a_release_still_finds_the_clip_keys(loaded):
     release_idle()
     patches, unplaced = read_lora(lora, "clip", clip.lora_module)
     assert patches and not unplaced
+
+
+def _node_ctx(class_type: str):
+    return type("Ctx", (), {"node_id": "3", "class_type": class_type,
+                            "progress": staticmethod(lambda *a, **k: None)})()
+
+
+def test_each_encoder_node_releases_the_other_and_alternating_gives_the_same_outputs(loaded):
+    """VAEEncode keeps only its VAE, CLIPTextEncode only its CLIP: a workflow that alternates
+    reads each back from the file and gets bitwise the same outputs (the same code path)."""
+    from comfyless.nodes.impl.conditioning import clip_text_encode
+    from comfyless.nodes.impl.latent import vae_encode
+
+    _, _, clip, vae = loaded
+    pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    text = _node_ctx("CLIPTextEncode")
+
+    ((cond, options),), = clip_text_encode(text, "a red fox", clip)
+    assert clip.residency.loaded and not vae.residency.loaded
+    (latent,) = vae_encode(_node_ctx("VAEEncode"), pixels, vae)
+    assert vae.residency.loaded and not clip.residency.loaded
+    ((again, options_again),), = clip_text_encode(text, "a red fox", clip.clip_layer(-1))
+    assert clip.residency.loaded and not vae.residency.loaded
+
+    assert torch.equal(again, cond)
+    assert torch.equal(options_again["pooled_output"], options["pooled_output"])
+    assert torch.equal(vae_encode(_node_ctx("VAEEncode"), pixels, vae)[0]["samples"],
+                       latent["samples"])
+    assert clip.residency.reloads == 1 and vae.residency.reloads == 2
+
+
+def test_a_node_running_both_encoders_holds_one_at_a_time(loaded):
+    """MakeTrainingDataset runs the VAE, then the text encoder: each stage keeps its own."""
+    from comfyless.nodes.impl.datasets.training_data import make_training_dataset
+
+    _, _, clip, vae = loaded
+    pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1))
+    expected = vae.encode(pixels)
+    cond = clip.encode("a red fox")[0]
+
+    latents, conditioning = make_training_dataset(_node_ctx("MakeTrainingDataset"), [pixels],
+                                                  [vae], [clip], ["a red fox"])
+
+    assert clip.residency.loaded and not vae.residency.loaded
+    assert vae.residency.reloads == 0 and clip.residency.reloads == 1  # released by the VAE stage
+    assert torch.equal(latents[0]["samples"], expected)
+    assert torch.equal(conditioning[0][0][0], cond)
+
+
+def test_payloads_in_keep_stay_and_none_is_skipped(loaded):
+    _, _, clip, vae = loaded
+    assert release_idle(keep=(clip, vae, None)) == 0
+    assert clip.residency.loaded and vae.residency.loaded
+    release_idle(keep=(vae,))
+    assert vae.residency.loaded and not clip.residency.loaded

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ...models.residency import release_idle
+
 
 def _require_clip(ctx, clip, input_name: str = "clip"):
     """ComfyUI's 'clip input is invalid: None' check, naming the node and input."""
@@ -15,6 +17,7 @@ def _require_clip(ctx, clip, input_name: str = "clip"):
 
 def clip_text_encode(ctx, text: str, clip):
     clip = _require_clip(ctx, clip)
+    release_idle(keep=(clip,))  # other encoders wait in their files while it runs
     return (conditioning_from_tokens(clip, clip.tokenize(text)),)
 
 
@@ -94,6 +97,7 @@ def _tokens_of(ctx, clip, text: str, keys: tuple[str, ...]) -> dict:
 
 def clip_text_encode_flux(ctx, clip, clip_l: str, t5xxl: str, guidance: float = 3.5):
     clip = _require_clip(ctx, clip)
+    release_idle(keep=(clip,))  # other encoders wait in their files while it runs
     tokens = _tokens_of(ctx, clip, clip_l, ("l", "t5xxl"))
     tokens["t5xxl"] = clip.tokenize(t5xxl)["t5xxl"]
     cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
@@ -103,6 +107,7 @@ def clip_text_encode_flux(ctx, clip, clip_l: str, t5xxl: str, guidance: float = 
 def clip_text_encode_sd3(ctx, clip, clip_l: str, clip_g: str, t5xxl: str,
                          empty_padding: str = "none"):
     clip = _require_clip(ctx, clip)
+    release_idle(keep=(clip,))  # other encoders wait in their files while it runs
     drop_empty = empty_padding == "none"
     tokens = _tokens_of(ctx, clip, clip_g, ("l", "g", "t5xxl"))
     for key, text in (("g", clip_g), ("l", clip_l), ("t5xxl", t5xxl)):

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...models.residency import release_idle
 from ...typesys.errors import InvalidValue
 from .conditioning import conditioning_set_values
 from .conditioning_ops import _conditioning
@@ -94,6 +95,7 @@ def grow_mask(mask: torch.Tensor, grow_by: int) -> torch.Tensor:
 
 
 def _encode(ctx, vae, pixels: torch.Tensor) -> torch.Tensor:
+    release_idle(keep=(vae,))  # other encoders wait in their files while it runs
     try:
         return vae.encode(pixels[..., :3])
     except ValueError as exc:

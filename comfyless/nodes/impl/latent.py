@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ...models.residency import release_idle
+
 
 def _require(ctx, value, input_name: str, expected: str):
     if value is None:
@@ -21,6 +23,7 @@ def _samples(ctx, samples) -> object:
 
 def vae_encode(ctx, pixels, vae):
     vae = _require(ctx, vae, "vae", "a VAE")
+    release_idle(keep=(vae,))  # other encoders wait in their files while it runs
     if getattr(pixels, "ndim", 0) != 4 or pixels.shape[-1] < 3:
         raise ValueError(f"node {ctx.node_id} (VAEEncode) input 'pixels': expected an "
                          f"IMAGE [B, H, W, 3], got shape {tuple(getattr(pixels, 'shape', ()))}")
@@ -32,6 +35,7 @@ def vae_encode(ctx, pixels, vae):
 
 def vae_decode(ctx, samples, vae):
     vae = _require(ctx, vae, "vae", "a VAE")
+    release_idle(keep=(vae,))  # other encoders wait in their files while it runs
     latent = _samples(ctx, samples)
     try:
         return (vae.decode(latent),)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ...files import write_atomic
 from ...models.crop import centre_crop_to_aspect
+from ...models.residency import release_idle
 from ...typesys.schema import Result
 from . import image_files
 
@@ -328,6 +329,7 @@ def _effective_overlap(tile_size: int, overlap: int) -> int:
 def vae_decode_tiled(ctx, samples, vae, tile_size: int = 512, overlap: int = 64,
                      temporal_size: int = 64, temporal_overlap: int = 8):
     vae = _require(ctx, vae, "vae", "a VAE")
+    release_idle(keep=(vae,))  # other encoders wait in their files while it runs
     latent = _latent(ctx, samples)
     ratio = vae.downscale_ratio
     overlap = _effective_overlap(tile_size, overlap)
@@ -348,6 +350,7 @@ def vae_decode_tiled(ctx, samples, vae, tile_size: int = 512, overlap: int = 64,
 def vae_encode_tiled(ctx, pixels, vae, tile_size: int = 512, overlap: int = 64,
                      temporal_size: int = 64, temporal_overlap: int = 8):
     vae = _require(ctx, vae, "vae", "a VAE")
+    release_idle(keep=(vae,))  # other encoders wait in their files while it runs
     if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[-1] < 3:
         found = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
         raise ValueError(f"{_where(ctx, 'pixels')}: expected an IMAGE [B, H, W, 3], got {found}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ...models.residency import release_idle
 from .conditioning import _require_clip, conditioning_from_tokens, conditioning_set_values
 from .image_edit import scaled_size, upscale_images
 
@@ -85,6 +86,7 @@ def _with_references(conditioning: list, latents: list) -> tuple[list]:
 def text_encode_qwen_image_edit(ctx, clip, prompt: str, vae=None, image=None):
     clip = _require_clip(ctx, clip)
     _require_vae(ctx, vae)
+    release_idle(keep=(clip, vae))  # other idle encoders wait in their files
     if image is None:
         return (conditioning_from_tokens(clip, clip.tokenize(prompt)),)
     image = _image(ctx, image, "image")
@@ -101,6 +103,7 @@ def text_encode_qwen_image_edit_plus(ctx, clip, prompt: str, vae=None, image1=No
 
     clip = _require_clip(ctx, clip)
     _require_vae(ctx, vae)
+    release_idle(keep=(clip, vae))  # other idle encoders wait in their files
     slots = [(f"image{i}", value) for i, value in enumerate((image1, image2, image3), start=1)
              if value is not None]
     images = {name: _image(ctx, value, name) for name, value in slots}

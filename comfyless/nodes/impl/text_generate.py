@@ -14,6 +14,7 @@ it is all reasoning. Both outputs are stripped of surrounding whitespace.
 from __future__ import annotations
 
 from ...models import qwen_generate as qg
+from ...models.residency import release_idle
 
 
 def _node_error(ctx, input_name: str, message: str) -> ValueError:
@@ -83,6 +84,7 @@ def text_generate(ctx, clip, prompt: str = "", max_length: int = 512,
     carry no multi-token-prediction head); `thinking` is read by no Qwen tokenizer here."""
     images = _images(ctx, image)
     clip = _check_inputs(ctx, clip, images, video, audio)
+    release_idle(keep=(clip,))  # other encoders wait in their files while it runs
     options = sampling_from_inputs(sampling_mode, sampling_values)
     try:
         text = qg.generation_text(clip.encoder, prompt, images=len(images),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import torch
 
+from ....models.residency import release_idle
 from ...datasets.common import single_value
 from .. import dataset_files, image_ops
 
 
 def encode_texts(ctx, clip, texts: list[str]) -> list[list]:
     """One CONDITIONING per text (`[[cond, {"pooled_output": pooled}]]`); repeats encoded once."""
+    release_idle(keep=(clip,))  # other encoders wait in their files while it runs
     done: dict[str, list] = {}
     out = []
     for i, text in enumerate(texts):
@@ -44,6 +46,7 @@ def make_training_dataset(ctx, images: list, vae: list, clip: list, texts: list 
         raise ValueError("input 'images': the image list is empty")
     captions = _pair_texts(texts, len(pixels))
     encoder = single_value(vae, "vae")
+    release_idle(keep=(encoder,))  # the text encoder waits in its file while the VAE runs
     encoded: dict = {}
     latents = []
     with torch.no_grad():
