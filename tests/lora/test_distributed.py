@@ -349,15 +349,18 @@ def test_every_batching_mode_equals_one_process(tiny_sd15_checkpoint, tiny_sd15_
     for name, (shapes, per_rank) in CASES.items():
         latents, positive = _data(model, shapes)
         single = train_lora(model, latents, positive, _config(per_rank, 2))
-        ranks = torch.load(tmp_path / f"{name}.pt")
-        scale = max(t.abs().max().item() for t in single.lora.values())
-        worst = max((ranks["lora"][k] - t).abs().max().item() for k, t in single.lora.items())
-        print(f"{name}: max abs diff {worst:.3g}")
-        for key, t in single.lora.items():
-            assert_close_scaled(ranks["lora"][key], t, rtol=1e-4, scale=scale,
-                                msg=f"{name} {key}")
-        assert_close_scaled(torch.tensor(ranks["losses"]), torch.tensor(single.losses),
-                            rtol=1e-5, msg=name)
+        assert_same_training(name, torch.load(tmp_path / f"{name}.pt"), single)
+
+
+def assert_same_training(name: str, ranks: dict, single) -> None:
+    """The LoRA and losses the ranks trained ({"lora", "losses"}) equal a single process's."""
+    scale = max(t.abs().max().item() for t in single.lora.values())
+    worst = max((ranks["lora"][k] - t).abs().max().item() for k, t in single.lora.items())
+    print(f"{name}: max abs diff {worst:.3g}")
+    for key, t in single.lora.items():
+        assert_close_scaled(ranks["lora"][key], t, rtol=1e-4, scale=scale, msg=f"{name} {key}")
+    assert_close_scaled(torch.tensor(ranks["losses"]), torch.tensor(single.losses),
+                        rtol=1e-5, msg=name)
 
 
 def test_interrupt_on_one_rank_stops_both_and_rank_0_keeps_the_lora(base_template, tmp_path):

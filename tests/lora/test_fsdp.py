@@ -25,6 +25,7 @@ from tests.lora import test_distributed
 from tests.lora.test_distributed import (
     TIMEOUT_S,
     _base,
+    _config,
     _data,
     _env,
     _files,
@@ -35,6 +36,7 @@ from tests.lora.test_distributed import (
     _run,
     _torchrun,
     _workflow,
+    assert_same_training,
 )
 
 base_template = test_distributed.base_template  # the fixture: tiny SD1.5, images, faults pack
@@ -50,15 +52,6 @@ CASES = {
     # elements would show (the losses agree either way)
     "grad_accumulation": ([(4, 8, 8)], dict(batch_size=1, grad_accumulation_steps=2)),
 }
-
-
-def _config(per_rank: dict, world: int):
-    from comfyless.lora.training import TrainConfig
-
-    options = {**dict(training_dtype="fp32", lora_dtype="fp32", steps=2, optimizer="SGD",
-                      learning_rate=0.01, gradient_checkpointing=False), **per_rank}
-    options["batch_size"] = per_rank["batch_size"] * world
-    return TrainConfig(**options)
 
 
 def _local_bytes(module: nn.Module) -> tuple[int, int]:
@@ -129,15 +122,7 @@ def test_sharded_training_equals_one_process_and_gives_the_network_back(
     for name, (shapes, per_rank) in CASES.items():
         latents, positive = _data(model, shapes)
         single = train_lora(model, latents, positive, _config(per_rank, 2))
-        sharded = report[name]
-        scale = max(t.abs().max().item() for t in single.lora.values())
-        worst = max((sharded["lora"][k] - t).abs().max().item() for k, t in single.lora.items())
-        print(f"--fsdp {name}: max abs diff {worst:.3g}")
-        for key, t in single.lora.items():
-            assert_close_scaled(sharded["lora"][key], t, rtol=1e-4, scale=scale,
-                                msg=f"{name} {key}")
-        assert_close_scaled(torch.tensor(sharded["losses"]), torch.tensor(single.losses),
-                            rtol=1e-5, msg=name)
+        assert_same_training(f"--fsdp {name}", report[name], single)
     # while training, rank 0 held about half of the frozen weights (padding rounds shards up)
     held, whole = report["held"][0]
     print(f"--fsdp: rank 0 held {held / 2**20:.2f} of {whole / 2**20:.2f} MiB while training")
