@@ -424,15 +424,16 @@ def convert_diffusers(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _strip_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The VAE's keys of an all-in-one checkpoint (prefix removed), or `sd` as it is."""
+def _strip_prefix(sd: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    """The VAE's keys of an all-in-one checkpoint (prefix removed), or `sd` as it is (not
+    copied: a lazily read mapping stays lazy)."""
     for prefix in VAE_PREFIXES:
         # the prefix holding a decoder: `vae.` alone could be some other network's name
         if prefix + "decoder.conv_in.weight" in sd:
             return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     if any(k.startswith(VAE_PREFIX) for k in sd):  # a broken SD VAE: name its missing keys
         return {k[len(VAE_PREFIX):]: v for k, v in sd.items() if k.startswith(VAE_PREFIX)}
-    return dict(sd)
+    return sd
 
 
 def _safe_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -462,9 +463,10 @@ def load_vae(state_dict: Mapping[str, Tensor], dtype: torch.dtype = torch.float3
     missing = sorted(set(expected) - set(sd))
     if missing:
         raise KeyError(f"VAE weights missing {len(missing)} keys, e.g. {missing[:3]}")
+    shapes = getattr(sd, "shapes", None) or {k: tuple(t.shape) for k, t in sd.items()}
     for k, ref in expected.items():
-        if sd[k].shape != ref.shape:
-            raise ValueError(f"VAE key {k!r}: shape {tuple(sd[k].shape)}, expected "
+        if tuple(shapes[k]) != tuple(ref.shape):
+            raise ValueError(f"VAE key {k!r}: shape {tuple(shapes[k])}, expected "
                              f"{tuple(ref.shape)}")
     # assign=True keeps the read tensors themselves when dtype/device already match
     model.load_state_dict({k: sd[k].to(device=device, dtype=dtype) for k in expected},
