@@ -213,9 +213,14 @@ def cmd_run_any(args: argparse.Namespace) -> int:
     """`run`; in every rank when torchrun started this process (docs/distributed-training.md)."""
     from .distributed import launched_by_torchrun
 
-    if args.fsdp and (args.sweep or args.workers is not None or args.ray is not None):
+    many = args.sweep or args.workers is not None or args.ray is not None
+    if args.fsdp and many:
         raise UsageError("--fsdp shards one training run across torchrun ranks; it does not "
                          "combine with --sweep, --workers or --ray")
+    if many and launched_by_torchrun():  # each rank would run (and write) every variant
+        raise UsageError("--sweep, --workers and --ray run many workflows from one process; "
+                         "under torchrun every rank would run them all. Run the sweep without "
+                         "torchrun, or launch torchrun once per variant with --set")
     if not launched_by_torchrun():
         if args.fsdp:
             raise UsageError("--fsdp shards the weights across the ranks of a torchrun launch; "

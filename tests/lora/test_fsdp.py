@@ -225,6 +225,20 @@ def test_fsdp_outside_torchrun_is_a_usage_error(base_template, tmp_path, extra, 
     assert ran.returncode == 2 and says in ran.stderr, ran.stderr
 
 
+def test_a_sweep_under_torchrun_is_a_usage_error(base_template, tmp_path):
+    """Every rank would run every variant, and ranks other than 0 would write into the base
+    dir (a variant's folders are not the rank's scratch folder): refused before any work,
+    without joining a process group (so no peer is needed to see it)."""
+    wf = _workflow(tmp_path, batch_size=1)
+    env = {**_env(tmp_path), "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}
+    ran = subprocess.run([sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir",
+                          str(tmp_path), "--sweep", "5.seed=1..2"], capture_output=True,
+                         text=True, env=env, timeout=TIMEOUT_S)
+    assert ran.returncode == 2, ran.stderr
+    assert "under torchrun every rank would run them all" in ran.stderr
+    assert not (tmp_path / "output").exists()
+
+
 def test_a_block_with_weights_of_two_dtypes_is_refused_before_sharding():
     net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)))
     net[1][1].to(torch.float16)
