@@ -7,15 +7,21 @@ amx_bf16) runs a bf16 matmul at least as fast as fp32; one without them emulates
 `bf16_slowdown` says which case this is, with the measured factor for the message.
 
 Detection: the x86 flags in /proc/cpuinfo when readable (no probe needed on a capable CPU);
-otherwise (other platforms, no /proc) a timed matmul of bf16 against fp32, run once per process.
+otherwise (other platforms, no /proc), or when an environment variable keeps torch's kernels
+below what the CPU has (ISA_LIMITS: then the flags overstate what torch runs), a timed matmul of
+bf16 against fp32, run once per process.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# Set to e.g. avx2 / AVX2, these restrict ATen's and oneDNN's kernels: on a CPU with bf16 units,
+# bf16 matmuls then run emulated (measured here: 166 ms against 5.4 ms in fp32 at 512x512).
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 # Below this fp32/bf16 time ratio bf16 is not worth a warning (timing noise, or a fast CPU).
 SLOW_RATIO = 1.5
 PROBE_SIZE = 256  # matmul side: ~1 ms in fp32 on one core, long enough to time
@@ -72,7 +78,7 @@ def _best_seconds(fn, repeats: int = 3) -> float:
 def bf16_slowdown() -> float | None:
     """The factor by which bf16 matmuls are slower than fp32 on this CPU, when it lacks native
     bf16 and the difference is worth telling (>= SLOW_RATIO); None on a CPU with bf16 units."""
-    if native_bf16():
+    if native_bf16() and not any(os.environ.get(name) for name in ISA_LIMITS):
         return None
     ratio = bf16_matmul_ratio()
     return ratio if ratio >= SLOW_RATIO else None

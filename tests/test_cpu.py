@@ -37,9 +37,20 @@ def test_no_flags_line_or_no_file_is_unknown(tmp_path):
 
 
 def test_slowdown_none_on_a_bf16_cpu_without_probing(monkeypatch):
+    for name in cpu.ISA_LIMITS:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cpu, "native_bf16", lambda: True)
     monkeypatch.setattr(cpu, "bf16_matmul_ratio", lambda: pytest.fail("probed"))
     assert cpu.bf16_slowdown() is None
+
+
+@pytest.mark.parametrize("name, value", [("ATEN_CPU_CAPABILITY", "avx2"),
+                                         ("ONEDNN_MAX_CPU_ISA", "AVX2")])
+def test_a_bf16_cpu_whose_kernels_are_limited_is_probed(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    monkeypatch.setattr(cpu, "bf16_matmul_ratio", lambda: 96.0)
+    assert cpu.bf16_slowdown() == 96.0
 
 
 @pytest.mark.parametrize("native", [False, None])
