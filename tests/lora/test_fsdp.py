@@ -248,3 +248,49 @@ def test_a_block_with_weights_of_two_dtypes_is_refused_before_sharding():
         check_shardable(units, net, set())
     # tensors left out of sharding (the adapters) do not count
     check_shardable(units, net, set(net[1][1].parameters()))
+
+
+# -- the DiT families: other block layouts (double/single blocks, refiners), RMSNorm diffs ------
+def _dit_worker(rank: int, world: int, port: int, files: dict, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from comfyless import distributed
+    from comfyless.lora.training import train_lora
+    from comfyless.models.checkpoint import load_diffusion_model
+    from tests.lora.test_train_families import FAMILIES
+    from tests.lora.test_train_families import _data as dit_data
+
+    group = distributed.init_from_env("cpu", fsdp=True)
+    try:
+        report = {}
+        for name, path in files.items():
+            model = load_diffusion_model(path)
+            result = train_lora(model, *dit_data(FAMILIES[name][1]),
+                                _config(dict(batch_size=1), 1), group=group)
+            report[name] = {"lora": result.lora, "losses": result.losses}
+        if rank == 0:
+            torch.save(report, Path(out) / "dit.pt")
+    finally:
+        distributed.shutdown()
+
+
+def test_sharded_training_of_the_dit_families_equals_one_process(tmp_path, one_torch_thread):
+    import torch.multiprocessing as mp
+
+    from comfyless.lora.training import train_lora
+    from comfyless.models.checkpoint import load_diffusion_model
+    from tests.lora.test_train_families import FAMILIES
+    from tests.lora.test_train_families import _data as dit_data
+
+    files = {name: str(writer(tmp_path / f"{name}.safetensors"))
+             for name, (writer, _, _) in FAMILIES.items()}
+    ctx = mp.start_processes(_dit_worker, args=(2, _free_port(), files, str(tmp_path)),
+                             nprocs=2, join=False, start_method="spawn")
+    while not ctx.join(timeout=TIMEOUT_S):
+        pass
+    report = torch.load(tmp_path / "dit.pt")
+    for name, path in files.items():
+        single = train_lora(load_diffusion_model(path), *dit_data(FAMILIES[name][1]),
+                            _config(dict(batch_size=1), 2))
+        assert_same_training(f"--fsdp {name}", report[name], single)
