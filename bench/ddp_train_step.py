@@ -31,21 +31,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 
-def _rss_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _case(size: str, px: int, batch: int, steps: int, warmup: int, group=None
           ) -> tuple[float, float]:
     """(median seconds per optimizer step, highest RSS in MiB seen at a step's end) of
     train_lora (rank 0's, in a group)."""
     import torch
 
-    from comfyless.lora.training import TrainConfig, train_lora
+    from startup import status_kib
     from train_step import build
+
+    from comfyless.lora.training import TrainConfig, train_lora
 
     model = build(size)
     g = torch.Generator().manual_seed(0)
@@ -59,7 +54,7 @@ def _case(size: str, px: int, batch: int, steps: int, warmup: int, group=None
 
     def progress(*_):
         stamps.append(time.perf_counter())
-        rss.append(_rss_mib())
+        rss.append(status_kib("VmRSS") / 1024)
 
     stamps.append(time.perf_counter())
     train_lora(model, lat, pos, cfg, progress=progress, group=group)

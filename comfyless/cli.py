@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run one workflow (or, with --sweep, every variant of a grid)."""
     import signal
 
-    if args.sweep or args.workers is not None or args.ray is not None:
+    if _runs_many(args):
         return _run_sweep(args)
     apply_threads(args.threads)  # before anything imports torch
     from .engine.context import RunContext
@@ -209,11 +209,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
     return run_sweep(args, registry, dispatch)
 
 
+def _runs_many(args: argparse.Namespace) -> bool:
+    """Whether `run` runs a grid of variants (--sweep, or its --workers / --ray)."""
+    return bool(args.sweep) or args.workers is not None or args.ray is not None
+
+
 def cmd_run_any(args: argparse.Namespace) -> int:
     """`run`; in every rank when torchrun started this process (docs/distributed-training.md)."""
     from .distributed import launched_by_torchrun
 
-    many = args.sweep or args.workers is not None or args.ray is not None
+    many = _runs_many(args)
     if args.fsdp and many:
         raise UsageError("--fsdp shards one training run across torchrun ranks; it does not "
                          "combine with --sweep, --workers or --ray")

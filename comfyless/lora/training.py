@@ -636,6 +636,7 @@ def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
     sizes = torch.tensor([float(g.shape[0]) for g in data.groups])
     log = _LossLog(total, defers_reads(step.device))
     global_batch = cfg.batch_size * group.world_size
+    iteration = _sharded_iteration if group.fsdp else _shard_iteration
     i = 0
     try:
         for i in range(total):
@@ -646,7 +647,6 @@ def _shards_loop(data: Dataset, cfg: TrainConfig, step: _Step, ddp: nn.Module,
                 g, rel = _draw_batch(data, sizes, pick, global_batch)
                 items, n = _batch_share(data, g, rel, step, gen, group)
             syncs = (i + 1) % cfg.grad_accumulation_steps == 0
-            iteration = _sharded_iteration if group.fsdp else _shard_iteration
             loss = iteration(step, ddp, group, items, n, syncs)
             log.add(loss)
             if syncs:

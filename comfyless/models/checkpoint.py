@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,27 +185,6 @@ def _sub_dict(tensors: TensorFile, prefixes: tuple[str, ...], strip: str | None 
     return out
 
 
-class _Part(Mapping[str, Tensor]):
-    """The tensors under `prefix`, the prefix stripped, read from the file on access (like
-    TensorFile): a loader that converts them one at a time holds one file tensor at a time."""
-
-    def __init__(self, tensors: TensorFile, prefix: str) -> None:
-        self._tensors, self._prefix = tensors, prefix
-        self.shapes = {k[len(prefix):]: shape for k, shape in tensors.shapes.items()
-                       if k.startswith(prefix)}
-
-    def __getitem__(self, key: str) -> Tensor:
-        if key not in self.shapes:
-            raise KeyError(key)
-        return self._tensors[self._prefix + key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.shapes)
-
-    def __len__(self) -> int:
-        return len(self.shapes)
-
-
 def _load_vae(tensors: TensorFile, prefix: str, device, dtype: torch.dtype, name: str,
               where: dict[str, Any]) -> Any:
     """The checkpoint's VAE via models/vae.py; None if the file has no VAE keys. Its tensors
@@ -216,7 +194,7 @@ def _load_vae(tensors: TensorFile, prefix: str, device, dtype: torch.dtype, name
         return None
     from . import vae
 
-    sd = _Part(tensors, prefix)
+    sd = tensors.under(prefix)
     try:
         return vae.load_vae(sd, dtype=dtype, device=device)
     except (KeyError, ValueError, RuntimeError) as exc:

@@ -46,6 +46,12 @@ class TensorFile(Mapping[str, Tensor]):
     def __len__(self) -> int:
         return len(self.shapes)
 
+    def under(self, prefix: str) -> TensorFile:
+        """The tensors under `prefix`, the prefix stripped, still read on access: a loader
+        that converts them one at a time holds one file tensor at a time."""
+        shapes = {k[len(prefix):]: s for k, s in self.shapes.items() if k.startswith(prefix)}
+        return TensorFile(shapes, lambda key: self[prefix + key], self.metadata)
+
 
 def error_where(node_id: str | None, input_name: str | None) -> dict[str, Any]:
     """The `node_id=` / `input_name=` keywords a ModelLoadError names its cause with."""

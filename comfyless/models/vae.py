@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import wan_vae
+from .tensor_files import TensorFile
 
 VAE_PREFIX = "first_stage_model."
 # Where all-in-one checkpoints keep the VAE: SD1/SD2/SDXL/SD3 `first_stage_model.`, Flux (and
@@ -426,14 +427,20 @@ def convert_diffusers(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def _strip_prefix(sd: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
     """The VAE's keys of an all-in-one checkpoint (prefix removed), or `sd` as it is (not
-    copied: a lazily read mapping stays lazy)."""
+    copied: a file's tensors stay read on access)."""
     for prefix in VAE_PREFIXES:
         # the prefix holding a decoder: `vae.` alone could be some other network's name
         if prefix + "decoder.conv_in.weight" in sd:
-            return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            return _under(sd, prefix)
     if any(k.startswith(VAE_PREFIX) for k in sd):  # a broken SD VAE: name its missing keys
-        return {k[len(VAE_PREFIX):]: v for k, v in sd.items() if k.startswith(VAE_PREFIX)}
+        return _under(sd, VAE_PREFIX)
     return sd
+
+
+def _under(sd: Mapping[str, Tensor], prefix: str) -> Mapping[str, Tensor]:
+    if isinstance(sd, TensorFile):
+        return sd.under(prefix)
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def _safe_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:

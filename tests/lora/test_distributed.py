@@ -14,8 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -181,21 +184,26 @@ def _ranks(wf: Path, base: Path, tmp_path: Path, extra_args: tuple[str, ...] = (
            ) -> list[_Rank]:
     """Two `comfyless run` processes with the variables torchrun would set, but no torchrun
     agent: nothing stops a rank that waits for a dead peer, so a hang shows as a timeout."""
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base),
-             *extra_args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    procs = start_ranks(wf, base, tmp_path, extra_args, text=True)
     try:
         outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
     finally:
         for p in procs:
             p.kill()
     return [_Rank(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
+def start_ranks(wf: Path, base: Path, tmp_path: Path, extra_args: tuple[str, ...] = (),
+                **popen: Any) -> list[subprocess.Popen]:
+    """Two `comfyless run` processes with the variables torchrun would set (pipes for
+    stdout and stderr)."""
+    port = _free_port()
+    return [subprocess.Popen(
+        [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base),
+         *extra_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}, **popen)
+        for rank in range(2)]
 
 
 def _files(base: Path) -> list[str]:
@@ -301,17 +309,38 @@ def _config(per_rank: dict, world: int):
     return TrainConfig(**options)
 
 
-def _rank_worker(rank: int, world: int, port: int, checkpoint: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+def run_two_ranks(worker: Callable[..., None], *args: Any) -> None:
+    """`worker(rank, port, *args)` in 2 spawned processes; raises if a rank failed."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(worker, args=(_free_port(), *args), nprocs=2, join=False,
+                             start_method="spawn")
+    while not ctx.join(timeout=TIMEOUT_S):  # raises if a rank failed
+        pass
+
+
+@contextmanager
+def joined(rank: int, port: int, fsdp: bool = False) -> Iterator[Any]:
+    """This spawned process as rank `rank` of 2 (gloo, one torch thread); the group is left
+    on exit."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from comfyless import distributed
+
+    group = distributed.init_from_env("cpu", fsdp=fsdp)
+    try:
+        yield group
+    finally:
+        distributed.shutdown()
+
+
+def _rank_worker(rank: int, port: int, checkpoint: str, out: str) -> None:
     from comfyless.lora import training
     from comfyless.lora.training import train_lora
     from comfyless.models.checkpoint import load_checkpoint
 
-    group = distributed.init_from_env("cpu")
-    try:
+    with joined(rank, port) as group:
         model = load_checkpoint(checkpoint)[0]
         for name, (shapes, per_rank) in CASES.items():
             latents, positive = _data(model, shapes)
@@ -322,8 +351,6 @@ def _rank_worker(rank: int, world: int, port: int, checkpoint: str, out: str) ->
             if rank == 0:
                 torch.save({"lora": result.lora, "losses": result.losses},
                            Path(out) / f"{name}.pt")
-    finally:
-        distributed.shutdown()
 
 
 def _free_port() -> int:
@@ -336,15 +363,9 @@ def _free_port() -> int:
 
 def test_every_batching_mode_equals_one_process(tiny_sd15_checkpoint, tiny_sd15_model,
                                                 tmp_path, one_torch_thread):
-    import torch.multiprocessing as mp
-
     from comfyless.lora.training import train_lora
 
-    ctx = mp.start_processes(_rank_worker, args=(2, _free_port(), str(tiny_sd15_checkpoint),
-                                                 str(tmp_path)),
-                             nprocs=2, join=False, start_method="spawn")
-    while not ctx.join(timeout=TIMEOUT_S):  # raises if a rank failed
-        pass
+    run_two_ranks(_rank_worker, str(tiny_sd15_checkpoint), str(tmp_path))
     model = tiny_sd15_model.clone()
     for name, (shapes, per_rank) in CASES.items():
         latents, positive = _data(model, shapes)

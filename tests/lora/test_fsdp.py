@@ -29,7 +29,6 @@ from tests.lora.test_distributed import (
     _data,
     _env,
     _files,
-    _free_port,
     _lora,
     _losses,
     _ranks,
@@ -37,6 +36,9 @@ from tests.lora.test_distributed import (
     _single,
     _workflow,
     assert_same_training,
+    joined,
+    run_two_ranks,
+    start_ranks,
 )
 
 base_template = test_distributed.base_template  # the fixture: tiny SD1.5, images, faults pack
@@ -66,16 +68,11 @@ def _local_bytes(module: nn.Module) -> tuple[int, int]:
     return held, whole
 
 
-def _fsdp_worker(rank: int, world: int, port: int, checkpoint: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from comfyless import distributed
+def _fsdp_worker(rank: int, port: int, checkpoint: str, out: str) -> None:
     from comfyless.lora.training import train_lora
     from comfyless.models.checkpoint import load_checkpoint
 
-    group = distributed.init_from_env("cpu", fsdp=True)
-    try:
+    with joined(rank, port, fsdp=True) as group:
         model = load_checkpoint(checkpoint)[0]
         unet = model.diffusion_model
         before = {k: v.clone() for k, v in unet.state_dict().items()}
@@ -102,21 +99,13 @@ def _fsdp_worker(rank: int, world: int, port: int, checkpoint: str, out: str) ->
         report["all_plain"] = all(type(p) is nn.Parameter for p in unet.parameters())
         if rank == 0:
             torch.save(report, Path(out) / "fsdp.pt")
-    finally:
-        distributed.shutdown()
 
 
 def test_sharded_training_equals_one_process_and_gives_the_network_back(
         tiny_sd15_checkpoint, tiny_sd15_model, tmp_path, one_torch_thread):
-    import torch.multiprocessing as mp
-
     from comfyless.lora.training import train_lora
 
-    ctx = mp.start_processes(_fsdp_worker, args=(2, _free_port(), str(tiny_sd15_checkpoint),
-                                                 str(tmp_path)),
-                             nprocs=2, join=False, start_method="spawn")
-    while not ctx.join(timeout=TIMEOUT_S):  # raises if a rank failed
-        pass
+    run_two_ranks(_fsdp_worker, str(tiny_sd15_checkpoint), str(tmp_path))
     report = torch.load(tmp_path / "fsdp.pt")
     model = tiny_sd15_model.clone()
     for name, (shapes, per_rank) in CASES.items():
@@ -182,14 +171,7 @@ def test_ctrl_c_on_one_rank_with_fsdp_stops_both_and_rank_0_keeps_the_lora(base_
     in the status round before the next forward; both stop after the same whole steps."""
     base = _base(base_template, tmp_path, "base")
     wf = _workflow(tmp_path, batch_size=1, light=True, steps=2000)
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "comfyless", "run", str(wf), "--base-dir", str(base),
-             "--fsdp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+    procs = start_ranks(wf, base, tmp_path, ("--fsdp",))
     try:
         _wait_for(procs[0].stderr, b" 1/2000 ")  # rank 0 shows progress live: training
         procs[1].send_signal(signal.SIGINT)
@@ -251,18 +233,13 @@ def test_a_block_with_weights_of_two_dtypes_is_refused_before_sharding():
 
 
 # -- the DiT families: other block layouts (double/single blocks, refiners), RMSNorm diffs ------
-def _dit_worker(rank: int, world: int, port: int, files: dict, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from comfyless import distributed
+def _dit_worker(rank: int, port: int, files: dict, out: str) -> None:
     from comfyless.lora.training import train_lora
     from comfyless.models.checkpoint import load_diffusion_model
     from tests.lora.test_train_families import FAMILIES
     from tests.lora.test_train_families import _data as dit_data
 
-    group = distributed.init_from_env("cpu", fsdp=True)
-    try:
+    with joined(rank, port, fsdp=True) as group:
         report = {}
         for name, path in files.items():
             model = load_diffusion_model(path)
@@ -271,13 +248,9 @@ def _dit_worker(rank: int, world: int, port: int, files: dict, out: str) -> None
             report[name] = {"lora": result.lora, "losses": result.losses}
         if rank == 0:
             torch.save(report, Path(out) / "dit.pt")
-    finally:
-        distributed.shutdown()
 
 
 def test_sharded_training_of_the_dit_families_equals_one_process(tmp_path, one_torch_thread):
-    import torch.multiprocessing as mp
-
     from comfyless.lora.training import train_lora
     from comfyless.models.checkpoint import load_diffusion_model
     from tests.lora.test_train_families import FAMILIES
@@ -285,10 +258,7 @@ def test_sharded_training_of_the_dit_families_equals_one_process(tmp_path, one_t
 
     files = {name: str(writer(tmp_path / f"{name}.safetensors"))
              for name, (writer, _, _) in FAMILIES.items()}
-    ctx = mp.start_processes(_dit_worker, args=(2, _free_port(), files, str(tmp_path)),
-                             nprocs=2, join=False, start_method="spawn")
-    while not ctx.join(timeout=TIMEOUT_S):
-        pass
+    run_two_ranks(_dit_worker, files, str(tmp_path))
     report = torch.load(tmp_path / "dit.pt")
     for name, path in files.items():
         single = train_lora(load_diffusion_model(path), *dit_data(FAMILIES[name][1]),
